@@ -1,0 +1,113 @@
+"""The data that crosses from rollout to learner, and its padded tensor layout. Pure torch.
+
+Layout of a ``TrainBatch`` (every tensor ``[B, T]``): each row is ``prompt + response``,
+right-padded. Position t of a log-prob tensor holds ``log p(input_ids[t] | input_ids[:t])``
+(position 0, having no context, holds 0), so ``loss_mask`` and every log-prob tensor
+line up with ``input_ids`` column by column and can be sliced together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+
+@dataclass
+class RolloutGroups:
+    """G completions for each of ``num_groups`` prompts, with their rewards."""
+
+    prompt_ids: list[list[int]]  # [num_groups][prompt_len]
+    response_ids: list[list[list[int]]]  # [num_groups][G][response_len]
+    rewards: torch.Tensor  # [num_groups, G] float: the reward advantages are computed from
+    accuracy: torch.Tensor  # [num_groups, G] float: the accuracy part alone (BPPO's correctness)
+    # Per-token log-probs the engine sampled with, same nesting as response_ids; used when
+    # old log-probs are taken from the engine instead of recomputed on the learner.
+    response_logprobs: list[list[list[float]]] | None = None
+
+    def __post_init__(self) -> None:
+        num_groups = len(self.prompt_ids)
+        if len(self.response_ids) != num_groups:
+            raise ValueError(f"{len(self.response_ids)} response groups for {num_groups} prompts")
+        sizes = {len(g) for g in self.response_ids}
+        if len(sizes) > 1:
+            raise ValueError(f"every group needs the same G, got group sizes {sorted(sizes)}")
+        shape = (num_groups, sizes.pop() if sizes else 0)
+        for name in ("rewards", "accuracy"):
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"{name} must be {list(shape)}, got {list(getattr(self, name).shape)}")
+
+    @property
+    def group_size(self) -> int:
+        return self.rewards.shape[1]
+
+    def response_lengths(self) -> torch.Tensor:
+        """``[num_groups, G]`` long."""
+        return torch.tensor(
+            [[len(r) for r in group] for group in self.response_ids], dtype=torch.long
+        ).view(self.rewards.shape)
+
+
+@dataclass
+class TrainBatch:
+    """Rows the learner trains on; see the module docstring for the layout."""
+
+    input_ids: torch.Tensor  # [B, T] long
+    attention_mask: torch.Tensor  # [B, T] long, 1 on prompt + response tokens
+    loss_mask: torch.Tensor  # [B, T] float, 1 on the response tokens that are trained
+    advantages: torch.Tensor  # [B] float
+    group_index: torch.Tensor  # [B] long: the prompt group each row came from
+    old_logprobs: torch.Tensor | None = None  # [B, T], from the engine or the learner
+    ref_logprobs: torch.Tensor | None = None  # [B, T], from the frozen reference
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the forward passes see (prompt + response, padding excluded)."""
+        return int(self.attention_mask.sum())
+
+    def truncate(self, columns: int) -> "TrainBatch":
+        """Keep the first ``columns`` positions of every ``[B, T]`` tensor."""
+        cut = lambda t: None if t is None else t[:, :columns].contiguous()  # noqa: E731
+        return replace(
+            self,
+            input_ids=cut(self.input_ids),
+            attention_mask=cut(self.attention_mask),
+            loss_mask=cut(self.loss_mask),
+            old_logprobs=cut(self.old_logprobs),
+            ref_logprobs=cut(self.ref_logprobs),
+        )
+
+
+def pad_rows(
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    *,
+    pad_id: int,
+    response_logprobs: list[list[float]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Right-pad ``prompt + response`` rows.
+
+    Returns ``input_ids`` [B, T] long, ``attention_mask`` [B, T] long, ``response_mask``
+    [B, T] float and, when given, the response log-probs placed at their response
+    columns (0 elsewhere) as ``[B, T]`` float.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
+    width = max((len(p) + len(r) for p, r in zip(prompts, responses)), default=0)
+    rows = len(prompts)
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((rows, width), dtype=torch.long)
+    response_mask = torch.zeros((rows, width), dtype=torch.float32)
+    logprobs = None if response_logprobs is None else torch.zeros((rows, width), dtype=torch.float32)
+    for row, (prompt, response) in enumerate(zip(prompts, responses)):
+        start, end = len(prompt), len(prompt) + len(response)
+        input_ids[row, :end] = torch.tensor(prompt + response, dtype=torch.long)
+        attention_mask[row, :end] = 1
+        response_mask[row, start:end] = 1.0
+        if logprobs is not None:
+            values = response_logprobs[row]
+            if len(values) != len(response):
+                raise ValueError(f"row {row}: {len(values)} log-probs for {len(response)} response tokens")
+            logprobs[row, start:end] = torch.tensor(values, dtype=torch.float32)
+    return input_ids, attention_mask, response_mask, logprobs

@@ -1,0 +1,169 @@
+"""Clipped policy-gradient loss with a KL penalty (DESIGN §3), pure torch.
+
+Two layers, both public:
+- ``token_terms`` gives the per-token pieces (ratio, clipped pg loss, KL) so tests
+  and custom algorithms can inspect every intermediate;
+- ``aggregate`` reduces a ``[B, T]`` token quantity to a scalar under one of the
+  three published normalisations, with normalisers that may belong to the whole
+  optimizer step (all micro-batches and data-parallel ranks).
+``policy_loss`` is the composition the learner calls.
+
+Nothing here calls ``.item()`` or touches distributed state: metrics are detached
+tensors so the caller decides when to synchronise with the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+AGG_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
+KL_KINDS = ("k1", "k2", "k3")
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Elementwise KL estimator of the policy against the reference (Schulman's k1/k2/k3).
+
+    With d = ref_logprobs - logprobs: k1 = -d, k2 = d^2 / 2, k3 = exp(d) - d - 1.
+    k3 is unbiased for KL(policy || ref) under samples of the policy and never negative.
+    """
+    d = ref_logprobs - logprobs
+    if kind == "k1":
+        return -d
+    if kind == "k2":
+        return 0.5 * d.square()
+    if kind == "k3":
+        return torch.exp(d) - d - 1.0
+    raise ValueError(f"kl kind must be one of {KL_KINDS}, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class TokenTerms:
+    """Per-token pieces of the loss, all ``[B, T]``."""
+
+    ratio: torch.Tensor  # rho = exp(logprobs - old_logprobs)
+    pg: torch.Tensor  # -min(rho * A, clip(rho) * A)
+    clipped: torch.Tensor  # bool: the clipped branch is the one taken (no gradient)
+    kl: torch.Tensor | None  # estimator value, before kl_coef
+
+
+def token_terms(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_kind: str = "k3",
+) -> TokenTerms:
+    """Per-token clipped surrogate and KL; ``advantages`` is ``[B]`` or ``[B, T]``."""
+    if logprobs.shape != old_logprobs.shape or logprobs.shape != mask.shape or logprobs.dim() != 2:
+        raise ValueError(
+            "logprobs, old_logprobs and mask must share one [B, T] shape, got "
+            f"{tuple(logprobs.shape)}, {tuple(old_logprobs.shape)}, {tuple(mask.shape)}"
+        )
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(-1)  # [B, 1], broadcast over tokens
+    is_token = mask != 0
+    # Padding may hold arbitrary log-probs; zero the log-ratio there so exp() stays finite
+    # and masked positions contribute exactly 0 (with a zero, not NaN, gradient).
+    log_ratio = torch.where(is_token, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio)  # [B, T]
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    pg = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
+    kl = None
+    if ref_logprobs is not None:
+        safe_ref = torch.where(is_token, ref_logprobs, logprobs.detach())
+        kl = kl_penalty(logprobs, safe_ref, kl_kind)
+    return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token, kl=kl)
+
+
+def aggregate(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    agg_mode: str,
+    *,
+    global_tokens: torch.Tensor | float | None = None,
+    global_seqs: torch.Tensor | float | None = None,
+    max_len: int | None = None,
+) -> torch.Tensor:
+    """Reduce ``[B, T]`` token values to a scalar.
+
+    - ``token-mean``: sum over all tokens / ``global_tokens``.
+    - ``seq-mean-token-mean``: sum over sequences of each sequence's token mean / ``global_seqs``.
+    - ``seq-mean-token-sum-norm``: sum over all tokens / (``global_seqs`` x ``max_len``).
+
+    Normalisers default to this batch's own: tokens = ones in ``mask``, sequences =
+    rows with at least one token, ``max_len`` = T. Passing the whole optimizer step's
+    counts makes the losses of its micro-batches add up to the full-batch loss.
+    Empty denominators count as 1, so an all-masked batch gives a finite 0.
+    """
+    mask = mask.to(values.dtype)
+    masked = values * mask
+    if agg_mode == "token-mean":
+        tokens = mask.sum() if global_tokens is None else global_tokens
+        return masked.sum() / _at_least_one(tokens, values)
+    seqs = (mask.sum(dim=-1) > 0).sum() if global_seqs is None else global_seqs
+    if agg_mode == "seq-mean-token-mean":
+        per_seq = masked.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1.0)  # [B]
+        return per_seq.sum() / _at_least_one(seqs, values)
+    if agg_mode == "seq-mean-token-sum-norm":
+        length = values.shape[-1] if max_len is None else max_len
+        return masked.sum() / (_at_least_one(seqs, values) * length)
+    raise ValueError(f"agg_mode must be one of {AGG_MODES}, got {agg_mode!r}")
+
+
+def _at_least_one(count: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(count, dtype=like.dtype, device=like.device).clamp(min=1.0)
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    agg_mode: str = "seq-mean-token-mean",
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    kl_kind: str = "k3",
+    global_tokens: torch.Tensor | float | None = None,
+    global_seqs: torch.Tensor | float | None = None,
+    max_len: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped policy loss: per token ``-min(rho A, clip(rho, 1-clip_low, 1+clip_high) A) + kl_coef k``.
+
+    Tensors are ``[B, T]`` (``advantages`` may be ``[B]``); ``mask`` is 1 on trained tokens.
+    Returns ``(loss, metrics)``; each metric is a detached tensor aggregated with the
+    same normalisers as the loss (``loss/clip_frac`` always per token), so summing the
+    metrics of an optimizer step's micro-batches gives the full-batch value.
+    """
+    if kl_coef != 0.0 and ref_logprobs is None:
+        raise ValueError("kl_coef != 0 needs ref_logprobs")
+    terms = token_terms(
+        logprobs, old_logprobs, advantages, mask,
+        clip_low=clip_low, clip_high=clip_high, ref_logprobs=ref_logprobs, kl_kind=kl_kind,
+    )
+    norms = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len)
+    pg_loss = aggregate(terms.pg, mask, agg_mode, **norms)
+    loss = pg_loss
+    metrics = {"loss/pg": pg_loss.detach()}
+    if terms.kl is not None:
+        kl_loss = aggregate(terms.kl, mask, agg_mode, **norms)
+        loss = pg_loss + kl_coef * kl_loss
+        metrics["loss/kl"] = kl_loss.detach()
+    with torch.no_grad():
+        metrics["loss/clip_frac"] = aggregate(
+            terms.clipped.to(logprobs.dtype), mask, "token-mean", global_tokens=global_tokens
+        )
+        metrics["loss/ratio_mean"] = aggregate(
+            terms.ratio, mask, "token-mean", global_tokens=global_tokens
+        )
+    metrics["loss/total"] = loss.detach()
+    return loss, metrics

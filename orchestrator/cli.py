@@ -1,0 +1,112 @@
+"""``bppo``: the command line. Every command takes ``--config FILE`` (repeatable, merged in
+order) and dotted overrides (``rollout.n=8 algo.prefix.tokens=64``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from orchestrator.config import Config
+from orchestrator.config_io import ConfigError, load_config, write_resolved_config
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", default=[], metavar="FILE",
+                        help="YAML config; repeat to merge several, later files win")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted overrides applied last, e.g. rollout.n=8 trainer.steps=20")
+
+
+def cmd_config(args: argparse.Namespace, config: Config) -> int:
+    """Validate and print the resolved config (optionally write it to a run directory)."""
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    if args.write:
+        print(f"# written to {write_resolved_config(config, config.trainer.run_dir)}", file=sys.stderr)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace, config: Config) -> int:
+    """Load the prompt set, write it as JSONL, and verify every gold answer with the reward pool."""
+    from dataclasses import asdict
+
+    from orchestrator.data.loaders import load_prompt_set
+
+    started = time.perf_counter()
+    prompt_set = load_prompt_set(config.data)
+    loaded_s = time.perf_counter() - started
+    out = Path(args.out or Path(config.trainer.run_dir) / "data")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, problems in (("train", prompt_set.train), ("test", prompt_set.test)):
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for problem in problems:
+                f.write(json.dumps(asdict(problem)) + "\n")
+    print(f"{len(prompt_set.train)} train / {len(prompt_set.test)} test problems in {loaded_s:.1f} s "
+          f"({prompt_set.skipped_rows} rows skipped) -> {out}/")
+    if args.verify:
+        _verify_gold_answers(config, prompt_set.train[: args.verify] + prompt_set.test)
+    return 0
+
+
+def _verify_gold_answers(config: Config, problems: list) -> None:
+    """Score each problem's worked solution (or its bare answer) with the Ray reward pool."""
+    from orchestrator.ray_cluster import ray_cluster
+    from rewards.pool import RewardPool
+
+    completions = [p.solution or f"\\boxed{{{p.answer}}}" for p in problems]
+    with ray_cluster(config.ray):
+        pool = RewardPool(config.reward)
+        started = time.perf_counter()
+        results, metrics = pool.score(completions, [p.answer for p in problems])
+        elapsed = time.perf_counter() - started
+        pool.shutdown()
+    wrong = [(p.id, p.answer, r.reason) for p, r in zip(problems, results) if not r.correct]
+    print(f"reward pool ({config.reward.num_workers} workers): {len(problems)} gold solutions in {elapsed:.1f} s, "
+          f"accuracy {metrics['reward/accuracy']:.4f}")
+    for row in wrong[:10]:
+        print(f"  not verified: {row}")
+
+
+COMMANDS = {
+    "config": (cmd_config, "validate a config and print it resolved"),
+    "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bppo", description="BPPO / GRPO post-training on Ray + vLLM + DeepSpeed."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        _add_config_args(command)
+        if name == "config":
+            command.add_argument("--write", action="store_true", help="also write trainer.run_dir/config.yaml")
+        if name == "data":
+            command.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
+            command.add_argument("--verify", type=int, default=0, metavar="N",
+                                 help="score the gold solutions of N train problems and the whole test split")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        handler, _ = COMMANDS[args.command]
+        return handler(args, config)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # data errors name their file, row and column
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

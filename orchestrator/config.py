@@ -1,0 +1,150 @@
+"""The whole run's configuration: one validated field per knob, unknown keys rejected.
+
+Each component owns its own small config (``learner.algorithms`` the algorithm,
+``rewards.config`` the reward, ``orchestrator.data.config`` the prompts); this module
+composes them with the run-level sections. Loading (defaults < YAML files < dotted CLI
+overrides) lives in ``orchestrator.config_io``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from learner.algorithms import AlgoConfig, BPPOConfig
+from orchestrator.data.config import DataConfig
+from rewards.config import RewardConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class ModelConfig(_Strict):
+    path: str = "tiny"
+    """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);
+    'tiny' = the tiny Qwen2 model the project builds and warm-starts itself (CPU path)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights and compute dtype for the learner and the engines (float32 on CPU)."""
+    trust_remote_code: bool = False
+    """Allow model code from the Hub (only for models that need it)."""
+
+
+class RolloutConfig(_Strict):
+    n: int = Field(8, ge=1)
+    """G, completions sampled per prompt."""
+    temperature: float = Field(1.0, ge=0.0)
+    """Sampling temperature for training rollouts (evaluation is greedy)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(512, ge=1)
+    """Maximum new tokens per completion."""
+    stop: list[str] = []
+    """Extra stop strings (the tokenizer's EOS always stops)."""
+    num_engines: int = Field(1, ge=1)
+    """vLLM engines (Ray actors); prompts are split between them."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs per engine."""
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    """Fraction of each engine GPU vLLM may use (GPU only)."""
+    max_model_len: int = Field(4096, ge=16)
+    """Prompt + completion budget of the engine."""
+    cpu_kv_cache_gib: int = Field(1, ge=1)
+    """KV-cache space per engine on the CPU build of vLLM, whole GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    enforce_eager: bool = False
+    """Disable CUDA graphs (always eager on CPU)."""
+
+
+class LearnerConfig(_Strict):
+    world_size: int = Field(1, ge=1)
+    """DeepSpeed data-parallel processes (Ray actors); gloo on CPU, nccl on GPU."""
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """DeepSpeed ZeRO stage."""
+    lr: float = Field(1e-6, gt=0.0)
+    """AdamW peak learning rate."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps before the schedule."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """Learning-rate schedule after warm-up."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    """Gradient clipping norm (set explicitly: DeepSpeed's own default differs by version)."""
+    micro_batch_tokens: int = Field(8192, ge=16)
+    """Token budget of one micro-batch; rows are packed up to it (gradient accumulation)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    old_logprobs: Literal["learner", "engine"] = "learner"
+    """Behaviour log-probs: recomputed by the learner (exact) or the engine's sampled ones."""
+
+
+class EvalConfig(_Strict):
+    every: int = Field(10, ge=0)
+    """Evaluate every this many steps (and at the start and end); 0 = never."""
+    max_tokens: int | None = Field(None, ge=1)
+    """New-token limit for evaluation; None = rollout.max_tokens."""
+
+
+class WandbConfig(_Strict):
+    project: str = "bppo"
+    """wandb project."""
+    group: str | None = None
+    """wandb group (compare and sweep set it so runs are shown together)."""
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    """auto = online with an API key, offline otherwise (WANDB_MODE overrides)."""
+    tags: list[str] = []
+    """Extra wandb tags."""
+
+
+class TrainerConfig(_Strict):
+    steps: int = Field(100, ge=1)
+    """Optimizer steps (each on one batch of prompts)."""
+    prompts_per_step: int = Field(32, ge=1)
+    """Prompts per step; each is sampled G = rollout.n times."""
+    seed: int = 0
+    """Seed for prompt order, sampling and initialisation."""
+    run_dir: str = "runs/latest"
+    """Where the resolved config, metrics.jsonl, checkpoints and the final model go."""
+    save_every: int = Field(50, ge=0)
+    """Checkpoint every this many steps; 0 = only at the end."""
+    resume: Literal["never", "auto"] = "never"
+    """auto = continue from the latest complete checkpoint in run_dir."""
+    parity_every: int = Field(10, ge=0)
+    """Check learner vs engine log-probs on fresh samples every this many steps; 0 = never."""
+
+
+class RayConfig(_Strict):
+    address: str | None = None
+    """Ray cluster address; None = RAY_ADDRESS if set, else start a local cluster."""
+    num_cpus: int | None = Field(None, ge=1)
+    """CPUs of a locally started cluster; None = all of this machine's."""
+
+
+class Config(_Strict):
+    """A training run."""
+
+    algo: AlgoConfig = BPPOConfig()
+    """The algorithm: name bppo or grpo (GRPO variants are presets of grpo)."""
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    reward: RewardConfig = RewardConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    learner: LearnerConfig = LearnerConfig()
+    eval: EvalConfig = EvalConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    wandb: WandbConfig = WandbConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _fits(self) -> "Config":
+        if self.rollout.n < 2:
+            raise ValueError(
+                f"rollout.n={self.rollout.n}: group-relative advantages (and BPPO's pair) need G >= 2"
+            )
+        if self.rollout.max_tokens >= self.rollout.max_model_len:
+            raise ValueError(
+                f"rollout.max_tokens={self.rollout.max_tokens} leaves no room for the prompt in "
+                f"rollout.max_model_len={self.rollout.max_model_len}"
+            )
+        return self

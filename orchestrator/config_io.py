@@ -1,0 +1,176 @@
+"""Load a ``Config``: defaults < YAML file(s) in order < dotted CLI overrides.
+
+Every error becomes one ``ConfigError`` line that names the key and what is allowed,
+e.g. ``algo.nme: unknown key; allowed: name, selection, prefix, ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config import Config
+
+_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+RESOLVED_CONFIG_NAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; ``str()`` is one line naming the key."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'algo.prefix.tokens=64'`` -> ``(['algo', 'prefix', 'tokens'], 64)``; values are YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not _KEY.match(key):
+        raise ConfigError(f"override {text!r}: expected dotted.key=value, e.g. rollout.n=8")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML (e.g. an unbalanced bracket): take it as a string
+    return key.split("."), value
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: str, _depth: int = 0) -> dict:
+    """A YAML mapping; a top-level ``base: other.yaml`` (relative to this file) is loaded
+    first and this file's keys are merged over it."""
+    if _depth > 8:
+        raise ConfigError(f"{path}: 'base' chain deeper than 8 files (a cycle?)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(error, 'problem', error)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a file name, got {base!r}")
+    return _merge(_read_yaml(str(Path(path).parent / base), _depth + 1), data)
+
+
+def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Merge the YAML files in order, then apply the overrides, then validate."""
+    raw: dict = {}
+    for path in paths:
+        raw = _merge(raw, _read_yaml(path))
+    file_algo = raw.get("algo", {}).get("name") if isinstance(raw.get("algo"), dict) else None
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(keys[:depth + 1])}: is a value, not a section; cannot set {text!r}")
+            node = child
+        node[keys[-1]] = value
+    _drop_other_algorithm_keys(raw, file_algo)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+def _drop_other_algorithm_keys(raw: dict, file_algo: str | None) -> None:
+    """``algo.name=grpo`` on a BPPO preset switches algorithm with everything else equal:
+    the preset's BPPO-only keys (selection, prefix, ...) are dropped, with a note."""
+    algo = raw.get("algo")
+    if not isinstance(algo, dict) or file_algo is None or algo.get("name") == file_algo:
+        return
+    variant = _algo_variants().get(algo.get("name"))
+    if variant is None:
+        return  # an unknown name: validation reports it
+    dropped = [key for key in list(algo) if key not in variant.model_fields]
+    for key in dropped:
+        del algo[key]
+    if dropped:
+        keys = ", ".join(f"algo.{k}" for k in dropped)
+        print(f"note: algo.name={algo['name']} drops the preset's {file_algo}-only keys {keys}", file=sys.stderr)
+
+
+def _algo_variants() -> dict[str, type[BaseModel]]:
+    union = Config.model_fields["algo"].annotation
+    return {variant.model_fields["name"].default: variant for variant in typing.get_args(union)}
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line for the first error (plus how many more there are)."""
+    first = error.errors()[0]
+    path, model = _walk(first["loc"])
+    key = ".".join(path)
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(model.model_fields) if model else "?"
+        message = f"{key}: unknown key; allowed: {allowed}"
+    elif first["type"] in ("union_tag_invalid", "value_error") or not first["loc"]:
+        # Cross-field checks name their keys in the message; the input would be the whole config.
+        message = first["msg"].removeprefix("Value error, ")
+        message = f"{key}: {message}" if path else message
+    elif first["type"] == "missing":
+        message = f"{key}: required, not set"
+    else:
+        message = f"{key}: {first['msg']} (got {first.get('input')!r:.80})"
+    more = len(error.errors()) - 1
+    return message + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+
+
+def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
+    """Display path of an error location (discriminator tags removed) and the model that
+    owns its last key."""
+    path: list[str] = []
+    model: type[BaseModel] | None = Config
+    parent: type[BaseModel] | None = Config
+    union: tuple[tuple, str] | None = None  # (variants, discriminator) just entered
+    for part in loc:
+        if union is not None:
+            variants, tag_field = union
+            union = None
+            chosen = [v for v in variants if v.model_fields[tag_field].default == part]
+            if chosen:  # a discriminator tag in the location, not a key
+                model = chosen[0]
+                continue
+        parent = model
+        path.append(str(part))
+        field = model.model_fields.get(str(part)) if model else None
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if field is not None and isinstance(field.discriminator, str):
+            union = (typing.get_args(annotation), field.discriminator)
+    return path, parent
+
+
+def write_resolved_config(config: Config, run_dir: str | os.PathLike) -> Path:
+    """Write ``run_dir/config.yaml`` atomically (temp file + rename): what the run really used."""
+    directory = Path(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / RESOLVED_CONFIG_NAME
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(f.name, target)
+    return target

@@ -1,0 +1,104 @@
+"""Where prompts come from and how they become prompt text."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from orchestrator.data.problems import DEFAULT_PROMPT_TEMPLATE
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class SyntheticSource(_Strict):
+    """Generated geometry problems with exact answers (offline, the CPU default)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    """Source tag (the discriminator of ``data.source``)."""
+    num_train: int = Field(10_000, ge=1)
+    """Distinct training problems."""
+    num_test: int = Field(500, ge=1)
+    """Distinct held-out problems (never equal to a training problem)."""
+    families: list[str] = []
+    """Problem families to draw from; empty = all (see orchestrator.data.synthetic.FAMILIES)."""
+    levels: list[Literal[1, 2, 3]] = [1, 2, 3]
+    """Difficulty levels to draw from."""
+    seed: int = 0
+    """Generator seed: the same seed gives the same problems in the same order."""
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: list[str]) -> list[str]:
+        from orchestrator.data.synthetic import FAMILIES
+
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; allowed: {', '.join(FAMILIES)}")
+        return families
+
+
+Recipe = Literal["plain", "math_geometry", "geo3k"]
+
+
+class FileSource(_Strict):
+    """Local JSONL / JSON / Parquet / CSV files."""
+
+    kind: Literal["file"] = "file"
+    """Source tag (the discriminator of ``data.source``)."""
+    train_path: str
+    """Training prompts file."""
+    test_path: str | None = None
+    """Held-out prompts file; None = no evaluation set."""
+    recipe: Recipe = "plain"
+    """How rows map to problems: plain (the column mapping), math_geometry (MATH: answer =
+    last \\boxed{} of the solution, Geometry rows only), geo3k (Geometry3K text fields)."""
+
+
+class HubSource(_Strict):
+    """A Hugging Face dataset by name (needs network, or a populated HF cache)."""
+
+    kind: Literal["hub"] = "hub"
+    """Source tag (the discriminator of ``data.source``)."""
+    name: str
+    """Dataset name on the Hub, e.g. EleutherAI/hendrycks_math."""
+    subset: str | None = None
+    """Dataset configuration name, e.g. geometry."""
+    train_split: str = "train"
+    """Split used for training."""
+    test_split: str | None = "test"
+    """Split used for evaluation; None = none."""
+    recipe: Recipe = "plain"
+    """As for file sources."""
+
+
+class ColumnMap(_Strict):
+    """Which columns hold the question, the answer and (optionally) the choices."""
+
+    question: str = "question"
+    """Column with the problem text."""
+    answer: str = "answer"
+    """Column with the gold answer (for recipe math_geometry: the worked solution)."""
+    choices: str | None = None
+    """Column with a list of options for multiple-choice questions; None = free answer."""
+
+
+class DataConfig(_Strict):
+    source: Annotated[Union[SyntheticSource, FileSource, HubSource], Field(discriminator="kind")] = SyntheticSource()
+    """Prompt source: synthetic, file or hub."""
+    columns: ColumnMap = ColumnMap()
+    """Column mapping for file and hub sources."""
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    """Prompt text; {question} and {choices} are replaced (other braces are left alone)."""
+    chat_template: bool = False
+    """Wrap the prompt with the tokenizer's chat template (instruct models); false for base
+    and tiny models."""
+    on_bad_row: Literal["error", "skip"] = "error"
+    """A malformed row stops loading with its file, row and column (error), or is counted
+    and skipped (skip)."""
+    max_train: int | None = Field(None, ge=1)
+    """Use at most this many training problems (after loading); None = all."""
+    max_test: int | None = Field(None, ge=1)
+    """Use at most this many held-out problems; None = all."""

@@ -1,0 +1,181 @@
+"""Load prompt sets: synthetic, local files or Hugging Face datasets, validated row by row."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from orchestrator.data.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
+from orchestrator.data.problems import Problem
+from orchestrator.data.synthetic import generate
+from rewards.extract import last_boxed
+
+logger = logging.getLogger(__name__)
+
+RECIPE_COLUMNS = {
+    "plain": ColumnMap(),
+    "math_geometry": ColumnMap(question="problem", answer="solution"),
+    "geo3k": ColumnMap(question="problem", answer="answer"),
+}
+_IMAGE_TOKEN = re.compile(r"<image>\s*")
+
+
+class DataError(ValueError):
+    """A prompt source cannot be read; the message names the file, row and column."""
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    train: list[Problem]
+    test: list[Problem]
+    skipped_rows: int = 0
+
+
+def load_prompt_set(config: DataConfig) -> PromptSet:
+    """The training and held-out problems that ``config`` describes."""
+    source = config.source
+    if isinstance(source, SyntheticSource):
+        train, test = generate(
+            source.num_train, source.num_test, seed=source.seed,
+            families=source.families or None, levels=tuple(source.levels),
+        )
+        prompt_set = PromptSet(train, test)
+    else:
+        columns = config.columns if config.columns.model_fields_set else RECIPE_COLUMNS[source.recipe]
+        skipped = [0]
+        splits = []
+        for split in ("train", "test"):
+            rows = _read_split(source, split)
+            if rows is None:
+                splits.append([])
+                continue
+            label, row_iter = rows
+            splits.append(_rows_to_problems(row_iter, label, source.recipe, columns, config.on_bad_row, skipped))
+        prompt_set = PromptSet(splits[0], splits[1], skipped[0])
+        if not prompt_set.train:
+            raise DataError(f"{source.kind} source has no usable training rows ({skipped[0]} skipped)")
+    return PromptSet(prompt_set.train[: config.max_train], prompt_set.test[: config.max_test], prompt_set.skipped_rows)
+
+
+def _read_split(source: FileSource | HubSource, split: str) -> tuple[str, Iterable[tuple[int, Any]]] | None:
+    if isinstance(source, FileSource):
+        path = source.train_path if split == "train" else source.test_path
+        return None if path is None else (path, read_rows(path))
+    name = source.train_split if split == "train" else source.test_split
+    return None if name is None else (f"{source.name}[{name}]", _hub_rows(source, name))
+
+
+def read_rows(path: str) -> Iterable[tuple[int, Any]]:
+    """``(row number, row)`` pairs from a .jsonl/.json/.parquet/.csv file (rows numbered from 1)."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = Path(path).suffix.lower()
+    if suffix == ".jsonl":
+        return _jsonl_rows(path)
+    formats = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
+    if suffix not in formats:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .parquet or .csv")
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(formats[suffix], data_files=path, split="train")
+    except Exception as error:  # noqa: BLE001 - datasets raises many types for a bad file
+        raise DataError(f"{path}: cannot be read as {formats[suffix]}: {error}") from error
+    return enumerate(dataset, start=1)
+
+
+def _jsonl_rows(path: str) -> Iterable[tuple[int, Any]]:
+    # Parsed here, line by line, so a broken line is reported with its number.
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, DataError(f"{path}: row {number}: not valid JSON ({error.msg})")
+
+
+def _hub_rows(source: HubSource, split: str) -> Iterable[tuple[int, Any]]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source.name, source.subset, split=split)
+    except Exception as error:  # noqa: BLE001
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        hint = (
+            "this machine is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE=1 or no network): download the "
+            "dataset where there is network, save it as JSONL/Parquet and use data.source.kind=file"
+        )
+        raise DataError(
+            f"cannot load Hugging Face dataset {source.name!r} (subset {source.subset!r}, split {split!r}): "
+            f"{type(error).__name__}: {str(error)[:300]}. {hint if offline else 'If ' + hint[5:]}"
+        ) from error
+    return enumerate(dataset, start=1)
+
+
+def _rows_to_problems(
+    rows: Iterable[tuple[int, Any]], label: str, recipe: str, columns: ColumnMap, on_bad_row: str, skipped: list[int]
+) -> list[Problem]:
+    problems = []
+    for number, row in rows:
+        try:
+            if isinstance(row, DataError):
+                raise row
+            problem = _row_to_problem(row, f"{label}:{number}", recipe, columns)
+        except DataError as error:
+            message = str(error) if isinstance(row, DataError) else f"{label}: row {number}: {error}"
+            if on_bad_row == "error":
+                raise DataError(message) from None
+            skipped[0] += 1
+            logger.warning("skipping bad row (data.on_bad_row=skip): %s", message)
+            continue
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) -> Problem | None:
+    """One problem from one row; None for rows the recipe filters out (not an error)."""
+    if not isinstance(row, dict):
+        raise DataError(f"expected an object with columns, got {type(row).__name__}")
+    if recipe == "math_geometry" and "type" in row and row["type"] != "Geometry":
+        return None
+    question = _text(row, columns.question)
+    if recipe == "geo3k":
+        question = _IMAGE_TOKEN.sub("", question).strip()
+    answer = _text(row, columns.answer)
+    if recipe == "math_geometry":
+        boxed = last_boxed(answer)
+        if boxed is None or not boxed[0]:
+            raise DataError(f"column {columns.answer!r}: the solution has no \\boxed{{}} answer")
+        answer = boxed[0]
+    choices = None
+    if columns.choices is not None:
+        value = _column(row, columns.choices)
+        if value is not None:
+            if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, (str, int, float)) for c in value):
+                raise DataError(f"column {columns.choices!r}: expected a non-empty list of options, got {value!r:.80}")
+            choices = tuple(str(c) for c in value)
+    return Problem(id=problem_id, question=question, answer=answer, choices=choices, meta={"source": problem_id})
+
+
+def _column(row: dict, name: str) -> Any:
+    if name not in row:
+        raise DataError(f"column {name!r} is missing (columns: {', '.join(map(str, row))})")
+    return row[name]
+
+
+def _text(row: dict, name: str) -> str:
+    value = _column(row, name)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f"column {name!r}: expected text or a number, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise DataError(f"column {name!r}: empty")
+    return text

@@ -1,0 +1,34 @@
+"""Connect to the Ray cluster the config names, or start a local one (and stop only that)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import ray
+
+from orchestrator.config import RayConfig
+
+
+@contextmanager
+def ray_cluster(config: RayConfig) -> Iterator[None]:
+    """``ray.init`` for the duration of the block.
+
+    Address precedence: ``ray.address`` in the config, then ``RAY_ADDRESS``; with neither,
+    a local cluster with ``ray.num_cpus`` CPUs is started here and shut down afterwards
+    (``ray stop`` would kill every Ray process of the user, including other runs').
+    An already-initialised Ray (e.g. inside a Ray job) is used as is and left running.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
