@@ -126,7 +126,7 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int) ->
     batch = batch.truncate(truncation_length(window))
     # The truncated attention mask must also end where the window ends, so that the
     # forward passes never see the tokens after the prefix.
-    batch.attention_mask = batch.attention_mask * _up_to_last(window)
+    batch.attention_mask = batch.attention_mask * _up_to_last(batch.loss_mask)
     batch.metrics["bppo/pair_rate"] = has_pair.float().mean()
     batch.metrics["bppo/prefix_tokens"] = window.sum(dim=-1).float().mean() if len(rows) else torch.tensor(0.0)
     return batch

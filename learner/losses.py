@@ -77,8 +77,8 @@ def token_terms(
     pg = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
     kl = None
     if ref_logprobs is not None:
-        safe_ref = torch.where(is_token, ref_logprobs, logprobs.detach())
-        kl = kl_penalty(logprobs, safe_ref, kl_kind)
+        zero = torch.zeros_like(logprobs)
+        kl = kl_penalty(torch.where(is_token, logprobs, zero), torch.where(is_token, ref_logprobs, zero), kl_kind)
     return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token, kl=kl)
 
 

@@ -1,0 +1,24 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first (once).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test test-gpu demo bench clean
+
+setup:
+	@bash scripts/setup_venv.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu
+
+demo: setup
+	$(VENV)/bin/bppo data --config configs/tiny_cpu.yaml --verify 2000
+
+bench: setup
+	$(PY) benchmarks/reward_throughput.py
+	$(PY) benchmarks/synthetic_data.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,115 @@
+"""learner.advantages and learner.selection by hand."""
+
+import math
+
+import pytest
+import torch
+
+from learner.advantages import group_advantages, informative_groups
+from learner.selection import prefix_mask, select_pairs, truncation_length
+
+
+def test_group_advantages_by_hand():
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    # row 0: mean 0.5, Bessel std sqrt(4 * 0.25 / 3) = 0.5774 -> +-0.8660
+    # row 1: mean 0.25, std sqrt((0.5625 + 3 * 0.0625) / 3) = 0.5 -> 1.5, -0.5
+    # row 2: all equal -> 0 (std 0 + eps)
+    s0 = math.sqrt(1 / 3)
+    expected = torch.tensor([
+        [0.5 / (s0 + 1e-6), -0.5 / (s0 + 1e-6), -0.5 / (s0 + 1e-6), 0.5 / (s0 + 1e-6)],
+        [0.75 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6)],
+        [0.0, 0.0, 0.0, 0.0],
+    ])
+    torch.testing.assert_close(group_advantages(rewards), expected)
+    # Dr.GRPO: r - mean only
+    torch.testing.assert_close(
+        group_advantages(rewards, norm_by_std=False),
+        torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.75, -0.25, -0.25, -0.25], [0.0, 0.0, 0.0, 0.0]]),
+    )
+
+
+def test_group_advantages_rejects_single_sample_groups_and_bad_shapes():
+    with pytest.raises(ValueError, match="G >= 2"):
+        group_advantages(torch.ones(3, 1))
+    assert group_advantages(torch.ones(3, 1), norm_by_std=False).eq(0).all()
+    with pytest.raises(ValueError, match="num_groups, G"):
+        group_advantages(torch.ones(4))
+
+
+def test_informative_groups_is_dapos_filter():
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.2, 0.3]])
+    assert informative_groups(rewards).tolist() == [False, False, True, True]
+
+
+def test_select_pairs_shortest_longest_and_ties():
+    correct = torch.tensor([
+        [True, False, True, False, True],
+        [False, False, False, False, False],  # no positive
+        [True, True, True, True, True],  # no negative
+        [False, True, False, True, False],
+    ])
+    lengths = torch.tensor([
+        [9, 4, 3, 7, 3],  # positives 0(9) 2(3) 4(3): shortest tie 2,4 -> 2; negatives 1(4) 3(7)
+        [1, 2, 3, 4, 5],
+        [1, 2, 3, 4, 5],
+        [5, 6, 5, 6, 2],  # positives 1(6) 3(6): tie -> 1 for both rules; negatives 0(5) 2(5) 4(2)
+    ])
+    pos, neg, has = select_pairs(correct, lengths, "shortest")
+    assert has.tolist() == [True, False, False, True]
+    assert pos.tolist() == [2, 0, 0, 1]
+    assert neg.tolist() == [1, 0, 0, 4]
+    assert pos.dtype == neg.dtype == torch.long
+    pos, neg, has = select_pairs(correct, lengths, "longest")
+    assert pos.tolist() == [0, 0, 0, 1]
+    assert neg.tolist() == [3, 0, 0, 0]  # negatives 0 and 2 tie at 5 -> 0
+
+
+def test_select_pairs_random_is_seeded_and_picks_the_right_class():
+    torch.manual_seed(0)
+    correct = torch.rand(200, 8) > 0.5
+    lengths = torch.randint(1, 50, (200, 8))
+    first = select_pairs(correct, lengths, "random", generator=torch.Generator().manual_seed(3))
+    again = select_pairs(correct, lengths, "random", generator=torch.Generator().manual_seed(3))
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    pos, neg, has = first
+    rows = has.nonzero().flatten()
+    assert correct[rows, pos[rows]].all() and (~correct[rows, neg[rows]]).all()
+    # every eligible index gets picked sometimes (not always the first)
+    assert len(set(pos[rows].tolist())) == 8
+    with pytest.raises(ValueError, match="rule"):
+        select_pairs(correct, lengths, "median")
+
+
+def test_prefix_mask_modes():
+    mask = torch.tensor([
+        [0, 0, 1, 1, 1, 1, 1],  # 5 response tokens
+        [0, 1, 1, 0, 0, 0, 0],  # 2
+        [0, 0, 0, 1, 1, 1, 0],  # 3
+    ])
+    assert prefix_mask(mask, mode="tokens", tokens=3).tolist() == [
+        [0, 0, 1, 1, 1, 0, 0], [0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0]]
+    # ceil(0.5 * 5) = 3, ceil(0.5 * 2) = 1, ceil(0.5 * 3) = 2
+    assert prefix_mask(mask, mode="fraction", fraction=0.5).tolist() == [
+        [0, 0, 1, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0, 0]]
+    assert torch.equal(prefix_mask(mask, mode="full"), mask)
+    assert prefix_mask(mask.float(), mode="tokens", tokens=1).dtype == torch.float32
+
+
+def test_prefix_fraction_is_exact_where_floats_are_not():
+    mask = torch.ones(1, 10)
+    # 0.3 * 10 = 3.0000000000000004 in floating point: must keep 3, not 4
+    assert prefix_mask(mask, mode="fraction", fraction=0.3).sum().item() == 3
+    assert prefix_mask(torch.ones(1, 7), mode="fraction", fraction=0.3).sum().item() == 3  # ceil(2.1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(mode="tokens"), dict(mode="tokens", tokens=0),
+                                    dict(mode="fraction", fraction=1.5), dict(mode="middle")])
+def test_prefix_mask_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        prefix_mask(torch.ones(2, 3), **kwargs)
+
+
+def test_truncation_length():
+    assert truncation_length(torch.tensor([[0, 1, 1, 0, 0], [1, 0, 0, 0, 0]])) == 3
+    assert truncation_length(torch.zeros(2, 4)) == 0

@@ -1,0 +1,180 @@
+"""The per-algorithm compositions: GRPO and BPPO train batches, and BPPO's truncation."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from learner.algorithms import (
+    TRAIN_BATCH_BUILDERS, BPPOConfig, GRPOConfig, PrefixConfig, algorithm_loss, build_train_batch,
+)
+from learner.batch import RolloutGroups
+from learner.logprobs import sequence_logprobs
+from learner.losses import policy_loss
+
+PAD = 0
+
+
+def _groups():
+    # group 0: rewards 1 0 1 0 -> positives 0 (len 3) and 2 (len 4), negatives 1 (len 2) and 3 (len 1)
+    # group 1: all correct -> no pair; group 2: 1 correct of 4
+    return RolloutGroups(
+        prompt_ids=[[11, 12], [13], [14, 15, 16]],
+        response_ids=[
+            [[5, 6, 7], [5, 8], [5, 6, 7, 9], [4]],
+            [[1], [2], [3], [4]],
+            [[7, 7], [8, 8, 8, 8, 8], [9], [6, 6, 6]],
+        ],
+        rewards=torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]]),
+        accuracy=torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]]),
+    )
+
+
+def test_builders_are_a_plain_dict():
+    assert TRAIN_BATCH_BUILDERS.keys() == {"grpo", "bppo"}
+
+
+def test_bppo_batch_by_hand():
+    algo = BPPOConfig(prefix=PrefixConfig(mode="tokens", tokens=2))
+    batch = build_train_batch(_groups(), algo, pad_id=PAD)
+    # group 0: shortest positive = 0 ([5,6,7]), shortest negative = 3 ([4]);
+    # group 2: positive = 1 ([8]*5), shortest negative = 2 ([9]). Group 1 has no pair.
+    assert batch.group_index.tolist() == [0, 0, 2, 2]
+    a0 = 0.5 / (math.sqrt(1 / 3) + 1e-6)  # group 0: mean 0.5, std 0.5774
+    a2_pos, a2_neg = 0.75 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6)  # group 2: mean 0.25, std 0.5
+    torch.testing.assert_close(batch.advantages, torch.tensor([a0, -a0, a2_pos, a2_neg]))
+    # prompt + first 2 response tokens; cut to the longest kept row (3 + 2 = 5 columns)
+    assert batch.input_ids.tolist() == [
+        [11, 12, 5, 6, 7],   # the column after the window is inside T but not attended or trained
+        [11, 12, 4, PAD, PAD],
+        [14, 15, 16, 8, 8],
+        [14, 15, 16, 9, PAD],
+    ]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    assert batch.loss_mask.tolist() == [[0, 0, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 1, 0]]
+    assert batch.num_tokens == 4 + 3 + 5 + 4
+    assert batch.metrics["bppo/pair_rate"].item() == pytest.approx(2 / 3)
+    assert batch.metrics["bppo/prefix_tokens"].item() == pytest.approx((2 + 1 + 2 + 1) / 4)
+
+
+def test_bppo_loss_is_equation_1_over_the_pair():
+    algo = BPPOConfig(prefix=PrefixConfig(mode="tokens", tokens=2), kl_coef=0.1)
+    batch = build_train_batch(_groups(), algo, pad_id=PAD)
+    torch.manual_seed(0)
+    batch.old_logprobs = -torch.rand(batch.input_ids.shape)
+    batch.ref_logprobs = -torch.rand(batch.input_ids.shape)
+    logprobs = batch.old_logprobs + 0.3 * torch.randn(batch.input_ids.shape)
+    loss, metrics = algorithm_loss(logprobs, batch, algo)
+    # J = 1/num_prompts * sum_prompts 1/2 * sum_pair (token mean of the clipped surrogate) - beta KL
+    ratio = torch.exp(logprobs - batch.old_logprobs)
+    adv = batch.advantages[:, None]
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
+    d = batch.ref_logprobs - logprobs
+    kl = torch.exp(d) - d - 1
+    m = batch.loss_mask
+    per_row = ((-surrogate + 0.1 * kl) * m).sum(1) / m.sum(1)
+    expected = sum(0.5 * (per_row[2 * p] + per_row[2 * p + 1]) for p in range(2)) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert metrics["loss/kl"].item() > 0
+
+
+def test_bppo_full_and_fraction_windows():
+    batch = build_train_batch(_groups(), BPPOConfig(prefix=PrefixConfig(mode="full")), pad_id=PAD)
+    assert batch.loss_mask.sum(1).tolist() == [3, 1, 5, 1]
+    assert batch.input_ids.shape[1] == 3 + 5
+    batch = build_train_batch(_groups(), BPPOConfig(prefix=PrefixConfig(mode="fraction", fraction=0.5)), pad_id=PAD)
+    assert batch.loss_mask.sum(1).tolist() == [2, 1, 3, 1]  # ceil(1.5), ceil(0.5), ceil(2.5), ceil(0.5)
+
+
+def test_bppo_selection_rule_longest():
+    batch = build_train_batch(_groups(), BPPOConfig(selection="longest", prefix=PrefixConfig(mode="full")), pad_id=PAD)
+    assert batch.loss_mask.sum(1).tolist() == [4, 2, 5, 3]
+
+
+def test_bppo_without_any_pair_gives_an_empty_batch():
+    groups = _groups()
+    groups.accuracy[:] = 1.0
+    batch = build_train_batch(groups, BPPOConfig(), pad_id=PAD)
+    assert batch.input_ids.shape[0] == 0
+    assert batch.metrics["bppo/pair_rate"].item() == 0.0
+
+
+def test_grpo_batch_keeps_every_completion_and_dapo_filter_drops_uniform_groups():
+    batch = build_train_batch(_groups(), GRPOConfig(), pad_id=PAD)
+    assert batch.input_ids.shape == (12, 3 + 5)
+    assert batch.loss_mask.sum().item() == 3 + 2 + 4 + 1 + 4 * 1 + 2 + 5 + 1 + 3
+    assert batch.advantages[4:8].eq(0).all()  # group 1: all rewards equal
+    filtered = build_train_batch(_groups(), GRPOConfig(filter_groups=True), pad_id=PAD)
+    assert filtered.group_index.tolist() == [0] * 4 + [2] * 4
+    assert filtered.metrics["grpo/kept_group_rate"].item() == pytest.approx(2 / 3)
+
+
+def test_engine_logprobs_travel_with_their_tokens():
+    groups = _groups()
+    groups.response_logprobs = [[[-0.1 * (i + 1)] * len(r) for i, r in enumerate(g)] for g in groups.response_ids]
+    batch = build_train_batch(groups, BPPOConfig(prefix=PrefixConfig(mode="tokens", tokens=2)), pad_id=PAD)
+    # row 0 = group 0 completion 0 (-0.1 each), row 1 = completion 3 (-0.4)
+    torch.testing.assert_close(batch.old_logprobs[0], torch.tensor([0, 0, -0.1, -0.1, -0.1]))
+    torch.testing.assert_close(batch.old_logprobs[1], torch.tensor([0, 0, -0.4, 0, 0]))
+
+
+def test_truncated_forward_gives_the_prefix_logprobs_of_the_full_forward():
+    """DESIGN §3.5: cutting to prompt + n before the forward changes no kept log-prob."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    model = Qwen2ForCausalLM(config).eval().float()
+    groups = RolloutGroups(
+        prompt_ids=[[3, 4, 5, 6, 7], [8, 9, 10]],
+        response_ids=[[torch.randint(1, 64, (length,)).tolist() for length in (17, 9)],
+                      [torch.randint(1, 64, (length,)).tolist() for length in (12, 20)]],
+        rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        accuracy=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+    )
+
+    def logprobs_of(batch):
+        with torch.no_grad():
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        return sequence_logprobs(logits, batch.input_ids)
+
+    full = build_train_batch(groups, BPPOConfig(prefix=PrefixConfig(mode="full")), pad_id=PAD)
+    cut = build_train_batch(groups, BPPOConfig(prefix=PrefixConfig(mode="tokens", tokens=6)), pad_id=PAD)
+    assert cut.input_ids.shape[1] == 5 + 6 < full.input_ids.shape[1] == 3 + 20
+    window = cut.loss_mask.bool()
+    full_lp, cut_lp = logprobs_of(full)[:, : cut.input_ids.shape[1]], logprobs_of(cut)
+    assert window.sum().item() == 6 * 4
+    torch.testing.assert_close(cut_lp[window], full_lp[window], atol=1e-5, rtol=0)
+
+
+def test_sequence_logprobs_by_hand():
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]]))
+    ids = torch.tensor([[2, 1, 0]])
+    expected = torch.tensor([[0.0, math.log(0.25), math.log(0.1)]])
+    torch.testing.assert_close(sequence_logprobs(logits, ids), expected)
+
+
+def test_pure_core_imports_no_heavy_dependency():
+    code = (
+        "import sys; import learner.losses, learner.selection, learner.advantages, learner.algorithms, "
+        "learner.batch, learner.logprobs, rewards.verify, rewards.equivalence\n"
+        "heavy = sorted(m for m in ('ray', 'vllm', 'deepspeed') if m in sys.modules)\n"
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_algorithm_loss_needs_old_and_ref_logprobs():
+    batch = build_train_batch(_groups(), BPPOConfig(kl_coef=0.1), pad_id=PAD)
+    with pytest.raises(ValueError, match="old_logprobs"):
+        algorithm_loss(torch.zeros_like(batch.loss_mask), batch, BPPOConfig(kl_coef=0.1))
+    batch.old_logprobs = torch.zeros_like(batch.loss_mask)
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        algorithm_loss(torch.zeros_like(batch.loss_mask), batch, BPPOConfig(kl_coef=0.1))
+    loss, _ = algorithm_loss(torch.zeros_like(batch.loss_mask), batch, BPPOConfig())
+    direct, _ = policy_loss(torch.zeros_like(batch.loss_mask), batch.old_logprobs, batch.advantages, batch.loss_mask)
+    assert loss.item() == direct.item()
