@@ -136,6 +136,20 @@ class Config(_Strict):
     wandb: WandbConfig = WandbConfig()
     ray: RayConfig = RayConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_tags(cls, data):
+        """``algo:`` without ``name`` means BPPO, ``data.source:`` without ``kind`` synthetic,
+        as when the section is left out entirely."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if isinstance(data.get("algo"), dict) and "name" not in data["algo"]:
+                data["algo"] = {"name": "bppo", **data["algo"]}
+            source = data.get("data", {}).get("source") if isinstance(data.get("data"), dict) else None
+            if isinstance(source, dict) and "kind" not in source:
+                data["data"] = {**data["data"], "source": {"kind": "synthetic", **source}}
+        return data
+
     @model_validator(mode="after")
     def _fits(self) -> "Config":
         if self.rollout.n < 2:

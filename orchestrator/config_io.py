@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.config import Config
 
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 _KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 RESOLVED_CONFIG_NAME = "config.yaml"
 
@@ -36,6 +37,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML (e.g. an unbalanced bracket): take it as a string
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value):
+        value = float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
     return key.split("."), value
 
 
@@ -81,8 +84,11 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     for path in paths:
         raw = _merge(raw, _read_yaml(path))
     file_algo = raw.get("algo", {}).get("name") if isinstance(raw.get("algo"), dict) else None
+    override_algo_keys = set()
     for text in overrides:
         keys, value = parse_override(text)
+        if keys[0] == "algo" and len(keys) > 1:
+            override_algo_keys.add(keys[1])
         node = raw
         for depth, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
@@ -90,23 +96,24 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
                 raise ConfigError(f"{'.'.join(keys[:depth + 1])}: is a value, not a section; cannot set {text!r}")
             node = child
         node[keys[-1]] = value
-    _drop_other_algorithm_keys(raw, file_algo)
+    _drop_other_algorithm_keys(raw, file_algo, keep=override_algo_keys)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
 
 
-def _drop_other_algorithm_keys(raw: dict, file_algo: str | None) -> None:
+def _drop_other_algorithm_keys(raw: dict, file_algo: str | None, keep: set[str]) -> None:
     """``algo.name=grpo`` on a BPPO preset switches algorithm with everything else equal:
-    the preset's BPPO-only keys (selection, prefix, ...) are dropped, with a note."""
+    the preset's BPPO-only keys (selection, prefix, ...) are dropped, with a note. Keys
+    in ``keep`` (given on the command line) are never dropped: they stay errors."""
     algo = raw.get("algo")
     if not isinstance(algo, dict) or file_algo is None or algo.get("name") == file_algo:
         return
     variant = _algo_variants().get(algo.get("name"))
     if variant is None:
         return  # an unknown name: validation reports it
-    dropped = [key for key in list(algo) if key not in variant.model_fields]
+    dropped = [key for key in list(algo) if key not in variant.model_fields and key not in keep]
     for key in dropped:
         del algo[key]
     if dropped:

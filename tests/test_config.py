@@ -1,0 +1,160 @@
+"""Config loading: presets, overrides, one-line errors, the resolved file."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from learner.algorithms import BPPOConfig, GRPOConfig
+from orchestrator.config_io import ConfigError, load_config, parse_override, write_resolved_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_the_required_presets_exist():
+    names = {p.name for p in PRESETS}
+    assert {"bppo.yaml", "grpo.yaml", "dr_grpo.yaml", "dapo.yaml", "tiny_cpu.yaml"} <= names
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_every_preset_loads_and_takes_the_stable_overrides(preset, tmp_path):
+    config = load_config([str(preset)], ["trainer.steps=3", f"trainer.run_dir={tmp_path}"])
+    assert config.trainer.steps == 3 and config.trainer.run_dir == str(tmp_path)
+
+
+def test_baseline_presets_are_faithful():
+    grpo = load_config([str(ROOT / "configs/grpo.yaml")]).algo
+    assert isinstance(grpo, GRPOConfig)
+    assert (grpo.agg_mode, grpo.kl_kind, grpo.kl_coef, grpo.clip_low, grpo.clip_high) == (
+        "seq-mean-token-mean", "k3", 0.04, 0.2, 0.2)
+    dr = load_config([str(ROOT / "configs/dr_grpo.yaml")]).algo
+    assert (dr.agg_mode, dr.norm_by_std, dr.kl_coef) == ("seq-mean-token-sum-norm", False, 0.0)
+    dapo = load_config([str(ROOT / "configs/dapo.yaml")]).algo
+    assert (dapo.agg_mode, dapo.clip_high, dapo.kl_coef, dapo.filter_groups) == ("token-mean", 0.28, 0.0, True)
+    bppo = load_config([str(ROOT / "configs/bppo.yaml")]).algo
+    assert isinstance(bppo, BPPOConfig)
+    assert (bppo.selection, bppo.prefix.mode, bppo.agg_mode) == ("shortest", "tokens", "seq-mean-token-mean")
+
+
+def test_load_order_defaults_then_files_then_overrides(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("rollout: {n: 4, temperature: 0.7}\ntrainer: {steps: 5}\n")
+    second.write_text("rollout: {n: 6}\n")
+    config = load_config([str(first), str(second)], ["trainer.steps=9", "algo.prefix.tokens=64"])
+    assert config.rollout.n == 6  # the later file wins
+    assert config.rollout.temperature == 0.7  # kept from the first file
+    assert config.trainer.steps == 9  # the override wins
+    assert config.algo.prefix.tokens == 64
+    assert config.rollout.top_p == 1.0  # default
+
+
+def test_override_values_are_yaml_typed():
+    assert parse_override("rollout.n=8") == (["rollout", "n"], 8)
+    assert parse_override("learner.lr=1e-5")[1] == 1e-5
+    assert parse_override("rollout.stop=[a, b]")[1] == ["a", "b"]
+    assert parse_override("ray.address=null")[1] is None
+    assert parse_override("model.path=Qwen/Qwen2.5-Math-1.5B")[1] == "Qwen/Qwen2.5-Math-1.5B"
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        parse_override("rollout.n")
+
+
+def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
+    bppo = load_config([str(ROOT / "configs/tiny_cpu.yaml")])
+    grpo = load_config([str(ROOT / "configs/tiny_cpu.yaml")], ["algo.name=grpo"])
+    assert isinstance(grpo.algo, GRPOConfig)
+    assert grpo.rollout == bppo.rollout and grpo.learner == bppo.learner and grpo.data == bppo.data
+    assert (grpo.algo.clip_low, grpo.algo.kl_coef) == (bppo.algo.clip_low, bppo.algo.kl_coef)
+    # a BPPO-only key given on the command line is still an error for GRPO
+    with pytest.raises(ConfigError, match="algo.selection: unknown key"):
+        load_config([str(ROOT / "configs/tiny_cpu.yaml")], ["algo.name=grpo", "algo.selection=random"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("algo.nme=bppo", "algo.nme: unknown key; allowed: "),
+    ("algo.name=ppo", "algo: Input tag 'ppo'"),
+    ("algo.prefix.mode=middle", "algo.prefix.mode: Input should be 'tokens', 'fraction' or 'full'"),
+    ("rollout.n=1", "rollout.n=1: group-relative advantages"),
+    ("rollout.temperature=hot", "rollout.temperature: Input should be a valid number"),
+    ("data.source.nme=x", "data.source.nme: unknown key; allowed: kind, num_train"),
+    ("rollout.n.x=1", "rollout.n: is a value, not a section"),
+    ("learner.zero_stage=4", "learner.zero_stage: Input should be 0, 1, 2 or 3"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config([str(ROOT / "configs/tiny_cpu.yaml")], [override])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_key_error_lists_the_allowed_keys():
+    with pytest.raises(ConfigError) as error:
+        load_config([], ["trainer.stpes=3"])
+    assert "trainer.stpes: unknown key; allowed: steps, prompts_per_step, seed, run_dir" in str(error.value)
+
+
+def test_base_files_and_bad_files(tmp_path):
+    (tmp_path / "parent.yaml").write_text("rollout: {n: 4, max_tokens: 100}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nrollout: {n: 6}\n")
+    config = load_config([str(tmp_path / "child.yaml")])
+    assert (config.rollout.n, config.rollout.max_tokens) == (6, 100)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config([str(tmp_path / "loop.yaml")])
+    (tmp_path / "bad.yaml").write_text("rollout: {n: [\n")
+    with pytest.raises(ConfigError, match="bad.yaml: line .* not valid YAML"):
+        load_config([str(tmp_path / "bad.yaml")])
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config([str(tmp_path / "missing.yaml")])
+
+
+def test_every_field_has_a_docstring():
+    from pydantic import BaseModel
+
+    from orchestrator.config import Config
+
+    def walk(model, prefix=""):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{prefix}{name} has no docstring"
+            for sub in [field.annotation, *getattr(field.annotation, "__args__", ())]:
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    walk(sub, f"{prefix}{name}.")
+
+    for name, field in Config.model_fields.items():
+        for sub in [field.annotation, *getattr(field.annotation, "__args__", ())]:
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                walk(sub, f"{name}.")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [f"trainer.run_dir={tmp_path}"])
+    path = write_resolved_config(config, tmp_path)
+    assert path == tmp_path / "config.yaml"
+    assert load_config([str(path)]) == config
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left behind
+
+
+def _bppo(*args):
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_help_lists_the_commands():
+    result = _bppo("--help")
+    assert result.returncode == 0
+    assert "config" in result.stdout and "data" in result.stdout
+
+
+def test_cli_bad_override_exits_non_zero_with_one_line():
+    result = _bppo("config", "--config", "configs/tiny_cpu.yaml", "algo.nme=bppo")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("config error: algo.nme: unknown key")
+    assert result.stdout == ""
+
+
+def test_cli_config_writes_the_resolved_config(tmp_path):
+    result = _bppo("config", "--config", "configs/tiny_cpu.yaml", f"trainer.run_dir={tmp_path}", "--write")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["trainer"]["run_dir"] == str(tmp_path)
