@@ -4,7 +4,7 @@ Each family draws parameters for a difficulty level (1 = one step with round num
 2 = one step with any numbers or a second quantity, 3 = two steps or solving for an
 unknown) and returns the question, the exact answer (sympy) and worked-solution steps.
 Reproducible for a seed; train and test never share a problem, because the split is a
-hash of the problem's parameters, not of the draw order.
+hash of the problem text, not of the draw order.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ TEST_BUCKETS = 20  # 1 in 20 parameter sets is reserved for the test split
 
 @dataclass(frozen=True)
 class Draft:
-    key: tuple  # the parameters that make the problem distinct
     question: str
     answer: sympy.Expr
     givens: tuple[str, ...]  # restated in verbose solutions
@@ -49,7 +48,7 @@ def triangle_angle_sum(rng: random.Random, level: int) -> Draft:
             f"In triangle ABC the exterior angle at C measures {e} degrees and angle A measures {a} degrees. Find angle B in degrees.",
             f"An exterior angle of a triangle is {e}°. One remote interior angle is {a}°. What is the other remote interior angle, in degrees?",
         ])
-        return Draft(("tri", 3, t, a, e), q, sympy.Integer(e - a), (f"exterior angle {e}°", f"angle A = {a}°"),
+        return Draft(q, sympy.Integer(e - a), (f"exterior angle {e}°", f"angle A = {a}°"),
                      (f"An exterior angle equals the sum of the two remote interior angles, so B = {e} - {a} = {e - a}.",))
     step = 5 if level == 1 else 1
     a = rng.randrange(step, 170, step)
@@ -62,7 +61,7 @@ def triangle_angle_sum(rng: random.Random, level: int) -> Draft:
         f"Two angles of a triangle measure {a}° and {b}°. Find the third angle in degrees.",
         f"A triangle has angles of {a} and {b} degrees. How many degrees is its third angle?",
     ])
-    return Draft(("tri", level, t, a, b), q, sympy.Integer(c), (f"angle A = {a}°", f"angle B = {b}°"),
+    return Draft(q, sympy.Integer(c), (f"angle A = {a}°", f"angle B = {b}°"),
                  ("The angles of a triangle add up to 180 degrees.", f"So C = 180 - {a} - {b} = {c}."))
 
 
@@ -79,7 +78,7 @@ def _pair_angles(total: int, name: str) -> Callable[[random.Random, int], Draft]
                 f"Two angles are {name}. One is {k} degrees more than {m} times the other. Find the larger angle in degrees.",
                 f"Angles P and Q are {name}, and P = {m}Q + {k} degrees. What is P in degrees?",
             ])
-            return Draft((name, 3, t, m, k), q, sympy.Integer(large), (f"the angles are {name}", f"P = {m}Q + {k}"),
+            return Draft(q, sympy.Integer(large), (f"the angles are {name}", f"P = {m}Q + {k}"),
                          (f"{name.capitalize()} angles add to {total}, so {m + 1}Q + {k} = {total} and Q = {small}.",
                           f"Then P = {m} * {small} + {k} = {large}."))
         x = rng.randrange(5, total, 5) if level == 1 else Rational(rng.randrange(2, 2 * total - 1), 2)
@@ -89,7 +88,7 @@ def _pair_angles(total: int, name: str) -> Callable[[random.Random, int], Draft]
             f"Find the {name[:-4]}ment of an angle of {sympy.latex(x)}°, in degrees.",
             f"Angle X and angle Y are {name}. If X = {sympy.latex(x)} degrees, find Y in degrees.",
         ])
-        return Draft((name, level, t, x), q, sympy.nsimplify(answer), (f"the angles are {name}", f"X = {_deg(x)}"),
+        return Draft(q, sympy.nsimplify(answer), (f"the angles are {name}", f"X = {_deg(x)}"),
                      (f"{name.capitalize()} angles add to {total} degrees.", f"So Y = {total} - {sympy.latex(x)} = {sympy.latex(answer)}."))
     family.__name__ = name
     return family
@@ -108,14 +107,14 @@ def vertical_angles(rng: random.Random, level: int) -> Draft:
         if not 0 < a * x + b < 180:
             return vertical_angles(rng, level)
         q = f"Two lines cross. A pair of vertical angles measure ({a}x + {b}) degrees and ({c}x + {d}) degrees. Find x."
-        return Draft(("vert", 3, a, b, c, d), q, sympy.Integer(x), (f"vertical angles {a}x + {b} and {c}x + {d}",),
+        return Draft(q, sympy.Integer(x), (f"vertical angles {a}x + {b} and {c}x + {d}",),
                      ("Vertical angles are equal.", f"{a}x + {b} = {c}x + {d}, so {a - c}x = {d - b} and x = {x}."))
     x = rng.randint(1, 179)
     if level == 1:
         q = f"Two lines intersect and one of the angles formed is {x} degrees. What is the angle vertical to it, in degrees?"
-        return Draft(("vert", 1, x), q, sympy.Integer(x), (f"one angle is {x}°",), ("Vertical angles are equal, so it is also", f"{x} degrees."))
+        return Draft(q, sympy.Integer(x), (f"one angle is {x}°",), ("Vertical angles are equal, so it is also", f"{x} degrees."))
     q = f"Two lines intersect and one of the angles formed is {x} degrees. What is an angle adjacent to it, in degrees?"
-    return Draft(("vert", 2, x), q, sympy.Integer(180 - x), (f"one angle is {x}°",),
+    return Draft(q, sympy.Integer(180 - x), (f"one angle is {x}°",),
                  ("Adjacent angles on a line are supplementary.", f"So it is 180 - {x} = {180 - x}."))
 
 
@@ -123,7 +122,7 @@ def isosceles_base_angle(rng: random.Random, level: int) -> Draft:
     if level == 3:
         base = rng.randint(1, 89)
         q = f"Each base angle of an isosceles triangle is {base} degrees. What is the vertex angle in degrees?"
-        return Draft(("iso", 3, base), q, sympy.Integer(180 - 2 * base), (f"base angles {base}°",),
+        return Draft(q, sympy.Integer(180 - 2 * base), (f"base angles {base}°",),
                      ("The two base angles are equal.", f"Vertex = 180 - 2 * {base} = {180 - 2 * base}."))
     apex = rng.randrange(2, 179, 2) if level == 1 else rng.randint(1, 179)
     answer = Rational(180 - apex, 2)
@@ -131,7 +130,7 @@ def isosceles_base_angle(rng: random.Random, level: int) -> Draft:
         f"The vertex angle of an isosceles triangle is {apex} degrees. Find one base angle in degrees.",
         f"An isosceles triangle has an apex angle of {apex}°. What is each base angle, in degrees?",
     ])
-    return Draft(("iso", level, t, apex), q, answer, (f"vertex angle {apex}°",),
+    return Draft(q, answer, (f"vertex angle {apex}°",),
                  ("The base angles are equal and the angles sum to 180.", f"Each base angle = (180 - {apex}) / 2 = {sympy.latex(answer)}."))
 
 
@@ -141,14 +140,14 @@ def polygon_angles(rng: random.Random, level: int) -> Draft:
     if level == 1:
         t, q = _pick(rng, [f"What is the sum of the interior angles of a polygon with {n} sides, in degrees?",
                           f"Find the interior angle sum of a {n}-gon in degrees."])
-        return Draft(("poly", 1, t, n), q, sympy.Integer(total), (f"{n} sides",), (f"The sum is (n - 2) * 180 = ({n} - 2) * 180 = {total}.",))
+        return Draft(q, sympy.Integer(total), (f"{n} sides",), (f"The sum is (n - 2) * 180 = ({n} - 2) * 180 = {total}.",))
     if level == 2:
         each = Rational(total, n)
         q = f"What is the measure of each interior angle of a regular polygon with {n} sides, in degrees?"
-        return Draft(("poly", 2, n), q, each, (f"regular, {n} sides",),
+        return Draft(q, each, (f"regular, {n} sides",),
                      (f"The sum is ({n} - 2) * 180 = {total}.", f"Each angle is {total} / {n} = {sympy.latex(each)}."))
     q = f"The interior angles of a convex polygon add up to {total} degrees. How many sides does it have?"
-    return Draft(("poly", 3, n), q, sympy.Integer(n), (f"angle sum {total}°",),
+    return Draft(q, sympy.Integer(n), (f"angle sum {total}°",),
                  (f"(n - 2) * 180 = {total}, so n - 2 = {n - 2}.", f"n = {n}."))
 
 
@@ -157,13 +156,13 @@ def rectangle(rng: random.Random, level: int) -> Draft:
     if level == 1:
         t, q = _pick(rng, [f"A rectangle is {w} cm wide and {h} cm tall. What is its area in square centimeters?",
                           f"Find the area of a rectangle with sides {w} and {h}."])
-        return Draft(("rect", 1, t, w, h), q, sympy.Integer(w * h), (f"width {w}", f"height {h}"), (f"Area = {w} * {h} = {w * h}.",))
+        return Draft(q, sympy.Integer(w * h), (f"width {w}", f"height {h}"), (f"Area = {w} * {h} = {w * h}.",))
     if level == 2:
         q = f"What is the perimeter of a rectangle with length {w} and width {h}?"
-        return Draft(("rect", 2, w, h), q, sympy.Integer(2 * (w + h)), (f"length {w}", f"width {h}"),
+        return Draft(q, sympy.Integer(2 * (w + h)), (f"length {w}", f"width {h}"),
                      (f"Perimeter = 2 * ({w} + {h}) = {2 * (w + h)}.",))
     q = f"A rectangle has area {w * h} and width {w}. What is its perimeter?"
-    return Draft(("rect", 3, w, h), q, sympy.Integer(2 * (w + h)), (f"area {w * h}", f"width {w}"),
+    return Draft(q, sympy.Integer(2 * (w + h)), (f"area {w * h}", f"width {w}"),
                  (f"Length = {w * h} / {w} = {h}.", f"Perimeter = 2 * ({w} + {h}) = {2 * (w + h)}."))
 
 
@@ -172,13 +171,13 @@ def triangle_area(rng: random.Random, level: int) -> Draft:
     area = Rational(b * h, 2)
     if level == 3:
         q = f"A triangle has area {sympy.latex(area)} and base {b}. What is its height?"
-        return Draft(("tarea", 3, b, h), q, sympy.Integer(h), (f"area {sympy.latex(area)}", f"base {b}"),
+        return Draft(q, sympy.Integer(h), (f"area {sympy.latex(area)}", f"base {b}"),
                      (f"Height = 2 * area / base = 2 * {sympy.latex(area)} / {b} = {h}.",))
     if level == 1 and (b * h) % 2:
         return triangle_area(rng, level)
     t, q = _pick(rng, [f"A triangle has base {b} and height {h}. What is its area?",
                       f"Find the area of a triangle whose base is {b} cm and whose height is {h} cm, in square cm."])
-    return Draft(("tarea", level, t, b, h), q, area, (f"base {b}", f"height {h}"),
+    return Draft(q, area, (f"base {b}", f"height {h}"),
                  (f"Area = base * height / 2 = {b} * {h} / 2 = {sympy.latex(area)}.",))
 
 
@@ -188,7 +187,7 @@ def trapezoid_area(rng: random.Random, level: int) -> Draft:
     if level == 1 and ((a + b) * h) % 2:
         return trapezoid_area(rng, level)
     q = f"A trapezoid has parallel sides {a} and {b} and height {h}. What is its area?"
-    return Draft(("trap", level, a, b, h), q, area, (f"bases {a} and {b}", f"height {h}"),
+    return Draft(q, area, (f"bases {a} and {b}", f"height {h}"),
                  (f"Area = (a + b) * h / 2 = ({a} + {b}) * {h} / 2 = {sympy.latex(area)}.",))
 
 
@@ -200,16 +199,16 @@ def right_triangle(rng: random.Random, level: int) -> Draft:
         a, b = rng.randint(1, 30), rng.randint(1, 30)
         c = sqrt(a * a + b * b)
         q = f"A right triangle has legs {a} and {b}. What is the length of the hypotenuse? Give an exact answer."
-        return Draft(("right", 3, a, b), q, c, (f"legs {a}, {b}",),
+        return Draft(q, c, (f"legs {a}, {b}",),
                      (f"c^2 = {a}^2 + {b}^2 = {a * a + b * b}.", f"c = \\sqrt{{{a * a + b * b}}} = {sympy.latex(c)}."))
     k = rng.randint(1, 15)
     a, b, c = (k * s for s in rng.choice(_TRIPLES))
     if level == 1:
         q = f"The legs of a right triangle are {a} and {b}. How long is the hypotenuse?"
-        return Draft(("right", 1, a, b), q, sympy.Integer(c), (f"legs {a}, {b}",),
+        return Draft(q, sympy.Integer(c), (f"legs {a}, {b}",),
                      (f"c^2 = {a}^2 + {b}^2 = {c * c}.", f"c = {c}."))
     q = f"A right triangle has hypotenuse {c} and one leg {a}. Find the other leg."
-    return Draft(("right", 2, a, c), q, sympy.Integer(b), (f"hypotenuse {c}", f"leg {a}"),
+    return Draft(q, sympy.Integer(b), (f"hypotenuse {c}", f"leg {a}"),
                  (f"b^2 = {c}^2 - {a}^2 = {b * b}.", f"b = {b}."))
 
 
@@ -218,13 +217,13 @@ def circle(rng: random.Random, level: int) -> Draft:
     if level == 1:
         t, q = _pick(rng, [f"What is the area of a circle with radius {r}? Express your answer in terms of \\pi.",
                           f"A circle has radius {r} cm. Find its area in terms of pi."])
-        return Draft(("circ", 1, t, r), q, r * r * pi, (f"radius {r}",), (f"Area = \\pi r^2 = \\pi * {r}^2 = {sympy.latex(r * r * pi)}.",))
+        return Draft(q, r * r * pi, (f"radius {r}",), (f"Area = \\pi r^2 = \\pi * {r}^2 = {sympy.latex(r * r * pi)}.",))
     if level == 2:
         d = 2 * r
         q = f"A circle has diameter {d}. What is its circumference, in terms of \\pi?"
-        return Draft(("circ", 2, d), q, d * pi, (f"diameter {d}",), (f"Circumference = \\pi d = {sympy.latex(d * pi)}.",))
+        return Draft(q, d * pi, (f"diameter {d}",), (f"Circumference = \\pi d = {sympy.latex(d * pi)}.",))
     q = f"A circle has circumference {sympy.latex(2 * r * pi)}. What is its area, in terms of \\pi?"
-    return Draft(("circ", 3, r), q, r * r * pi, (f"circumference {sympy.latex(2 * r * pi)}",),
+    return Draft(q, r * r * pi, (f"circumference {sympy.latex(2 * r * pi)}",),
                  (f"r = {sympy.latex(2 * r * pi)} / (2\\pi) = {r}.", f"Area = \\pi r^2 = {sympy.latex(r * r * pi)}."))
 
 
@@ -235,11 +234,11 @@ def similar_triangles(rng: random.Random, level: int) -> Draft:
         area = rng.randint(2, 60)
         answer = area * k**2
         q = f"Two triangles are similar with scale factor {sympy.latex(k)}. The smaller has area {area}. What is the area of the larger?"
-        return Draft(("sim", 3, sympy.latex(k), area), q, answer, (f"scale {sympy.latex(k)}", f"area {area}"),
+        return Draft(q, answer, (f"scale {sympy.latex(k)}", f"area {area}"),
                      ("Areas scale with the square of the scale factor.", f"Area = {area} * ({sympy.latex(k)})^2 = {sympy.latex(answer)}."))
     answer = side * k
     q = f"Triangle DEF is similar to triangle ABC with scale factor {sympy.latex(k)}. If AB = {side}, what is DE?"
-    return Draft(("sim", level, sympy.latex(k), side), q, answer, (f"scale {sympy.latex(k)}", f"AB = {side}"),
+    return Draft(q, answer, (f"scale {sympy.latex(k)}", f"AB = {side}"),
                  (f"DE = {sympy.latex(k)} * {side} = {sympy.latex(answer)}.",))
 
 
@@ -248,13 +247,13 @@ def solid_volume(rng: random.Random, level: int) -> Draft:
         r, h = rng.randint(1, 20), rng.randint(1, 30)
         v = r * r * h * pi
         q = f"A cylinder has radius {r} and height {h}. What is its volume, in terms of \\pi?"
-        return Draft(("vol", 2, r, h), q, v, (f"radius {r}", f"height {h}"), (f"V = \\pi r^2 h = \\pi * {r}^2 * {h} = {sympy.latex(v)}.",))
+        return Draft(q, v, (f"radius {r}", f"height {h}"), (f"V = \\pi r^2 h = \\pi * {r}^2 * {h} = {sympy.latex(v)}.",))
     l, w, h = rng.randint(1, 30), rng.randint(1, 30), rng.randint(1, 30)
     if level == 1:
         q = f"A box is {l} by {w} by {h}. What is its volume?"
-        return Draft(("vol", 1, l, w, h), q, sympy.Integer(l * w * h), (f"dimensions {l}, {w}, {h}",), (f"V = {l} * {w} * {h} = {l * w * h}.",))
+        return Draft(q, sympy.Integer(l * w * h), (f"dimensions {l}, {w}, {h}",), (f"V = {l} * {w} * {h} = {l * w * h}.",))
     q = f"A box has volume {l * w * h}, length {l} and width {w}. What is its height?"
-    return Draft(("vol", 3, l, w, h), q, sympy.Integer(h), (f"volume {l * w * h}", f"length {l}", f"width {w}"),
+    return Draft(q, sympy.Integer(h), (f"volume {l * w * h}", f"length {l}", f"width {w}"),
                  (f"h = {l * w * h} / ({l} * {w}) = {h}.",))
 
 
@@ -275,8 +274,9 @@ FAMILIES: dict[str, Callable[[random.Random, int], Draft]] = {
 }
 
 
-def is_test_key(family: str, key: tuple) -> bool:
-    digest = hashlib.sha256(repr((family, key)).encode()).digest()
+def is_test_question(question: str) -> bool:
+    """The split is a hash of the problem text: stable whatever the seed or set size."""
+    digest = hashlib.sha256(question.encode()).digest()
     return int.from_bytes(digest[:4], "big") % TEST_BUCKETS == 0
 
 
@@ -314,7 +314,7 @@ def generate(
     rng = random.Random(seed)
     train: list[Problem] = []
     test: list[Problem] = []
-    seen: set[tuple] = set()
+    seen: set[str] = set()
     budget = 50 * (num_train + num_test) + 1000
     while len(train) < num_train or len(test) < num_test:
         budget -= 1
@@ -325,13 +325,13 @@ def generate(
             )
         family, level = rng.choice(names), rng.choice(levels)
         draft = FAMILIES[family](rng, level)
-        if (family, draft.key) in seen:
+        if draft.question in seen:  # a problem is its text: equal texts are one problem
             continue
-        in_test = is_test_key(family, draft.key)
+        in_test = is_test_question(draft.question)
         split = test if in_test else train
         if len(split) >= (num_test if in_test else num_train):
             continue
-        seen.add((family, draft.key))
+        seen.add(draft.question)
         answer = sympy.latex(draft.answer)
         concise, verbose = _solutions(draft, answer)
         split.append(Problem(

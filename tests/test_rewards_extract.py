@@ -1,0 +1,47 @@
+"""Answer extraction from untrusted text."""
+
+import pytest
+
+from rewards.extract import extract_answer, last_boxed
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("so the answer is \\boxed{42}.", ("42", "boxed")),
+    ("\\boxed{1} then \\boxed{\\frac{3}{4}}", ("\\frac{3}{4}", "boxed")),  # the last one
+    ("\\boxed{\\frac{\\sqrt{3}}{2}}", ("\\frac{\\sqrt{3}}{2}", "boxed")),  # nested braces
+    ("\\fbox{7}", ("7", "fbox")),
+    ("\\boxed {12}", ("12", "boxed")),  # space before the brace
+    ("\\boxed{\\{1, 2\\}}", ("\\{1, 2\\}", "boxed")),  # escaped braces are not groups
+    ("\\boxed{3} and later \\boxed{unclosed", ("3", "boxed")),  # cut-off box: the closed one
+    ("\\boxed{\\boxed{5}}", ("\\boxed{5}", "boxed")),  # outer box wins
+    ("\\boxedx{5}", None),  # a different command
+])
+def test_last_boxed(text, expected):
+    found = last_boxed(text)
+    assert found == expected
+
+
+def test_fallbacks_in_order():
+    text = "Work...\nAnswer: 17 cm\nso maybe 18"
+    assert extract_answer(text).answer is None  # boxed only by default
+    assert extract_answer(text, ["answer_line"]).answer == "17 cm"
+    assert extract_answer(text, ["last_number"]).answer == "18"
+    assert extract_answer(text, ["answer_line", "last_number"]).method == "answer_line"
+    assert extract_answer("Final answer: 3/4.", ["answer_line"]).answer == "3/4"
+    assert extract_answer("no digits here", ["answer_line", "last_number"]).answer is None
+    boxed = extract_answer("Answer: 1 \\boxed{2}", ["answer_line"])
+    assert (boxed.answer, boxed.boxed) == ("2", True)
+
+
+def test_empty_box_is_no_answer():
+    assert extract_answer("\\boxed{}").answer is None
+    assert extract_answer("\\boxed{   }").answer is None
+
+
+def test_hostile_text_is_linear():
+    import time
+
+    for text in ["\\boxed{" * 200_000, "{" * 500_000 + "}" * 10, "\\" * 1_000_000, "x" * 2_000_000]:
+        started = time.perf_counter()
+        extract_answer(text, ["answer_line", "last_number"])
+        assert time.perf_counter() - started < 3.0
