@@ -82,3 +82,22 @@ def test_prompt_template_fills_question_and_choices():
     text = format_prompt(problem, "Q: {question}{choices}\nPut it in \\boxed{}.")
     assert text == "Q: Find x.\n(A) 30 (B) 45 (C) 60\nPut it in \\boxed{}."
     assert format_prompt(Problem(id="2", question="Find y.", answer="1"), "{question}{choices}") == "Find y."
+
+
+def test_chat_template_wraps_the_prompt():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from orchestrator.data.problems import render_prompt
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
+    problem = Problem(id="1", question="Find x.", answer="1")
+    assert render_prompt(problem, "{question}") == "Find x."
+    with pytest.raises(ValueError, match="chat template"):
+        render_prompt(problem, "{question}", tokenizer=tokenizer, chat_template=True)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    assert render_prompt(problem, "{question}", tokenizer=tokenizer, chat_template=True) == "<|user|>Find x.<|assistant|>"

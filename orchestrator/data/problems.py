@@ -26,3 +26,17 @@ def format_prompt(problem: Problem, template: str = DEFAULT_PROMPT_TEMPLATE) -> 
         letters = "ABCDEFGHIJ"
         choices = "\n" + " ".join(f"({letters[i]}) {c}" for i, c in enumerate(problem.choices))
     return template.replace("{question}", problem.question).replace("{choices}", choices)
+
+
+def render_prompt(problem: Problem, template: str = DEFAULT_PROMPT_TEMPLATE, *, tokenizer=None,
+                  chat_template: bool = False) -> str:
+    """The text the engine receives: the filled template, wrapped in the tokenizer's chat
+    template (one user turn plus the generation prompt) when ``chat_template`` is set."""
+    text = format_prompt(problem, template)
+    if not chat_template:
+        return text
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("data.chat_template=true needs a tokenizer that has a chat template")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
