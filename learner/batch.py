@@ -66,6 +66,32 @@ class TrainBatch:
         """Tokens the forward passes see (prompt + response, padding excluded)."""
         return int(self.attention_mask.sum())
 
+    def select(self, rows: list[int]) -> "TrainBatch":
+        """The given rows, cut to the longest of them. No rows gives one inert row (a single
+        attended pad token, nothing trained): a data-parallel rank with no work still has to
+        join every collective of the step."""
+        if not rows:
+            inert = self.truncate(1).select([0]) if self.input_ids.shape[0] else None
+            if inert is None:
+                raise ValueError("cannot select from an empty batch")
+            inert.loss_mask = torch.zeros_like(inert.loss_mask)
+            inert.advantages = torch.zeros_like(inert.advantages)
+            return inert
+        index = torch.tensor(rows, dtype=torch.long)
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        chosen = replace(
+            self,
+            input_ids=pick(self.input_ids),
+            attention_mask=pick(self.attention_mask),
+            loss_mask=pick(self.loss_mask),
+            advantages=pick(self.advantages),
+            group_index=pick(self.group_index),
+            old_logprobs=pick(self.old_logprobs),
+            ref_logprobs=pick(self.ref_logprobs),
+            metrics={},
+        )
+        return chosen.truncate(max(1, int(chosen.attention_mask.sum(dim=-1).max())))
+
     def truncate(self, columns: int) -> "TrainBatch":
         """Keep the first ``columns`` positions of every ``[B, T]`` tensor."""
         cut = lambda t: None if t is None else t[:, :columns].contiguous()  # noqa: E731

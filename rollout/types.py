@@ -1,0 +1,33 @@
+"""What crosses the rollout boundary: prompts in, samples out. Plain dataclasses, no vLLM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one ``generate`` call samples; ``n`` completions per prompt."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    """Base seed: prompt i of the call is sampled with ``seed + i`` (reproducible per prompt,
+    whichever engine gets it)."""
+
+
+@dataclass
+class Sample:
+    """One completion of one prompt, as the engine produced it."""
+
+    prompt_index: int  # position of its prompt in the generate call
+    prompt_ids: list[int]
+    response_ids: list[int]
+    response_logprobs: list[float]  # log-prob of each sampled token under the engine's policy
+    finish_reason: str  # "stop" (EOS / stop string) or "length" (hit max_tokens)
+    policy_version: int  # weights version the engine sampled with
+    text: str = ""
+    meta: dict = field(default_factory=dict)
