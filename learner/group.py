@@ -19,13 +19,20 @@ from learner.worker import LearnerWorker
 
 class LearnerGroup:
     def __init__(self, *, world_size: int, micro_batch_tokens: int, resources_per_rank: dict,
-                 worker_kwargs: dict, max_len: int) -> None:
+                 worker_kwargs: dict, max_len: int, placement_timeout_s: float = 300.0) -> None:
         self.world_size = world_size
         self.zero_stage = worker_kwargs["learner"]["zero_stage"]
         self.micro_batch_tokens = micro_batch_tokens
         self.max_len = max_len
         self.placement = placement_group([dict(resources_per_rank) for _ in range(world_size)], strategy="PACK")
-        ray.get(self.placement.ready())
+        try:
+            ray.get(self.placement.ready(), timeout=placement_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            ray.util.remove_placement_group(self.placement)
+            raise RuntimeError(
+                f"the learner's {world_size} x {resources_per_rank} could not be placed within "
+                f"{placement_timeout_s:g} s; the cluster has {ray.available_resources()} free"
+            ) from None
         actor = ray.remote(LearnerWorker)
         self.workers = [
             actor.options(

@@ -71,8 +71,22 @@ def _verify_gold_answers(config: Config, problems: list) -> None:
         print(f"  not verified: {row}")
 
 
+def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    """Run the RL loop; ``--resume`` continues from the run directory's latest checkpoint."""
+    from orchestrator.loop import Trainer
+    from orchestrator.placement import PlacementError
+
+    try:
+        Trainer(config, resume=True if args.resume else None).run()
+    except PlacementError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 COMMANDS = {
     "config": (cmd_config, "validate a config and print it resolved"),
+    "train": (cmd_train, "run BPPO or GRPO training (Ray + vLLM + DeepSpeed)"),
     "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool"),
 }
 
@@ -87,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(command)
         if name == "config":
             command.add_argument("--write", action="store_true", help="also write trainer.run_dir/config.yaml")
+        if name == "train":
+            command.add_argument("--resume", action="store_true",
+                                 help="continue from the latest complete checkpoint in trainer.run_dir")
         if name == "data":
             command.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
             command.add_argument("--verify", type=int, default=0, metavar="N",

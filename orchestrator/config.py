@@ -138,6 +138,8 @@ class TrainerConfig(_Strict):
     """Where the resolved config, metrics.jsonl, checkpoints and the final model go."""
     save_every: int = Field(50, ge=0)
     """Checkpoint every this many steps; 0 = only at the end."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Complete checkpoints kept in run_dir/checkpoints (oldest deleted first)."""
     resume: Literal["never", "auto"] = "never"
     """auto = continue from the latest complete checkpoint in run_dir."""
     parity_every: int = Field(10, ge=0)

