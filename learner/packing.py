@@ -20,7 +20,9 @@ def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int) -
     """
     if world_size < 1 or token_budget < 1:
         raise ValueError(f"world_size={world_size} and token_budget={token_budget} must be >= 1")
-    per_rank = max(1, math.ceil(sum(lengths) / (world_size * token_budget)))
+    by_tokens = math.ceil(sum(lengths) / (world_size * token_budget))
+    by_rows = math.ceil(len(lengths) / world_size)  # more bins than rows would only add empty passes
+    per_rank = max(1, min(by_tokens, by_rows))
     while True:
         bins = _longest_first(lengths, world_size * per_rank)
         if all(len(rows) <= 1 or sum(lengths[r] for r in rows) <= token_budget for rows in bins):

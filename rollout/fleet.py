@@ -8,6 +8,7 @@ weights back onto it (``_catch_up``). A restarted engine never samples with stal
 from __future__ import annotations
 
 import logging
+import time
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -22,7 +23,7 @@ ENGINE_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 class EngineFleet:
     def __init__(self, *, num_engines: int, engine_kwargs: dict, resources_per_engine: dict,
-                 max_restarts: int = 3, max_retries: int = 3) -> None:
+                 max_restarts: int = 3, max_retries: int = 3, restart_timeout_s: float = 600.0) -> None:
         actor = ray.remote(RolloutEngine).options(
             num_cpus=resources_per_engine.get("CPU", 0),
             num_gpus=resources_per_engine.get("GPU", 0),
@@ -31,6 +32,7 @@ class EngineFleet:
         )
         self.engines = [actor.remote(**engine_kwargs) for _ in range(num_engines)]
         self.max_retries = max_retries
+        self.restart_timeout_s = restart_timeout_s
         self.policy_version = 0
         self._weights: ray.ObjectRef | None = None  # newest weights, for restarted engines
         self.restarts = 0
@@ -85,15 +87,17 @@ class EngineFleet:
     def _catch_up(self, index: int) -> bool:
         """Wait for a restarted engine and give it the newest weights (it came back with the
         model it was created from)."""
-        engine = self.engines[index]
-        for _ in range(self.max_retries + 1):
+        engine, deadline = self.engines[index], time.monotonic() + self.restart_timeout_s
+        while True:
             try:
                 version = ray.get(engine.version.remote())
                 break
-            except ENGINE_FAILURES:
-                continue
-        else:
-            raise RuntimeError(f"rollout engine {index} did not come back")
+            except ENGINE_FAILURES as error:  # still restarting (loading the model)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"rollout engine {index} did not come back within {self.restart_timeout_s:g} s: {error}"
+                    ) from error
+                time.sleep(1.0)
         if self._weights is not None and version != self.policy_version:
             ray.get(engine.update_weights.remote(self.policy_version, self._weights))
         return True

@@ -89,3 +89,34 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
                                        msg=lambda m: f"{name}: {m}")
             assert (weights[name] - expected).abs().max() <= 2 * LR, name
         assert checked > 100_000  # most of the 0.6M weights are pinned exactly
+
+
+def test_non_finite_loss_skips_the_step_without_touching_weights_or_schedule(ray_local, tiny_model):
+    import ray
+    from transformers import AutoModelForCausalLM
+
+    from learner.group import LearnerGroup
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    batch = _batch(model.config.vocab_size, model)
+    poisoned = copy.deepcopy(batch)
+    poisoned.advantages[3] = float("nan")  # e.g. a reward function that returned NaN
+    group = LearnerGroup(
+        world_size=1, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
+        worker_kwargs=dict(model_path=tiny_model, algo=GRPOConfig().model_dump(), dtype="float32",
+                           temperature=1.0, total_steps=10, seed=0, learner=dict(
+                               zero_stage=0, lr=LR, weight_decay=0.0, warmup_steps=2, lr_schedule="constant",
+                               max_grad_norm=1.0, gradient_checkpointing=False)))
+    try:
+        before = ray.get(group.export_weights())
+        skipped = group.train(poisoned)
+        after_skip = ray.get(group.export_weights())
+        trained = group.train(batch)
+        after_train = ray.get(group.export_weights())
+    finally:
+        group.shutdown()
+    assert skipped["learner/skipped_nonfinite"] == 1.0
+    assert all(torch.equal(before[n], after_skip[n]) for n in before)
+    assert trained["learner/skipped_nonfinite"] == 0.0
+    assert trained["learner/lr"] == pytest.approx(LR / 3)  # warm-up step 1 of 2: the skip did not advance it
+    assert any(not torch.equal(before[n], after_train[n]) for n in before)

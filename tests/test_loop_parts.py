@@ -1,0 +1,117 @@
+"""The loop's small pure parts: micro-batch plan, prompt order, checkpoints, placement, LR, metrics."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from learner.batch import TrainBatch, pad_rows
+from learner.packing import plan_micro_batches
+from learner.worker import lr_lambda
+from orchestrator.checkpoint import complete_checkpoints, latest_checkpoint, load_trainer_state, save_checkpoint
+from orchestrator.config import Config
+from orchestrator.metrics import truncate_jsonl, wandb_mode
+from orchestrator.placement import PlacementError, plan_placement
+from orchestrator.prompt_stream import PromptStream
+
+
+def test_plan_balances_tokens_within_budget_with_equal_counts_per_rank():
+    lengths = [10, 9, 8, 7, 6, 5, 4, 3]  # 52 tokens
+    plan = plan_micro_batches(lengths, world_size=2, token_budget=14)
+    # At least ceil(52 / (2 x 14)) = 2 micro-batches per rank, more if packing needs them.
+    assert [len(rank) for rank in plan] == [len(plan[0])] * 2
+    flat = sorted(r for rank in plan for micro in rank for r in micro)
+    assert flat == list(range(8))  # every row exactly once
+    for rank in plan:
+        for micro in rank:
+            assert sum(lengths[r] for r in micro) <= 14
+    assert plan_micro_batches([5, 5], 1, 100) == [[[0, 1]]]
+    assert plan_micro_batches([50, 1], 1, 10) == [[[0], [1]]]  # an over-long row goes alone
+    # More ranks than rows: the idle rank still gets one (empty) micro-batch.
+    assert plan_micro_batches([3], 2, 10) == [[[0]], [[]]]
+    with pytest.raises(ValueError, match="world_size"):
+        plan_micro_batches([1], 0, 10)
+
+
+def test_hand_checked_plan():
+    # lengths 6,5,4,3 into 2 ranks x 1 micro (18 tokens / (2 x 10) -> 1): 6->b0, 5->b1, 4->b1(5<6), 3->b0
+    assert plan_micro_batches([6, 5, 4, 3], 2, 10) == [[[0, 3]], [[1, 2]]]
+
+
+def test_select_cuts_to_the_longest_row_and_empty_selection_is_inert():
+    input_ids, attention_mask, loss_mask, _ = pad_rows([[1, 2], [3]], [[4, 5, 6], [7]], pad_id=0)
+    batch = TrainBatch(input_ids, attention_mask, loss_mask, torch.tensor([1.0, -1.0]), torch.tensor([0, 1]))
+    second = batch.select([1])
+    assert second.input_ids.tolist() == [[3, 7]] and second.advantages.tolist() == [-1.0]
+    inert = batch.select([])
+    assert inert.input_ids.shape == (1, 1) and inert.loss_mask.sum() == 0 and inert.advantages.tolist() == [0.0]
+
+
+def test_prompt_stream_is_seeded_covers_each_epoch_and_restores():
+    stream = PromptStream(5, seed=3)
+    first = stream.take(3) + stream.take(2)
+    assert sorted(first) == [0, 1, 2, 3, 4]  # one epoch = each prompt once
+    crossing = stream.take(4)
+    assert stream.state() == {"epoch": 1, "index": 4}
+    again = PromptStream(5, seed=3)
+    assert again.take(5) == first and again.take(4) == crossing
+    restored = PromptStream.restore(5, 3, {"epoch": 1, "index": 4})
+    assert restored.take(1) == PromptStream(5, seed=3).take(10)[9:]
+    assert PromptStream(5, seed=4).take(5) != first
+
+
+class _FakeLearner:
+    def save_checkpoint(self, directory, client_state):
+        import pathlib
+
+        pathlib.Path(directory).mkdir(parents=True)
+        (pathlib.Path(directory) / "weights").write_text(json.dumps(client_state))
+
+
+def test_checkpoints_are_atomic_pruned_and_partial_ones_ignored(tmp_path):
+    for step in (2, 4, 6):
+        save_checkpoint(tmp_path, step, _FakeLearner(), {"step": step}, keep=2)
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["step_000004", "step_000006"]
+    (tmp_path / "checkpoints" / "step_000008.tmp").mkdir()  # a save killed half-way
+    assert latest_checkpoint(tmp_path).name == "step_000006"
+    assert load_trainer_state(latest_checkpoint(tmp_path)) == {"step": 6}
+    assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_placement_fits_or_fails_in_one_line():
+    config = Config()  # 1 engine, 1 learner rank, reward.num_workers reward workers
+    cpu = plan_placement(config, {"CPU": 2.0})
+    actors = 1 + 1 + config.reward.num_workers
+    assert not cpu.on_gpu and cpu.engine["CPU"] == math.floor(2 / actors * 1000) / 1000
+    assert cpu.engine["CPU"] * actors <= 2.0
+    big = Config(learner={"world_size": 3})
+    with pytest.raises(PlacementError, match="learner.world_size=3 needs 3 CPUs"):
+        plan_placement(big, {"CPU": 2.0})
+    gpu = Config(rollout={"num_engines": 2, "tensor_parallel_size": 2}, learner={"world_size": 4})
+    with pytest.raises(PlacementError, match="= 8 GPUs, but the Ray cluster has 4"):
+        plan_placement(gpu, {"CPU": 64, "GPU": 4})
+    fits = plan_placement(gpu, {"CPU": 64, "GPU": 8})
+    assert fits.on_gpu and fits.learner_rank == {"CPU": 1, "GPU": 1} and fits.engine["GPU"] == 0
+
+
+def test_lr_schedule_warmup_then_constant_or_cosine():
+    constant = lr_lambda(2, 10, "constant")
+    assert [constant(s) for s in range(4)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    cosine = lr_lambda(0, 10, "cosine")
+    assert cosine(0) == 1.0 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
+
+
+def test_metrics_jsonl_truncation_and_wandb_mode(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "x": s}) + "\n" for s in range(5)))
+    truncate_jsonl(path, 2)
+    assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [0, 1, 2]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode("online") == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    assert wandb_mode("auto") == "online"
