@@ -204,6 +204,29 @@ class LearnerWorker:
                 return {}
             return {name: t.detach().to("cpu", copy=True) for name, t in self.engine.module.state_dict().items()}
 
+    # ---- GPU weight sync (rollout.nccl_sync): rank 0 broadcasts to the engines ----------
+
+    def init_weight_sender(self, host: str, port: int, world_size: int) -> None:
+        from rollout.nccl_sync import _communicator
+
+        self._weight_comm = _communicator(host, port, 0, world_size, self.device)
+
+    def weight_metadata(self) -> list:
+        from rollout.nccl_sync import weight_metadata
+
+        return weight_metadata(self.engine.module.state_dict())
+
+    def broadcast_weights(self, bucket_bytes: int) -> None:
+        """Every rank joins a ZeRO-3 gather; rank 0 alone sends, straight from GPU memory."""
+        import deepspeed
+
+        from rollout.nccl_sync import send_weights
+
+        params = list(self.engine.module.parameters())
+        with deepspeed.zero.GatheredParameters(params, enabled=self.learner["zero_stage"] == 3):
+            if self.rank == 0:
+                send_weights(self._weight_comm, self.engine.module.state_dict(), bucket_bytes)
+
     def save_checkpoint(self, directory: str, client_state: dict) -> None:
         """DeepSpeed checkpoint (weights, optimizer, LR schedule) plus this rank's RNG state."""
         state = dict(client_state, torch_rng=torch.get_rng_state())

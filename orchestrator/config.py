@@ -84,6 +84,11 @@ class RolloutConfig(_Strict):
     """KV-cache space per engine on the CPU build of vLLM, whole GiB (VLLM_CPU_KVCACHE_SPACE)."""
     enforce_eager: bool = False
     """Disable CUDA graphs (always eager on CPU)."""
+    weight_sync: Literal["auto", "object_store", "nccl"] = "auto"
+    """How weights reach the engines: NCCL broadcast from learner rank 0 (GPU), Ray's object
+    store (CPU, or as a fallback); auto = nccl when the cluster has GPUs."""
+    sync_bucket_mb: int = Field(512, ge=1)
+    """NCCL sync bucket size: peak extra GPU memory on each engine worker during a sync."""
 
 
 class LearnerConfig(_Strict):

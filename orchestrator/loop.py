@@ -141,7 +141,7 @@ class Trainer:
             # 7. Weight sync, versioned (a skipped update changed nothing: keep the version).
             if not metrics["learner/skipped_nonfinite"]:
                 with times("sync"):
-                    self.fleet.update_weights(self.learner.export_weights())
+                    self.weight_sync.push()
         metrics["sync/policy_version"] = float(self.fleet.policy_version)
         # 8. Metrics.
         metrics.update(times.metrics())
@@ -266,6 +266,7 @@ class Trainer:
         from orchestrator.placement import plan_placement
         from rewards.pool import RewardPool
         from rollout.fleet import EngineFleet
+        from rollout.weight_sync import make_weight_sync
 
         config = self.config
         placement = plan_placement(config, ray.cluster_resources())
@@ -292,6 +293,9 @@ class Trainer:
                 seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
             ),
         )
+        self.fleet.weights_provider = self.learner.export_weights  # for engines Ray restarted
+        self.weight_sync = make_weight_sync(rollout.weight_sync, placement.on_gpu, self.fleet, self.learner,
+                                            bucket_mb=rollout.sync_bucket_mb)
         checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
         state = {}
         if checkpoint is not None:

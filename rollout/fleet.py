@@ -31,6 +31,10 @@ class EngineFleet:
             max_concurrency=1,
         )
         self.engines = [actor.remote(**engine_kwargs) for _ in range(num_engines)]
+        self.tensor_parallel_size = engine_kwargs.get("tensor_parallel_size", 1)
+        # Where a restarted engine gets the newest weights when no object-store copy is kept
+        # (NCCL sync): set by the owner, e.g. ``LearnerGroup.export_weights``.
+        self.weights_provider = None
         self.max_retries = max_retries
         self.restart_timeout_s = restart_timeout_s
         self.policy_version = 0
@@ -60,6 +64,13 @@ class EngineFleet:
         self.policy_version = self.policy_version + 1 if version is None else version
         self._weights = weights
         self._call_all(lambda engine, _: engine.update_weights.remote(self.policy_version, weights))
+        return self.policy_version
+
+    def mark_synced(self) -> int:
+        """After a transfer that bypassed the object store (NCCL): bump and stamp the version."""
+        self.policy_version += 1
+        self._weights = None
+        self._call_all(lambda engine, _: engine.set_version.remote(self.policy_version))
         return self.policy_version
 
     def versions(self) -> list[int]:
@@ -98,8 +109,11 @@ class EngineFleet:
                         f"rollout engine {index} did not come back within {self.restart_timeout_s:g} s: {error}"
                     ) from error
                 time.sleep(1.0)
-        if self._weights is not None and version != self.policy_version:
-            ray.get(engine.update_weights.remote(self.policy_version, self._weights))
+        if version != self.policy_version:
+            weights = self._weights if self._weights is not None else (
+                self.weights_provider() if self.weights_provider is not None else None)
+            if weights is not None:
+                ray.get(engine.update_weights.remote(self.policy_version, weights))
         return True
 
     def shutdown(self) -> None:
