@@ -19,6 +19,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/reward_throughput.py
 	$(PY) benchmarks/synthetic_data.py
+	$(PY) benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

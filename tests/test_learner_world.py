@@ -42,8 +42,10 @@ def _reference_step(model, batch: TrainBatch, algo: GRPOConfig):
     return loss.item(), grad_norm.item(), grads, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("agg_mode", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
-def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model, agg_mode):
+@pytest.mark.parametrize("agg_mode,zero_stage", [
+    ("seq-mean-token-mean", 0), ("token-mean", 0), ("seq-mean-token-sum-norm", 0), ("seq-mean-token-mean", 2),
+])
+def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model, agg_mode, zero_stage):
     import ray
     from transformers import AutoModelForCausalLM
 
@@ -61,8 +63,8 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
             world_size=world_size, micro_batch_tokens=budget, resources_per_rank={"CPU": 0.5}, max_len=32,
             worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",
                                temperature=1.0, total_steps=10, seed=0, learner=dict(
-                                   zero_stage=0, lr=LR, weight_decay=0.0, warmup_steps=0, lr_schedule="constant",
-                                   max_grad_norm=1e6, gradient_checkpointing=False)),
+                                   zero_stage=zero_stage, lr=LR, weight_decay=0.0, warmup_steps=0,
+                                   lr_schedule="constant", max_grad_norm=1e6, gradient_checkpointing=False)),
         )
         try:
             if world_size == 2:
