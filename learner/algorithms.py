@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from learner.advantages import group_advantages, informative_groups
 from learner.batch import RolloutGroups, TrainBatch, pad_rows
 from learner.losses import policy_loss
-from learner.selection import prefix_mask, select_pairs, truncation_length
+from learner.selection import divergence_points, prefix_mask, select_pairs, truncation_length
 
 AggMode = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
 
@@ -68,11 +68,14 @@ class GRPOConfig(_LossSettings):
 class PrefixConfig(_Strict):
     """Which response tokens of each selected completion are trained (BPPO's m^(n))."""
 
-    mode: Literal["tokens", "fraction", "full"] = "tokens"
-    """tokens: the first ``tokens``; fraction: the first ceil(fraction x length);
-    full: the whole response (BPPO's selection alone, for ablations)."""
+    mode: Literal["tokens", "fraction", "full", "divergence"] = "tokens"
+    """tokens: the first ``tokens`` (the paper's m^(n)); fraction: the first ceil(fraction x
+    length); full: the whole response (BPPO's selection alone, for ablations);
+    divergence: OUR EXTENSION, not the paper's: the ``tokens`` tokens starting where the
+    pair's two responses first differ (their shared beginning would get +A and -A on
+    identical tokens, which cancel)."""
     tokens: int = Field(64, ge=1)
-    """n for mode=tokens."""
+    """n for mode=tokens and mode=divergence."""
     fraction: float = Field(0.5, gt=0.0, le=1.0)
     """f for mode=fraction."""
 
@@ -119,8 +122,15 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int) ->
         for i in (pos[g], neg[g])
     ]
     batch = _gather_rows(groups, rows, advantages, pad_id=pad_id)
+    start = None
+    if algo.prefix.mode == "divergence":  # both rows of a pair start where the pair diverges
+        pairs = has_pair.nonzero().flatten().tolist()
+        points = divergence_points([groups.response_ids[g][int(pos[g])] for g in pairs],
+                                   [groups.response_ids[g][int(neg[g])] for g in pairs])
+        start = points.repeat_interleave(2)  # [B], rows are (pos, neg) per pair
     window = prefix_mask(
-        batch.loss_mask, mode=algo.prefix.mode, tokens=algo.prefix.tokens, fraction=algo.prefix.fraction
+        batch.loss_mask, mode=algo.prefix.mode, tokens=algo.prefix.tokens, fraction=algo.prefix.fraction,
+        start=start,
     )
     batch.loss_mask = window
     batch = batch.truncate(truncation_length(window))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 SELECTION_RULES = ("shortest", "longest", "random")
-PREFIX_MODES = ("tokens", "fraction", "full")
+PREFIX_MODES = ("tokens", "fraction", "full", "divergence")
 
 # Any real length is below this; used to push ineligible candidates out of argmin.
 _NEVER = torch.iinfo(torch.int64).max
@@ -83,23 +83,47 @@ def prefix_keep_counts(
     raise ValueError(f"mode must be one of {PREFIX_MODES}, got {mode!r}")
 
 
+def divergence_points(first: list[list[int]], second: list[list[int]]) -> torch.Tensor:
+    """``[P]`` long: for each pair of responses, the index of the first token where they differ
+    (the shorter length when one is a prefix of the other)."""
+    points = []
+    for a, b in zip(first, second, strict=True):
+        k = 0
+        while k < min(len(a), len(b)) and a[k] == b[k]:
+            k += 1
+        points.append(k)
+    return torch.tensor(points, dtype=torch.long)
+
+
 def prefix_mask(
     response_mask: torch.Tensor,
     *,
     mode: str,
     tokens: int | None = None,
     fraction: float | None = None,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Keep the first n ones of each row of a ``[B, T]`` 0/1 response mask.
+    """Keep a window of the ones of each row of a ``[B, T]`` 0/1 response mask.
 
-    ``mode="tokens"``: n = ``tokens``; ``"fraction"``: n = ceil(fraction x the row's
-    count of ones); ``"full"``: the mask unchanged. Returns the same dtype as the input.
+    ``mode="tokens"``: the first n = ``tokens``; ``"fraction"``: the first ceil(fraction x
+    the row's count of ones); ``"full"``: the mask unchanged. ``"divergence"`` (our
+    extension, not in the paper): the ``tokens`` ones starting at response index ``start``
+    ([B] long, e.g. from ``divergence_points``), clamped so that the window keeps at least
+    the row's last token. Returns the same dtype as the input.
     """
     if response_mask.dim() != 2:
         raise ValueError(f"response_mask must be [B, T], got shape {tuple(response_mask.shape)}")
-    keep = prefix_keep_counts(response_mask, mode=mode, tokens=tokens, fraction=fraction)  # [B]
     is_response = response_mask != 0
     rank = is_response.long().cumsum(dim=-1)  # [B, T]: 1-based index among response tokens
+    if mode == "divergence":
+        if start is None or start.shape != response_mask.shape[:1]:
+            raise ValueError("mode='divergence' needs start, one response index per row")
+        counts = is_response.long().sum(dim=-1)  # [B]
+        first = torch.minimum(start.long(), (counts - 1).clamp(min=0))  # 0-based first kept index
+        last = first + prefix_keep_counts(response_mask, mode="tokens", tokens=tokens).clamp(min=1)
+        kept = is_response & (rank > first.unsqueeze(-1)) & (rank <= last.unsqueeze(-1))
+        return kept.to(response_mask.dtype)
+    keep = prefix_keep_counts(response_mask, mode=mode, tokens=tokens, fraction=fraction)  # [B]
     kept = is_response & (rank <= keep.unsqueeze(-1))
     return kept.to(response_mask.dtype)
 

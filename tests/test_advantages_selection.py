@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learner.advantages import group_advantages, informative_groups
-from learner.selection import prefix_mask, select_pairs, truncation_length
+from learner.selection import divergence_points, prefix_mask, select_pairs, truncation_length
 
 
 def test_group_advantages_by_hand():
@@ -94,6 +94,21 @@ def test_prefix_mask_modes():
         [0, 0, 1, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0, 0]]
     assert torch.equal(prefix_mask(mask, mode="full"), mask)
     assert prefix_mask(mask.float(), mode="tokens", tokens=1).dtype == torch.float32
+
+
+def test_divergence_window_starts_where_the_pair_differs():
+    """Our extension (not the paper's): the window of n tokens starts at the first
+    differing token of the pair."""
+    assert divergence_points([[1, 2, 3], [1, 2], [5], []], [[1, 2, 4], [1, 2, 9, 9], [6], [7]]).tolist() == [2, 2, 0, 0]
+    mask = torch.tensor([
+        [0, 1, 1, 1, 1, 1],  # 5 response tokens, diverges at response index 2
+        [1, 1, 1, 0, 0, 0],  # 3 response tokens, diverges at 2 -> only the last one is left
+        [0, 0, 1, 1, 0, 0],  # 2 response tokens, diverges at 7 (past the end) -> clamped to the last
+    ])
+    window = prefix_mask(mask, mode="divergence", tokens=2, start=torch.tensor([2, 2, 7]))
+    assert window.tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0]]
+    with pytest.raises(ValueError, match="needs start"):
+        prefix_mask(mask, mode="divergence", tokens=2)
 
 
 def test_prefix_fraction_is_exact_where_floats_are_not():

@@ -88,6 +88,19 @@ def test_bppo_full_and_fraction_windows():
     assert batch.loss_mask.sum(1).tolist() == [2, 1, 3, 1]  # ceil(1.5), ceil(0.5), ceil(2.5), ceil(0.5)
 
 
+def test_bppo_divergence_window_is_the_pairs_first_differing_tokens():
+    algo = BPPOConfig(selection="longest", prefix=PrefixConfig(mode="divergence", tokens=2))
+    batch = build_train_batch(_groups(), algo, pad_id=PAD)
+    # group 0: longest positive [5,6,7,9], longest negative [5,8]: shared "5", divergence at 1,
+    # so the windows are response tokens 1-2 ([6,7]) and 1 ([8]);
+    # group 2: [8,8,8,8,8] vs [6,6,6] differ at 0: the first two tokens of each.
+    trained = [batch.input_ids[r][batch.loss_mask[r] != 0].tolist() for r in range(4)]
+    assert trained == [[6, 7], [8], [8, 8], [6, 6]]
+    # cut after the last window: group 0's positive needs prompt 2 + 3 tokens, group 2's 3 + 2
+    assert batch.input_ids.shape[1] == 5
+    assert batch.metrics["bppo/prefix_tokens"].item() == pytest.approx((2 + 1 + 2 + 2) / 4)
+
+
 def test_bppo_selection_rule_longest():
     batch = build_train_batch(_groups(), BPPOConfig(selection="longest", prefix=PrefixConfig(mode="full")), pad_id=PAD)
     assert batch.loss_mask.sum(1).tolist() == [4, 2, 5, 3]

@@ -75,7 +75,7 @@ def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
 @pytest.mark.parametrize("override, message", [
     ("algo.nme=bppo", "algo.nme: unknown key; allowed: "),
     ("algo.name=ppo", "algo: Input tag 'ppo'"),
-    ("algo.prefix.mode=middle", "algo.prefix.mode: Input should be 'tokens', 'fraction' or 'full'"),
+    ("algo.prefix.mode=middle", "algo.prefix.mode: Input should be 'tokens', 'fraction', 'full' or 'divergence'"),
     ("rollout.n=1", "rollout.n=1: group-relative advantages"),
     ("rollout.temperature=hot", "rollout.temperature: Input should be a valid number"),
     ("data.source.nme=x", "data.source.nme: unknown key; allowed: kind, num_train"),
