@@ -61,15 +61,16 @@ class LearnerGroup:
                     out[row, : values.shape[1]] = values[i]
         return out
 
-    def train(self, batch: TrainBatch) -> dict[str, float]:
-        """One optimizer step on the whole batch; the loss normalisers are the batch's own totals."""
+    def train(self, batch: TrainBatch, objective: str = "policy") -> dict[str, float]:
+        """One optimizer step on the whole batch; the loss normalisers are the batch's own totals
+        (``objective="sft"``: next-token NLL on ``loss_mask``, for the warm start)."""
         norms = dict(
             global_tokens=float(batch.loss_mask.sum()),
             global_seqs=float((batch.loss_mask.sum(dim=-1) > 0).sum()),
             max_len=self.max_len,
         )
         plan = self._split(batch)
-        calls = [w.train.remote([batch.select(rows) for rows in micro], norms)
+        calls = [w.train.remote([batch.select(rows) for rows in micro], norms, objective)
                  for w, micro in zip(self.workers, plan)]
         metrics = ray.get(calls)[0]
         metrics["learner/micro_batches"] = float(len(plan[0]))

@@ -146,9 +146,11 @@ class LearnerWorker:
 
     # ---- the optimizer step ------------------------------------------------------------
 
-    def train(self, micro_batches: list[TrainBatch], norms: dict) -> dict[str, float]:
+    def train(self, micro_batches: list[TrainBatch], norms: dict, objective: str = "policy") -> dict[str, float]:
         """One optimizer step over this rank's micro-batches; metrics are global (summed over ranks).
 
+        ``objective``: ``policy`` = the algorithm's loss; ``sft`` = token-mean negative
+        log-likelihood of the ``loss_mask`` tokens (the tiny model's warm start).
         A non-finite loss on any rank skips the step on every rank: gradients are dropped,
         the optimizer and LR schedule do not move (``learner/skipped_nonfinite`` = 1).
         """
@@ -159,7 +161,11 @@ class LearnerWorker:
         finite = True
         for batch in micro_batches:
             logprobs = self._logprobs(self.engine, batch)
-            loss, metrics = algorithm_loss(logprobs, _to(batch, self.device), self.algo, **norms)
+            if objective == "sft":
+                loss = -(logprobs * batch.loss_mask.to(self.device)).sum() / max(norms["global_tokens"], 1.0)
+                metrics = {"sft/nll": loss.detach()}
+            else:
+                loss, metrics = algorithm_loss(logprobs, _to(batch, self.device), self.algo, **norms)
             finite = finite and bool(torch.isfinite(loss))
             if finite:
                 self._backward(loss)

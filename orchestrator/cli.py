@@ -84,9 +84,32 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
+    """Build and warm-start the tiny model (cached); print its directory."""
+    from orchestrator.bootstrap import resolve_model_path
+
+    if config.model.path != "tiny":
+        print(f"error: model.path={config.model.path!r}: bootstrap builds the tiny model (model.path=tiny)",
+              file=sys.stderr)
+        return 2
+    print(resolve_model_path(config))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, config: Config) -> int:
+    """GRPO vs BPPO under identical settings; writes report.md/json and figures to trainer.run_dir."""
+    from orchestrator.compare import run_compare
+
+    command = " ".join(["bppo compare", *(f"--config {c}" for c in args.config), *args.overrides])
+    run_compare(args.config, args.overrides, command=command)
+    return 0
+
+
 COMMANDS = {
     "config": (cmd_config, "validate a config and print it resolved"),
+    "bootstrap": (cmd_bootstrap, "build the tiny model and warm-start it by SFT (cached by config hash)"),
     "train": (cmd_train, "run BPPO or GRPO training (Ray + vLLM + DeepSpeed)"),
+    "compare": (cmd_compare, "run GRPO and BPPO with identical settings and write the speedup report"),
     "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool"),
 }
 

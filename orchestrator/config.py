@@ -49,6 +49,40 @@ class TinyModelConfig(_Strict):
         return self
 
 
+class WarmStartConfig(_Strict):
+    """SFT warm start of the tiny model (``bppo bootstrap``), until sampled accuracy on
+    held-out problems enters ``accuracy_band``: a policy RL can still improve."""
+
+    enabled: bool = True
+    """Warm-start the tiny model (path 'tiny'); false = RL from random weights."""
+    num_problems: int = Field(6000, ge=10)
+    """Synthetic training problems whose worked solutions are the SFT data."""
+    verbose_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of SFT examples using the verbose solution (restated givens, a redundant check),
+    so response length varies and RL has length to remove."""
+    batch_size: int = Field(64, ge=1)
+    """Sequences per SFT step."""
+    lr: float = Field(2e-3, gt=0.0)
+    """Peak AdamW learning rate (cosine over max_steps)."""
+    max_steps: int = Field(1500, ge=1)
+    """SFT steps at most; the warm start stops earlier once accuracy is in the band."""
+    eval_every: int = Field(25, ge=1)
+    """Check held-out sampled accuracy every this many SFT steps."""
+    eval_problems: int = Field(200, ge=10)
+    """Held-out problems sampled (T=1) for the band check."""
+    accuracy_band: tuple[float, float] = (0.20, 0.45)
+    """Stop at the first check whose sampled accuracy is inside [low, high]."""
+    seed: int = 0
+    """Seed of the SFT data order and sampling."""
+
+    @model_validator(mode="after")
+    def _band(self) -> "WarmStartConfig":
+        low, high = self.accuracy_band
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"model.warm_start.accuracy_band={list(self.accuracy_band)}: need 0 <= low <= high <= 1")
+        return self
+
+
 class ModelConfig(_Strict):
     path: str = "tiny"
     """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);
@@ -59,6 +93,8 @@ class ModelConfig(_Strict):
     """Allow model code from the Hub (only for models that need it)."""
     tiny: TinyModelConfig = TinyModelConfig()
     """Shape of the model built when path is 'tiny'."""
+    warm_start: WarmStartConfig = WarmStartConfig()
+    """How the tiny model is warm-started by SFT before RL (path 'tiny' only)."""
 
 
 class RolloutConfig(_Strict):
@@ -135,6 +171,9 @@ class WandbConfig(_Strict):
 class TrainerConfig(_Strict):
     steps: int = Field(100, ge=1)
     """Optimizer steps (each on one batch of prompts)."""
+    time_budget_s: float | None = Field(None, gt=0)
+    """Stop after this many seconds of training steps (evaluation not counted), even before
+    ``steps``; None = no time limit. Compare runs use it to give both algorithms equal time."""
     prompts_per_step: int = Field(32, ge=1)
     """Prompts per step; each is sampled G = rollout.n times."""
     seed: int = 0
@@ -149,6 +188,21 @@ class TrainerConfig(_Strict):
     """auto = continue from the latest complete checkpoint in run_dir."""
     parity_every: int = Field(10, ge=0)
     """Check learner vs engine log-probs on fresh samples every this many steps; 0 = never."""
+
+
+class CompareConfig(_Strict):
+    """``bppo compare``: GRPO and BPPO under identical settings, one after the other."""
+
+    name: str | None = None
+    """wandb group of the runs; None = the run directory's name."""
+    seeds: list[int] = Field([0], min_length=1)
+    """trainer.seed of each repetition (prompt order and sampling); the warm start is shared."""
+    grpo: list[str] = []
+    """Extra dotted overrides for the GRPO runs (e.g. a tuned learner.lr); algo.name=grpo is implied."""
+    bppo: list[str] = []
+    """Extra dotted overrides for the BPPO runs; algo.name=bppo is implied."""
+    target_accuracy: float | None = Field(None, ge=0.0, le=1.0)
+    """Accuracy for time-to-target; None = the best eval accuracy both algorithms reach."""
 
 
 class RayConfig(_Strict):
@@ -172,6 +226,8 @@ class Config(_Strict):
     trainer: TrainerConfig = TrainerConfig()
     wandb: WandbConfig = WandbConfig()
     ray: RayConfig = RayConfig()
+    compare: CompareConfig = CompareConfig()
+    """Used by ``bppo compare`` only."""
 
     @model_validator(mode="before")
     @classmethod

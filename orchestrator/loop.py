@@ -24,7 +24,7 @@ from orchestrator.data.loaders import load_prompt_set
 from orchestrator.data.problems import Problem, render_prompt
 from orchestrator.metrics import MetricsSink
 from orchestrator.prompt_stream import PromptStream
-from orchestrator.tiny_model import resolve_model_path
+from orchestrator.bootstrap import resolve_model_path
 from rollout.types import Sample, SamplingSettings
 from rewards.verify import reward_metrics
 
@@ -56,7 +56,7 @@ class Trainer:
         self.run_dir = Path(config.trainer.run_dir)
         self.resume = config.trainer.resume == "auto" if resume is None else resume
         self.log = log
-        self.model_path = resolve_model_path(config.model)
+        self.model_path = resolve_model_path(config, log=log)
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(
@@ -68,6 +68,7 @@ class Trainer:
         self.train_set, self.train_prompts = self._fitting(prompt_set.train, "train")
         self.test_set, self.test_prompts = self._fitting(prompt_set.test, "test")
         self.step = 0
+        self.train_elapsed = 0.0  # seconds spent in training steps (evaluation excluded)
         self.stream = PromptStream(len(self.train_set), config.trainer.seed)
 
     def _fitting(self, problems: list[Problem], split: str) -> tuple[list[Problem], list[list[int]]]:
@@ -109,13 +110,16 @@ class Trainer:
             self.sink.log(0, self.evaluate())
         bar = tqdm(total=trainer.steps, initial=self.step, desc=self.config.algo.name, unit="step",
                    file=sys.stderr, dynamic_ncols=True)
-        while self.step < trainer.steps:
+        while self.step < trainer.steps and not self._out_of_time():
             self.step += 1
             metrics = self.train_step(self.step)
-            if every and (self.step % every == 0 or self.step == trainer.steps):
+            self.train_elapsed += metrics["time/step"]
+            metrics["time/train_elapsed"] = self.train_elapsed
+            last = self.step == trainer.steps or self._out_of_time()
+            if every and (self.step % every == 0 or last):
                 metrics.update(self.evaluate())
             self.sink.log(self.step, metrics)
-            if self.step == trainer.steps or (trainer.save_every and self.step % trainer.save_every == 0):
+            if last or (trainer.save_every and self.step % trainer.save_every == 0):
                 self.save()
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}",
                             step_s=f"{metrics['time/step']:.2f}", refresh=False)
@@ -124,6 +128,10 @@ class Trainer:
         self.learner.save_pretrained(str(self.run_dir / "final"))
         self.log(f"done: {self.run_dir}/ (metrics.jsonl, checkpoints/, final/)")
         return metrics
+
+    def _out_of_time(self) -> bool:
+        budget = self.config.trainer.time_budget_s
+        return budget is not None and self.train_elapsed >= budget
 
     def train_step(self, step: int) -> dict[str, float]:
         started, times = time.perf_counter(), PhaseTimes()
@@ -235,6 +243,7 @@ class Trainer:
     def _sample_metrics(self, samples: list[Sample], generate_s: float) -> dict[str, float]:
         lengths = [len(s.response_ids) for s in samples]
         return {
+            "response/prompt_len_mean": sum(len(s.prompt_ids) for s in samples) / max(1, len(samples)),
             "response/len_mean": sum(lengths) / max(1, len(lengths)),
             "response/len_max": float(max(lengths, default=0)),
             "response/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
@@ -302,6 +311,7 @@ class Trainer:
             state = load_trainer_state(checkpoint)
             self.learner.load_checkpoint(str(checkpoint / "learner"))
             self.step = state["step"]
+            self.train_elapsed = state.get("train_elapsed", 0.0)
             self.stream = PromptStream.restore(len(self.train_set), config.trainer.seed, state["stream"])
             self.fleet.update_weights(self.learner.export_weights(), version=state["policy_version"])
             self.log(f"resumed from {checkpoint} (step {self.step})", file=sys.stderr)
@@ -325,6 +335,7 @@ class Trainer:
             "policy_version": self.fleet.policy_version,
             "stream": self.stream.state(),
             "wandb_run_id": self.sink.run_id,
+            "train_elapsed": self.train_elapsed,
             "seed": self.config.trainer.seed,
         }
         return save_checkpoint(self.run_dir, self.step, self.learner, state,

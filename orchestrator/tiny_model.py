@@ -48,11 +48,6 @@ def ensure_tiny_model(tiny, *, root: Path | None = None) -> Path:
     return target
 
 
-def resolve_model_path(model) -> str:
-    """``model.path``, or the directory of the built tiny model when it is 'tiny'."""
-    return str(ensure_tiny_model(model.tiny)) if model.path == "tiny" else model.path
-
-
 def tokenizer_corpus(num_problems: int, seed: int) -> list[str]:
     """Questions with their concise and verbose worked solutions, from the synthetic generator."""
     from orchestrator.data.synthetic import generate

@@ -12,6 +12,8 @@ import os
 
 from rollout.types import Sample, SamplingSettings
 
+CPU_PREFILL_BUDGET = 65536  # tokens per engine step on CPU (see __init__)
+
 
 def _on_gpu() -> bool:
     import torch
@@ -52,6 +54,11 @@ class RolloutEngine:
             import torch
 
             torch.set_num_threads(os.cpu_count() or 1)
+            # vLLM rewinds a seeded request's generator when its prefill is chunked, which CPU
+            # generators cannot do ("CPU Generator does not use offset"). A large token budget,
+            # plus calls split so that all their prefills fit in it (generate), keeps every
+            # prefill whole.
+            kwargs["max_num_batched_tokens"] = max(CPU_PREFILL_BUDGET, max_model_len)
         from vllm import LLM
 
         self.llm = LLM(
@@ -67,10 +74,24 @@ class RolloutEngine:
             logprobs_mode="processed_logprobs",
             **kwargs,
         )
+        self.prefill_budget = kwargs.get("max_num_batched_tokens", 0) // 2 or None
         self.policy_version = 0
 
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0) -> list[Sample]:
         """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order."""
+        if self.prefill_budget is None:
+            return self._generate(prompts, sampling, first_index)
+        samples, start = [], 0
+        while start < len(prompts):  # slices whose n x prompt tokens fit the prefill budget
+            end, tokens = start, 0
+            while end < len(prompts) and (end == start or tokens + len(prompts[end]) * sampling.n <= self.prefill_budget):
+                tokens += len(prompts[end]) * sampling.n
+                end += 1
+            samples += self._generate(prompts[start:end], sampling, first_index + start)
+            start = end
+        return samples
+
+    def _generate(self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int) -> list[Sample]:
         from vllm import SamplingParams
 
         params = [

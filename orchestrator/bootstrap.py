@@ -1,0 +1,161 @@
+"""``bppo bootstrap``: the tiny model, warm-started by SFT until RL has something to improve.
+
+The built tiny model (``orchestrator.tiny_model``: tokenizer + random Qwen2) is trained on
+synthetic problems with worked solutions, concise and verbose mixed, through the same
+DeepSpeed learner as RL (``LearnerGroup.train(objective="sft")``). Every
+``eval_every`` steps the weights go to a vLLM engine, which samples (T=1) one answer per
+held-out problem; the first check inside ``accuracy_band`` stops training. The result is
+cached by a hash of everything that shapes it, so ``bppo train``/``compare`` with
+``model.path: tiny`` reuse it, and an equal config gives the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from orchestrator.config import Config
+from orchestrator.tiny_model import cache_root, ensure_tiny_model
+
+EVAL_MAX_TOKENS = 160
+
+
+def warm_start_key(config: Config) -> dict:
+    """Everything the warm-started model depends on."""
+    return {
+        "tiny": config.model.tiny.model_dump(mode="json"),
+        "warm_start": config.model.warm_start.model_dump(mode="json"),
+        "prompt_template": config.data.prompt_template,
+        "source": config.data.source.model_dump(mode="json"),
+    }
+
+
+def warm_model_dir(config: Config) -> Path:
+    digest = hashlib.sha256(json.dumps(warm_start_key(config), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_root() / f"tiny-warm-{digest}"
+
+
+def resolve_model_path(config: Config, *, log=print) -> str:
+    """``model.path``; for 'tiny', the (built and, unless disabled, warm-started) tiny model."""
+    if config.model.path != "tiny":
+        return config.model.path
+    if not config.model.warm_start.enabled:
+        return str(ensure_tiny_model(config.model.tiny))
+    target = warm_model_dir(config)
+    if not (target / "bootstrap.json").exists():
+        from orchestrator.ray_cluster import ray_cluster
+
+        with ray_cluster(config.ray):
+            bootstrap(config, target, log=log)
+    return str(target)
+
+
+def sft_examples(config: Config, tokenizer) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids + EOS) pairs; a seeded ``verbose_fraction`` use the verbose solution."""
+    from orchestrator.data.loaders import load_prompt_set
+    from orchestrator.data.problems import render_prompt
+
+    warm = config.model.warm_start
+    problems = load_prompt_set(config.data).train[: warm.num_problems]
+    rng = random.Random(warm.seed)
+    examples = []
+    for problem in problems:
+        verbose = problem.meta.get("verbose_solution")
+        solution = verbose if verbose and rng.random() < warm.verbose_fraction else problem.solution
+        if not solution:
+            continue
+        prompt = tokenizer.encode(render_prompt(problem, config.data.prompt_template), add_special_tokens=False)
+        response = tokenizer.encode(" " + solution, add_special_tokens=False) + [tokenizer.eos_token_id]
+        examples.append((prompt, response))
+    if not examples:
+        raise ValueError("the warm start needs problems with worked solutions (data.source: synthetic)")
+    return examples
+
+
+def bootstrap(config: Config, target: Path, *, log=print) -> dict:
+    """SFT the tiny model into ``target`` (atomically); returns what ``bootstrap.json`` records."""
+    import ray
+    from transformers import AutoTokenizer
+
+    from learner.batch import TrainBatch, pad_rows
+    from learner.group import LearnerGroup
+    from orchestrator.data.loaders import load_prompt_set
+    from orchestrator.data.problems import render_prompt
+    from orchestrator.placement import plan_placement
+    from rewards.pool import RewardPool
+    from rollout.fleet import EngineFleet
+    from rollout.types import SamplingSettings
+
+    warm, started = config.model.warm_start, time.perf_counter()
+    base = str(ensure_tiny_model(config.model.tiny))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    examples = sft_examples(config, tokenizer)
+    held_out = load_prompt_set(config.data).test[: warm.eval_problems]
+    eval_prompts = [tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False)
+                    for p in held_out]
+    placement = plan_placement(config, ray.cluster_resources())
+    learner = LearnerGroup(
+        world_size=1, micro_batch_tokens=config.learner.micro_batch_tokens * 4,
+        resources_per_rank=placement.learner_rank, max_len=EVAL_MAX_TOKENS,
+        worker_kwargs=dict(model_path=base, algo={"name": "grpo"}, dtype=config.model.dtype, temperature=1.0,
+                           total_steps=warm.max_steps, seed=warm.seed, learner=dict(
+                               zero_stage=0, lr=warm.lr, weight_decay=0.0, warmup_steps=min(20, warm.max_steps // 10),
+                               lr_schedule="cosine", max_grad_norm=1.0, gradient_checkpointing=False)),
+    )
+    fleet = EngineFleet(num_engines=1, resources_per_engine=placement.engine, engine_kwargs=dict(
+        model_path=base, dtype=config.model.dtype, max_model_len=config.rollout.max_model_len,
+        cpu_kv_cache_gib=config.rollout.cpu_kv_cache_gib, seed=warm.seed))
+    rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus)
+    rng, history, accuracy = random.Random(warm.seed), [], 0.0
+    low, high = warm.accuracy_band
+    try:
+        for step in range(1, warm.max_steps + 1):
+            chosen = [examples[rng.randrange(len(examples))] for _ in range(warm.batch_size)]
+            input_ids, attention_mask, loss_mask, _ = pad_rows(
+                [p for p, _ in chosen], [r for _, r in chosen], pad_id=tokenizer.eos_token_id)
+            batch = TrainBatch(input_ids, attention_mask, loss_mask, torch.zeros(len(chosen)),
+                               torch.arange(len(chosen)))
+            nll = learner.train(batch, objective="sft")["sft/nll"]
+            if step % warm.eval_every and step != warm.max_steps:
+                continue
+            fleet.update_weights(learner.export_weights())
+            samples = fleet.generate(eval_prompts, SamplingSettings(
+                n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed))
+            results, _ = rewards.score([s.text for s in samples], [p.answer for p in held_out])
+            accuracy = sum(r.correct for r in results) / len(results)
+            length = sum(len(s.response_ids) for s in samples) / len(samples)
+            history.append({"step": step, "nll": round(nll, 4), "sampled_accuracy": accuracy,
+                            "response_len_mean": round(length, 1), "elapsed_s": round(time.perf_counter() - started, 1)})
+            log(f"warm start step {step}: nll {nll:.3f}, sampled accuracy {accuracy:.3f}, "
+                f"mean response {length:.1f} tokens", file=sys.stderr)
+            if low <= accuracy <= high or accuracy > high:
+                break
+        if not low <= accuracy <= high:
+            log(f"warning: warm start ended at sampled accuracy {accuracy:.3f}, outside the band "
+                f"[{low}, {high}] (eval_every too coarse, or max_steps too small)", file=sys.stderr)
+        record = {"steps": history[-1]["step"], "sampled_accuracy": accuracy, "history": history,
+                  "seconds": round(time.perf_counter() - started, 1), "key": warm_start_key(config)}
+        _save_atomically(learner, target, record)
+    finally:
+        fleet.shutdown()
+        learner.shutdown()
+        rewards.shutdown()
+    log(f"warm-started tiny model -> {target} ({record['seconds']} s)", file=sys.stderr)
+    return record
+
+
+def _save_atomically(learner, target: Path, record: dict) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    learner.save_pretrained(str(staging))
+    (staging / "bootstrap.json").write_text(json.dumps(record, indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)

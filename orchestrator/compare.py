@@ -1,0 +1,58 @@
+"""``bppo compare``: GRPO then BPPO (per seed) with everything else identical, then the report.
+
+Both algorithms start from the same (warm-started) model, use the same prompt order and
+sampling seeds (``trainer.seed``), G, evaluation set and schedule, and the same budget
+(``trainer.steps`` or ``trainer.time_budget_s``); they run one after the other on the
+same cluster, so neither competes with the other for CPU or GPU. Runs go to
+``<run_dir>/<algo>-seed<k>/``, the report (``report.json``, ``report.md``, PNGs) to
+``<run_dir>/``; all runs share one wandb group.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from orchestrator.config import Config
+from orchestrator.config_io import load_config
+
+ALGOS = ("grpo", "bppo")
+
+
+def arm_overrides(config: Config, algo: str, seed: int) -> list[str]:
+    root = Path(config.trainer.run_dir)
+    group = config.compare.name or root.name
+    extra = config.compare.grpo if algo == "grpo" else config.compare.bppo
+    return [f"algo.name={algo}", *extra, f"trainer.seed={seed}",
+            f"trainer.run_dir={root / f'{algo}-seed{seed}'}", f"wandb.group={group}"]
+
+
+def bppo_window(config: Config) -> float:
+    """n of the token-ratio bound for the BPPO arm's prefix mode (inf = whole response)."""
+    prefix = config.algo.prefix
+    return {"tokens": prefix.tokens, "divergence": prefix.tokens}.get(prefix.mode, float("inf"))
+
+
+def run_compare(paths: list[str], overrides: list[str], *, command: str, log=print) -> Path:
+    from orchestrator.bootstrap import resolve_model_path
+    from orchestrator.loop import Trainer
+    from orchestrator.ray_cluster import ray_cluster
+    from orchestrator.report import build_report, read_metrics, write_report
+
+    config = load_config(paths, overrides)
+    arms = {(algo, seed): load_config(paths, [*overrides, *arm_overrides(config, algo, seed)])
+            for seed in config.compare.seeds for algo in ALGOS}
+    runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in ALGOS}
+    with ray_cluster(config.ray):
+        resolve_model_path(config, log=log)  # one warm start, shared by every run
+        for (algo, seed), arm in arms.items():
+            log(f"== {algo} seed {seed} -> {arm.trainer.run_dir}", file=sys.stderr)
+            Trainer(arm, log=log).run()
+            runs[algo][seed] = read_metrics(Path(arm.trainer.run_dir))
+    bppo_config = arms[("bppo", config.compare.seeds[0])]
+    report = build_report(runs, group_size=config.rollout.n, window=bppo_window(bppo_config),
+                          target_accuracy=config.compare.target_accuracy)
+    out = Path(config.trainer.run_dir)
+    written = write_report(report, runs, out, command=command)
+    log(f"report: {out / 'report.md'} ({', '.join(p.name for p in written)})")
+    return out
