@@ -14,7 +14,9 @@ test-gpu: setup
 	$(PY) -m pytest -q -m gpu
 
 demo: setup
-	$(VENV)/bin/bppo data --config configs/tiny_cpu.yaml --verify 2000
+	$(VENV)/bin/bppo bootstrap --config configs/tiny_cpu.yaml
+	$(VENV)/bin/bppo compare --config configs/compare_tiny_cpu.yaml
+	@echo "report: runs/compare_tiny_cpu/report.md (figures beside it)"
 
 bench: setup
 	$(PY) benchmarks/reward_throughput.py

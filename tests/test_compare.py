@@ -41,6 +41,7 @@ def test_report_numbers_by_hand():
     assert report["bound"]["token_ratio"] == pytest.approx(0.25 * 60 / 80)
     assert report["bound"]["generate_share_grpo"] == pytest.approx(0.5)
     assert report["bound"]["amdahl"] == pytest.approx(1 / (0.5 + 0.5 * 0.1875))
+    assert report["bound"]["pair_rate"] is None and report["bound"]["token_ratio_at_pair_rate"] == pytest.approx(0.1875)
     assert report["grpo"]["warm_start_eval_accuracy"] == 0.2 and report["grpo"]["final_eval_accuracy"] == 0.5
     assert report["response_length_change"]["grpo"] == pytest.approx(40.0 / 60.0)
     assert time_to_target([{"train_elapsed_s": 1.0, "accuracy": 0.1}], 0.5) is None
