@@ -105,11 +105,21 @@ def cmd_compare(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace, config: Config) -> int:
+    """Arms x grid, one Ray task per trial; writes sweep.md/json to trainer.run_dir."""
+    from orchestrator.sweep import run_sweep
+
+    command = " ".join(["bppo sweep", *(f"--config {c}" for c in args.config), *args.overrides])
+    run_sweep(args.config, args.overrides, command=command)
+    return 0
+
+
 COMMANDS = {
     "config": (cmd_config, "validate a config and print it resolved"),
     "bootstrap": (cmd_bootstrap, "build the tiny model and warm-start it by SFT (cached by config hash)"),
     "train": (cmd_train, "run BPPO or GRPO training (Ray + vLLM + DeepSpeed)"),
     "compare": (cmd_compare, "run GRPO and BPPO with identical settings and write the speedup report"),
+    "sweep": (cmd_sweep, "run a grid of trials (algorithm arms x settings) and tabulate speedups"),
     "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool"),
 }
 

@@ -205,6 +205,23 @@ class CompareConfig(_Strict):
     """Accuracy for time-to-target; None = the best eval accuracy both algorithms reach."""
 
 
+class SweepConfig(_Strict):
+    """``bppo sweep``: arms (algorithm variants) crossed with a grid, one Ray task per trial."""
+
+    name: str | None = None
+    """Sweep name = wandb group; None = the run directory's name."""
+    arms: dict[str, list[str]] = {"grpo": ["algo.name=grpo"], "bppo": ["algo.name=bppo"]}
+    """Named algorithm variants, each a list of dotted overrides."""
+    grid: dict[str, list] = {}
+    """Dotted key -> values; every combination is crossed with every arm (e.g. trainer.seed: [0, 1])."""
+    baseline: str = "grpo"
+    """The arm speedups are measured against (same grid point)."""
+    max_concurrent: int = Field(1, ge=1)
+    """Trials running at once (1 on a small CPU box; more on a cluster with room)."""
+    target_accuracy: float | None = Field(None, ge=0.0, le=1.0)
+    """Accuracy for time-to-target; None = the best eval accuracy every trial reaches."""
+
+
 class RayConfig(_Strict):
     address: str | None = None
     """Ray cluster address; None = RAY_ADDRESS if set, else start a local cluster."""
@@ -228,6 +245,8 @@ class Config(_Strict):
     ray: RayConfig = RayConfig()
     compare: CompareConfig = CompareConfig()
     """Used by ``bppo compare`` only."""
+    sweep: SweepConfig = SweepConfig()
+    """Used by ``bppo sweep`` only."""
 
     @model_validator(mode="before")
     @classmethod
