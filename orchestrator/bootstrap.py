@@ -58,13 +58,13 @@ def resolve_model_path(config: Config, *, log=print) -> str:
     return str(target)
 
 
-def sft_examples(config: Config, tokenizer) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids + EOS) pairs; a seeded ``verbose_fraction`` use the verbose solution."""
-    from orchestrator.data.loaders import load_prompt_set
+def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids + EOS) pairs from the first ``num_problems`` training problems;
+    a seeded ``verbose_fraction`` of them use the verbose solution."""
     from orchestrator.data.problems import render_prompt
 
     warm = config.model.warm_start
-    problems = load_prompt_set(config.data).train[: warm.num_problems]
+    problems = train_problems[: warm.num_problems]
     rng = random.Random(warm.seed)
     examples = []
     for problem in problems:
@@ -89,6 +89,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     from learner.group import LearnerGroup
     from orchestrator.data.loaders import load_prompt_set
     from orchestrator.data.problems import render_prompt
+    from orchestrator.evaluation import answer_quality
     from orchestrator.placement import plan_placement
     from rewards.pool import RewardPool
     from rollout.fleet import EngineFleet
@@ -97,8 +98,9 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     warm, started = config.model.warm_start, time.perf_counter()
     base = str(ensure_tiny_model(config.model.tiny))
     tokenizer = AutoTokenizer.from_pretrained(base)
-    examples = sft_examples(config, tokenizer)
-    held_out = load_prompt_set(config.data).test[: warm.eval_problems]
+    prompt_set = load_prompt_set(config.data)  # generating it is seconds: once, for both uses
+    examples = sft_examples(config, tokenizer, prompt_set.train)
+    held_out = prompt_set.test[: warm.eval_problems]
     eval_prompts = [tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False)
                     for p in held_out]
     placement = plan_placement(config, ray.cluster_resources())
@@ -127,11 +129,9 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
             if step % warm.eval_every and step != warm.max_steps:
                 continue
             fleet.update_weights(learner.export_weights())
-            samples = fleet.generate(eval_prompts, SamplingSettings(
+            quality = answer_quality(fleet, rewards, eval_prompts, held_out, SamplingSettings(
                 n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed))
-            results, _ = rewards.score([s.text for s in samples], [p.answer for p in held_out])
-            accuracy = sum(r.correct for r in results) / len(results)
-            length = sum(len(s.response_ids) for s in samples) / len(samples)
+            accuracy, length = quality["accuracy"], quality["len_mean"]
             history.append({"step": step, "nll": round(nll, 4), "sampled_accuracy": accuracy,
                             "response_len_mean": round(length, 1), "elapsed_s": round(time.perf_counter() - started, 1)})
             log(f"warm start step {step}: nll {nll:.3f}, sampled accuracy {accuracy:.3f}, "

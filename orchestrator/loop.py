@@ -22,6 +22,7 @@ from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
 from orchestrator.data.loaders import load_prompt_set
 from orchestrator.data.problems import Problem, render_prompt
+from orchestrator.evaluation import answer_quality
 from orchestrator.metrics import MetricsSink
 from orchestrator.prompt_stream import PromptStream
 from orchestrator.bootstrap import resolve_model_path
@@ -220,16 +221,10 @@ class Trainer:
         rollout = self.config.rollout
         sampling = SamplingSettings(n=1, temperature=0.0, max_tokens=self.config.eval.max_tokens or rollout.max_tokens,
                                     stop=tuple(rollout.stop), seed=0)
-        samples = self.fleet.generate(self.test_prompts, sampling)
-        results, _ = self.rewards.score([s.text for s in samples], [p.answer for p in self.test_set])
-        lengths = [len(s.response_ids) for s in samples]
-        return {
-            "eval/accuracy": sum(r.correct for r in results) / max(1, len(results)),
-            "eval/len_mean": sum(lengths) / max(1, len(lengths)),
-            "eval/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
-            "eval/problems": float(len(samples)),
-            "time/eval": time.perf_counter() - started,
-        }
+        quality = answer_quality(self.fleet, self.rewards, self.test_prompts, self.test_set, sampling)
+        metrics = {f"eval/{name}": value for name, value in quality.items()}
+        metrics["time/eval"] = time.perf_counter() - started
+        return metrics
 
     # ---- helpers ------------------------------------------------------------------------
 

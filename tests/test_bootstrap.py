@@ -21,7 +21,9 @@ def test_sft_examples_mix_concise_and_verbose_solutions_and_end_with_eos(tmp_pat
 
     config = load_config(["configs/tiny_cpu.yaml"], OVERRIDES + ["model.warm_start.verbose_fraction=0.5"])
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_model(config.model.tiny))
-    examples = sft_examples(config, tokenizer)
+    from orchestrator.data.loaders import load_prompt_set
+
+    examples = sft_examples(config, tokenizer, load_prompt_set(config.data).train)
     assert len(examples) == 200 and all(r[-1] == tokenizer.eos_token_id for _, r in examples)
     verbose = sum(tokenizer.decode(r).startswith(" We are given") for _, r in examples)
     assert 60 < verbose < 140  # about half, seeded
