@@ -92,10 +92,12 @@ class EngineFleet:
             if not failed:
                 return results
             self.restarts += len(failed)
-            pending = {i: self._catch_up(i) and call(self.engines[i], i) for i in failed}
+            for i in failed:
+                self._catch_up(i)
+            pending = {i: call(self.engines[i], i) for i in failed}
         raise AssertionError("unreachable")
 
-    def _catch_up(self, index: int) -> bool:
+    def _catch_up(self, index: int) -> None:
         """Wait for a restarted engine and give it the newest weights (it came back with the
         model it was created from)."""
         engine, deadline = self.engines[index], time.monotonic() + self.restart_timeout_s
@@ -114,7 +116,6 @@ class EngineFleet:
                 self.weights_provider() if self.weights_provider is not None else None)
             if weights is not None:
                 ray.get(engine.update_weights.remote(self.policy_version, weights))
-        return True
 
     def shutdown(self) -> None:
         for engine in self.engines:
