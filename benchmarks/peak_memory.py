@@ -10,10 +10,11 @@ writes benchmarks/results/peak_memory_<name>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import time
 from pathlib import Path
+
+from results_io import save_result  # benchmarks/ is the script's own directory
 
 import psutil
 
@@ -48,8 +49,7 @@ def main() -> None:
         time.sleep(0.25)
     result = {"command": " ".join(command), "returncode": process.returncode,
               "wall_s": round(time.perf_counter() - started, 1), "peak_rss_gb": round(peak / 2**30, 2)}
-    out = ROOT / f"benchmarks/results/peak_memory_{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result(f"peak_memory_{args.name}", result)
     print(f"{result['command']}: exit {process.returncode}, {result['wall_s']} s, peak RSS {result['peak_rss_gb']} GB -> {out}")
 
 

@@ -14,7 +14,6 @@ Prints the numbers and writes benchmarks/results/reward_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -22,6 +21,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from results_io import save_result  # benchmarks/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -108,9 +109,7 @@ def main() -> None:
         "hostile_worst_case_reason": worst_reason,
         "hostile_latency_s": {k: [round(v[0], 3), v[1]] for k, v in latencies.items()},
     }
-    out = ROOT / "benchmarks/results/reward_throughput.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = save_result("reward_throughput", report)
     print(f"pool: {args.n} completions in {elapsed:.2f} s = {report['pool_completions_per_s']} completions/s "
           f"({args.workers} workers, {os.cpu_count()} CPUs)")
     print(f"accuracy by kind: {report['accuracy_by_kind']}")

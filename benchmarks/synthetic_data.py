@@ -7,11 +7,12 @@ Prints the numbers and writes benchmarks/results/synthetic_data.json.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from results_io import save_result  # benchmarks/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,9 +34,7 @@ def main() -> None:
         "families": dict(Counter(p.meta["family"] for p in train).most_common()),
         "levels": dict(sorted(Counter(p.meta["level"] for p in train).items())),
     }
-    out = ROOT / "benchmarks/results/synthetic_data.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = save_result("synthetic_data", report)
     print(f"generated {len(train)} train + {len(test)} test in {generate_s:.2f} s; "
           f"{verified}/{len(train) + len(test)} gold solutions score correct ({verify_s:.1f} s in-process)")
     print(f"-> {out}")

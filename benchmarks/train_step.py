@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from results_io import save_result  # benchmarks/ is the script's own directory
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -76,8 +78,7 @@ def main() -> None:
                                                    "throughput_gen_tokens_per_s", "throughput_train_tokens_per_s"]:
         print(f"{key:<22}{grpo[key]:>10}{bppo[key]:>10}")
     print("speedup:", results["speedup"])
-    out = ROOT / "benchmarks/results/train_step.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = save_result("train_step", results)
     print(f"-> {out}")
 
 
