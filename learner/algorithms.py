@@ -100,6 +100,9 @@ AlgoConfig = Annotated[Union[BPPOConfig, GRPOConfig], Field(discriminator="name"
 
 def grpo_train_batch(groups: RolloutGroups, algo: GRPOConfig, *, pad_id: int) -> TrainBatch:
     """All G completions of every group, whole responses, full-group advantages."""
+    if groups.finished is not None and not bool(groups.finished.all()):
+        raise ValueError("GRPO trains every completion of a group, but some were aborted: "
+                         "rollout.early_stop_groups is for BPPO only")
     advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps)
     keep = torch.ones(groups.rewards.shape[0], dtype=torch.bool)  # [num_groups]
     if algo.filter_groups:
@@ -113,9 +116,13 @@ def grpo_train_batch(groups: RolloutGroups, algo: GRPOConfig, *, pad_id: int) ->
 
 def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int) -> TrainBatch:
     """DESIGN §3 BPPO: full-group advantages, then the pair, then the prefix, cut physically."""
-    advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps)
+    # With early-stopped groups, "full group" = the completions that finished (the others
+    # were aborted once the pair was known: no reward, never selected).
+    advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps,
+                                  valid=groups.finished)
     correct = groups.accuracy > algo.correct_threshold  # [num_groups, G]
-    pos, neg, has_pair = select_pairs(correct, groups.response_lengths(), rule=algo.selection)
+    pos, neg, has_pair = select_pairs(correct, groups.response_lengths(), rule=algo.selection,
+                                      eligible=groups.finished)
     rows = [
         (g, int(i))
         for g in has_pair.nonzero().flatten().tolist()

@@ -24,6 +24,9 @@ class RolloutGroups:
     # Per-token log-probs the engine sampled with, same nesting as response_ids; used when
     # old log-probs are taken from the engine instead of recomputed on the learner.
     response_logprobs: list[list[list[float]]] | None = None
+    # [num_groups, G] bool, or None when every completion finished. False marks a completion
+    # that ``rollout.early_stop_groups`` aborted: it has no reward and is never trained on.
+    finished: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         num_groups = len(self.prompt_ids)
@@ -33,9 +36,10 @@ class RolloutGroups:
         if len(sizes) > 1:
             raise ValueError(f"every group needs the same G, got group sizes {sorted(sizes)}")
         shape = (num_groups, sizes.pop() if sizes else 0)
-        for name in ("rewards", "accuracy"):
-            if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"{name} must be {list(shape)}, got {list(getattr(self, name).shape)}")
+        for name in ("rewards", "accuracy", "finished"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{name} must be {list(shape)}, got {list(value.shape)}")
 
     @property
     def group_size(self) -> int:

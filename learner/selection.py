@@ -16,6 +16,7 @@ def select_pairs(
     lengths: torch.Tensor,
     rule: str = "shortest",
     generator: torch.Generator | None = None,
+    eligible: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pick one correct (positive) and one incorrect (negative) completion per group.
 
@@ -24,6 +25,8 @@ def select_pairs(
         lengths: ``[num_groups, G]`` int, response lengths in tokens.
         rule: ``shortest`` (the paper's choice), ``longest`` or ``random``.
         generator: random source for ``rule="random"``.
+        eligible: ``[num_groups, G]`` bool or None (all); completions outside it are never
+            picked (those an early-stopped group aborted).
 
     Returns ``(pos_index, neg_index, has_pair)``, each ``[num_groups]``; indices are
     long, ties go to the lowest index, and rows lacking either class have
@@ -36,8 +39,13 @@ def select_pairs(
             f"correct and lengths must both be [num_groups, G], got {tuple(correct.shape)} "
             f"and {tuple(lengths.shape)}"
         )
-    correct = correct.bool()
-    has_pair = correct.any(dim=1) & (~correct).any(dim=1)  # [num_groups]
+    if eligible is None:
+        eligible = torch.ones_like(correct, dtype=torch.bool)
+    elif eligible.shape != correct.shape:
+        raise ValueError(f"eligible must be {tuple(correct.shape)}, got {tuple(eligible.shape)}")
+    positive = correct.bool() & eligible.bool()  # [num_groups, G]
+    negative = ~correct.bool() & eligible.bool()
+    has_pair = positive.any(dim=1) & negative.any(dim=1)  # [num_groups]
 
     if rule == "random":
         # Distinct random keys per candidate; argmin takes a uniform pick among eligible ones.
@@ -48,8 +56,8 @@ def select_pairs(
         key = -lengths.long()
 
     # torch.argmin returns the first minimum, which gives the lowest-index tie-break.
-    pos_index = key.masked_fill(~correct, _NEVER).argmin(dim=1)
-    neg_index = key.masked_fill(correct, _NEVER).argmin(dim=1)
+    pos_index = key.masked_fill(~positive, _NEVER).argmin(dim=1)
+    neg_index = key.masked_fill(~negative, _NEVER).argmin(dim=1)
     zero = torch.zeros_like(pos_index)
     return (
         torch.where(has_pair, pos_index, zero),

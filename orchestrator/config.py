@@ -125,6 +125,11 @@ class RolloutConfig(_Strict):
     store (CPU, or as a fallback); auto = nccl when the cluster has GPUs."""
     sync_bucket_mb: int = Field(512, ge=1)
     """NCCL sync bucket size: peak extra GPU memory on each engine worker during a sync."""
+    early_stop_groups: bool = False
+    """BPPO with selection 'shortest' only (our reading of Ruyi2.5's adaptive completion
+    scheduling, DESIGN §3.7): stop sampling a group once a correct and an incorrect completion
+    have finished, which are then the shortest of each. Saves generation time; advantages come
+    from the finished completions only. Off in the faithful preset."""
 
 
 class LearnerConfig(_Strict):
@@ -272,5 +277,11 @@ class Config(_Strict):
             raise ValueError(
                 f"rollout.max_tokens={self.rollout.max_tokens} leaves no room for the prompt in "
                 f"rollout.max_model_len={self.rollout.max_model_len}"
+            )
+        if self.rollout.early_stop_groups and (self.algo.name != "bppo" or self.algo.selection != "shortest"):
+            what = f"algo.name={self.algo.name}" if self.algo.name != "bppo" else f"algo.selection={self.algo.selection}"
+            raise ValueError(
+                f"rollout.early_stop_groups=true needs BPPO with selection 'shortest' (got {what}): the "
+                "completions it aborts are the ones only a full group would train on or select"
             )
         return self

@@ -165,12 +165,12 @@ class Trainer:
         prompts, kept, all_samples, all_results = [], [], [], []
         for round_ in range(1 + algo.refill_rounds):
             indices = self.stream.take(want - len(kept))
+            answers = [self.train_set[i].answer for i in indices]
             with times("generate"):
-                samples = self.fleet.generate([self.train_prompts[i] for i in indices], self._sampling(step, round_))
-            with times("reward"):
-                results, _ = self.rewards.score(
-                    [s.text for s in samples], [self.train_set[indices[s.prompt_index]].answer for s in samples]
-                )
+                samples = self.fleet.generate([self.train_prompts[i] for i in indices], self._sampling(step, round_),
+                                              early_stop=self._early_stop(answers))
+            with times("reward"):  # early-stopped groups were judged while generating
+                results = self._score(samples, answers)
             all_samples += samples
             all_results += results
             G = self.config.rollout.n
@@ -181,8 +181,10 @@ class Trainer:
                     prompts.append(index)
             if len(kept) >= want:
                 break
-        metrics = reward_metrics(all_results)
-        metrics.update(self._sample_metrics(all_samples, times.get("generate")))
+        finished = [s for s in all_samples if s.finish_reason != "abort"]
+        metrics = reward_metrics([r for r in all_results if r is not None])
+        metrics.update(self._sample_metrics(finished, times.get("generate")))
+        metrics["rollout/aborted_rate"] = 1.0 - len(finished) / max(1, len(all_samples))
         metrics["rollout/usable_group_rate"] = len(kept) / max(1, len(all_samples) // self.config.rollout.n)
         metrics["rollout/rounds"] = float(round_ + 1)
         metrics["data/epoch"] = float(self.stream.epoch)
@@ -235,6 +237,20 @@ class Trainer:
         return SamplingSettings(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p,
                                 max_tokens=rollout.max_tokens, stop=tuple(rollout.stop), seed=seed)
 
+    def _early_stop(self, answers: list[str]):
+        from rollout.early_stop import EarlyStop
+
+        if not self.config.rollout.early_stop_groups:
+            return None
+        return EarlyStop(answers=tuple(answers), judges=tuple(self.rewards.workers))
+
+    def _score(self, samples: list[Sample], answers: list[str]) -> list:
+        """One reward result per sample (None for a completion an early-stopped group aborted)."""
+        if self.config.rollout.early_stop_groups:
+            return [s.meta.pop("reward", None) for s in samples]
+        results, _ = self.rewards.score([s.text for s in samples], [answers[s.prompt_index] for s in samples])
+        return results
+
     def _sample_metrics(self, samples: list[Sample], generate_s: float) -> dict[str, float]:
         lengths = [len(s.response_ids) for s in samples]
         return {
@@ -254,8 +270,9 @@ class Trainer:
         record = {
             "step": step,
             "problem_ids": [self.train_set[i].id for i in prompts],
-            "rewards": [[round(r.score, 4) for _, r in g] for g in groups],
-            "lengths": [[len(s.response_ids) for s, _ in g] for g in groups],
+            # null = aborted by an early-stopped group
+            "rewards": [[None if r is None else round(r.score, 4) for _, r in g] for g in groups],
+            "lengths": [[None if r is None else len(s.response_ids) for s, r in g] for g in groups],
             "example": groups[0][0][0].text if groups else "",
         }
         with open(self.run_dir / "rollouts.jsonl", "a", encoding="utf-8") as f:
@@ -344,19 +361,25 @@ class Trainer:
 
 
 def _has_signal(group: list, algo) -> bool:
-    correct = [r.correct for _, r in group]
+    results = [r for _, r in group if r is not None]  # aborted completions carry no reward
+    correct = [r.correct for r in results]
     if algo.name == "bppo":
         return any(correct) and not all(correct)
-    scores = {r.score for _, r in group}
+    scores = {r.score for r in results}
     return len(scores) > 1 or not getattr(algo, "filter_groups", False)
 
 
 def _to_rollout_groups(groups: list[list[tuple[Sample, object]]]) -> RolloutGroups:
+    """Rectangular groups; an aborted completion (reward None) gets reward 0 and finished=False."""
+    def table(value) -> torch.Tensor:
+        return torch.tensor([[value(r) for _, r in g] for g in groups], dtype=torch.float32).view(len(groups), -1)
+
+    finished = table(lambda r: r is not None).bool()
     return RolloutGroups(
         prompt_ids=[g[0][0].prompt_ids for g in groups],
         response_ids=[[s.response_ids for s, _ in g] for g in groups],
-        rewards=torch.tensor([[r.score for _, r in g] for g in groups], dtype=torch.float32).view(len(groups), -1),
-        accuracy=torch.tensor([[float(r.correct) for _, r in g] for g in groups], dtype=torch.float32)
-        .view(len(groups), -1),
+        rewards=table(lambda r: 0.0 if r is None else r.score),
+        accuracy=table(lambda r: 0.0 if r is None else float(r.correct)),
         response_logprobs=[[s.response_logprobs for s, _ in g] for g in groups],
+        finished=None if bool(finished.all()) else finished,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from rollout.early_stop import EarlyStop, GroupTracker
 from rollout.types import Sample, SamplingSettings
 
 CPU_PREFILL_BUDGET = 65536  # tokens per engine step on CPU (see __init__)
@@ -77,51 +78,85 @@ class RolloutEngine:
         self.prefill_budget = kwargs.get("max_num_batched_tokens", 0) // 2 or None
         self.policy_version = 0
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0) -> list[Sample]:
-        """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order."""
-        if self.prefill_budget is None:
-            return self._generate(prompts, sampling, first_index)
-        samples, start = [], 0
-        while start < len(prompts):  # slices whose n x prompt tokens fit the prefill budget
-            end, tokens = start, 0
-            while end < len(prompts) and (end == start or tokens + len(prompts[end]) * sampling.n <= self.prefill_budget):
-                tokens += len(prompts[end]) * sampling.n
-                end += 1
-            samples += self._generate(prompts[start:end], sampling, first_index + start)
-            start = end
+    def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0,
+                 early_stop: EarlyStop | None = None) -> list[Sample]:
+        """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order.
+
+        With ``early_stop`` a group stops once a correct and an incorrect completion have
+        finished (``rollout.early_stop``); its aborted completions come back empty with
+        ``finish_reason="abort"``, the finished ones with their verdict in ``meta["reward"]``.
+        """
+        max_seqs = None
+        if early_stop is not None:  # every completion of a slice must start decoding at once
+            max_seqs = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+        samples = []
+        for start, end in _call_slices(prompts, sampling.n, self.prefill_budget, max_seqs):
+            if early_stop is None:
+                samples += self._generate(prompts[start:end], sampling, first_index + start)
+            else:
+                samples += self._generate_until_decided(prompts[start:end], sampling, first_index + start,
+                                                        early_stop.slice(start, end))
         return samples
 
     def _generate(self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int) -> list[Sample]:
-        from vllm import SamplingParams
-
-        params = [
-            SamplingParams(
-                n=sampling.n,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                max_tokens=sampling.max_tokens,
-                stop=list(sampling.stop) or None,
-                seed=None if sampling.seed is None else sampling.seed + first_index + i,
-                logprobs=0,  # the sampled token's own log-prob
-            )
-            for i in range(len(prompts))
-        ]
+        params = [_sampling_params(sampling, first_index + i) for i in range(len(prompts))]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        return [
+            self._sample(first_index + i, prompt, completion)
+            for i, (prompt, output) in enumerate(zip(prompts, outputs))
+            for completion in output.outputs
+        ]
+
+    def _generate_until_decided(self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int,
+                                early_stop: EarlyStop) -> list[Sample]:
+        """One request per completion, stepped by hand: finished completions are judged after
+        every engine step, and a decided group's other completions are aborted."""
+        from vllm.sampling_params import RequestOutputKind
+
+        engine, G = self.llm.llm_engine, sampling.n
+        for i, prompt in enumerate(prompts):
+            for k in range(G):  # the same seeds vLLM gives the n children of one request
+                params = _sampling_params(sampling, first_index + i, completion=k)
+                params.output_kind = RequestOutputKind.FINAL_ONLY  # step() returns finished ones only
+                engine.add_request(f"{i}/{k}", {"prompt_token_ids": prompt}, params)
+        tracker = GroupTracker(len(prompts), G)
+        finished: dict[tuple[int, int], tuple] = {}
+        while engine.has_unfinished_requests():
+            outputs = [out for out in engine.step() if out.finished]
+            if not outputs:
+                continue
+            keys = [tuple(int(part) for part in out.request_id.split("/")) for out in outputs]
+            verdicts = _judge(early_stop, [(out.outputs[0].text, early_stop.answers[i]) for out, (i, _) in
+                                           zip(outputs, keys)])
+            for (i, k), out, verdict in zip(keys, outputs, verdicts):
+                finished[(i, k)] = (out.outputs[0], verdict)
+                tracker.record(i, k, bool(verdict.correct))
+            to_abort = [f"{i}/{k}" for i, running in tracker.take_decided().items() for k in running]
+            if to_abort:
+                engine.abort_request(to_abort)
         samples = []
-        for i, (prompt, output) in enumerate(zip(prompts, outputs)):
-            for completion in output.outputs:
-                token_ids = list(completion.token_ids)
-                logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
-                samples.append(Sample(
-                    prompt_index=first_index + i,
-                    prompt_ids=list(prompt),
-                    response_ids=token_ids,
-                    response_logprobs=logprobs,
-                    finish_reason=completion.finish_reason or "length",
-                    policy_version=self.policy_version,
-                    text=completion.text,
-                ))
+        for i, prompt in enumerate(prompts):
+            for k in range(G):
+                if (i, k) not in finished:
+                    samples.append(Sample(first_index + i, list(prompt), [], [], "abort", self.policy_version))
+                    continue
+                completion, verdict = finished[(i, k)]
+                sample = self._sample(first_index + i, prompt, completion)
+                sample.meta["reward"] = verdict
+                samples.append(sample)
         return samples
+
+    def _sample(self, prompt_index: int, prompt: list[int], completion) -> Sample:
+        token_ids = list(completion.token_ids)
+        return Sample(
+            prompt_index=prompt_index,
+            prompt_ids=list(prompt),
+            response_ids=token_ids,
+            response_logprobs=[step[token].logprob for step, token in zip(completion.logprobs, token_ids)],
+            finish_reason=completion.finish_reason or "length",
+            policy_version=self.policy_version,
+            text=completion.text,
+        )
 
     def score(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log-prob of every token of each sequence given the ones before it (0 for the first)."""
@@ -153,3 +188,53 @@ class RolloutEngine:
     def collective_rpc(self, method: str, kwargs: dict | None = None) -> list:
         """Call a worker-extension method on every worker of this engine (GPU weight sync)."""
         return self.llm.collective_rpc(method, kwargs=kwargs or {})
+
+
+def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: int | None = None):
+    """vLLM parameters for all ``n`` completions of a prompt, or for one of them (``n=1`` with
+    that completion's seed, so that it samples exactly what it would as a child of ``n``)."""
+    from vllm import SamplingParams
+
+    seed = sampling.prompt_seed(prompt_index)
+    if completion is not None and seed is not None:
+        seed += completion
+    return SamplingParams(
+        n=sampling.n if completion is None else 1,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        stop=list(sampling.stop) or None,
+        seed=seed,
+        logprobs=0,  # the sampled token's own log-prob
+    )
+
+
+def _call_slices(prompts: list[list[int]], n: int, prefill_budget: int | None,
+                 max_seqs: int | None) -> list[tuple[int, int]]:
+    """Contiguous [start, end) slices of a call whose n x prompt tokens fit the prefill budget
+    and whose n x prompts fit ``max_seqs`` (each limit None = unlimited); a slice holds at
+    least one prompt."""
+    slices, start = [], 0
+    while start < len(prompts):
+        end, tokens = start, 0
+        while end < len(prompts) and (end == start or (
+                (prefill_budget is None or tokens + len(prompts[end]) * n <= prefill_budget)
+                and (max_seqs is None or (end - start + 1) * n <= max_seqs))):
+            tokens += len(prompts[end]) * n
+            end += 1
+        slices.append((start, end))
+        start = end
+    return slices
+
+
+def _judge(early_stop: EarlyStop, items: list[tuple[str, str]]) -> list:
+    """Reward verdicts for finished completions, spread over the judge actors, in order."""
+    import ray
+
+    judges = early_stop.judges
+    if not judges:
+        raise ValueError("early stopping needs reward actors to judge finished completions")
+    size = -(-len(items) // len(judges))  # ceil: one chunk per judge at most
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    results = ray.get([judges[j].score_chunk.remote(chunk) for j, chunk in enumerate(chunks)])
+    return [verdict for chunk in results for verdict in chunk]

@@ -13,6 +13,7 @@ import time
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
+from rollout.early_stop import EarlyStop
 from rollout.engine import RolloutEngine
 from rollout.types import Sample, SamplingSettings
 
@@ -42,13 +43,16 @@ class EngineFleet:
         self.restarts = 0
         ray.get([e.version.remote() for e in self.engines])  # wait until every engine is up
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[Sample]:
+    def generate(self, prompts: list[list[int]], sampling: SamplingSettings,
+                 early_stop: EarlyStop | None = None) -> list[Sample]:
         """Samples for every prompt, grouped by prompt in input order; prompts are split into
-        one contiguous slice per engine (per-prompt seeds make the result independent of the split)."""
+        one contiguous slice per engine (per-prompt seeds make the result independent of the
+        split). ``early_stop``: see ``RolloutEngine.generate``."""
         bounds = _slices(len(prompts), len(self.engines))
         results = self._call_all(
             lambda engine, i: engine.generate.remote(
-                prompts[bounds[i][0]: bounds[i][1]], sampling, first_index=bounds[i][0]
+                prompts[bounds[i][0]: bounds[i][1]], sampling, first_index=bounds[i][0],
+                early_stop=None if early_stop is None else early_stop.slice(*bounds[i]),
             ),
             skip=lambda i: bounds[i][0] == bounds[i][1],
         )

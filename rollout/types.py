@@ -15,8 +15,12 @@ class SamplingSettings:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    """Base seed: prompt i of the call is sampled with ``seed + i`` (reproducible per prompt,
-    whichever engine gets it)."""
+    """Base seed: completion k of prompt i is sampled with ``seed + i * n + k`` (reproducible
+    per prompt whichever engine gets it; no two completions of a call share a seed)."""
+
+    def prompt_seed(self, prompt_index: int) -> int | None:
+        """Seed of the prompt's first completion; vLLM gives completion k ``that + k``."""
+        return None if self.seed is None else self.seed + prompt_index * self.n
 
 
 @dataclass

@@ -36,6 +36,25 @@ def test_group_advantages_rejects_single_sample_groups_and_bad_shapes():
         group_advantages(torch.ones(4))
 
 
+def test_group_advantages_over_the_valid_completions_only():
+    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 9.0, 9.0]])
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    # row 0 over (1, 0, 1): mean 2/3, centered (1/3, -2/3, 1/3), Bessel var (1/9 + 4/9 + 1/9) / 2 = 1/3
+    # row 1 over (0, 1): mean 1/2, centered (-1/2, 1/2), var (1/4 + 1/4) / 1 = 1/2; the 9s are ignored
+    s0, s1 = math.sqrt(1 / 3) + 1e-6, math.sqrt(1 / 2) + 1e-6
+    expected = torch.tensor([[(1 / 3) / s0, (-2 / 3) / s0, (1 / 3) / s0, 0.0], [-0.5 / s1, 0.5 / s1, 0.0, 0.0]])
+    torch.testing.assert_close(group_advantages(rewards, valid=valid), expected)
+    torch.testing.assert_close(group_advantages(rewards, norm_by_std=False, valid=valid),
+                               torch.tensor([[1 / 3, -2 / 3, 1 / 3, 0.0], [-0.5, 0.5, 0.0, 0.0]]))
+    # all valid == no mask
+    torch.testing.assert_close(group_advantages(rewards, valid=torch.ones(2, 4, dtype=torch.bool)),
+                               group_advantages(rewards))
+    with pytest.raises(ValueError, match="group 1 has 1"):
+        group_advantages(rewards, valid=torch.tensor([[True, True, False, False], [True, False, False, False]]))
+    with pytest.raises(ValueError, match="shape of rewards"):
+        group_advantages(rewards, valid=torch.ones(2, 3, dtype=torch.bool))
+
+
 def test_informative_groups_is_dapos_filter():
     rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.2, 0.3]])
     assert informative_groups(rewards).tolist() == [False, False, True, True]
@@ -62,6 +81,18 @@ def test_select_pairs_shortest_longest_and_ties():
     pos, neg, has = select_pairs(correct, lengths, "longest")
     assert pos.tolist() == [0, 0, 0, 1]
     assert neg.tolist() == [3, 0, 0, 0]  # negatives 0 and 2 tie at 5 -> 0
+
+
+def test_select_pairs_never_picks_ineligible_completions():
+    correct = torch.tensor([[True, False, True, False], [True, False, False, False]])
+    lengths = torch.tensor([[2, 1, 5, 7], [3, 1, 1, 1]])
+    eligible = torch.tensor([[False, True, True, True], [False, True, True, True]])
+    pos, neg, has = select_pairs(correct, lengths, "shortest", eligible=eligible)
+    # row 0: the shorter positive 0 is ineligible -> 2; negatives 1 (1), 3 (7) -> 1
+    # row 1: its only positive is ineligible -> no pair
+    assert (pos.tolist(), neg.tolist(), has.tolist()) == ([2, 0], [1, 0], [True, False])
+    pos, neg, _ = select_pairs(correct, lengths, "longest", eligible=eligible)
+    assert (pos[0].item(), neg[0].item()) == (2, 3)
 
 
 def test_select_pairs_random_is_seeded_and_picks_the_right_class():

@@ -114,6 +114,28 @@ def test_bppo_without_any_pair_gives_an_empty_batch():
     assert batch.metrics["bppo/pair_rate"].item() == 0.0
 
 
+def test_bppo_early_stopped_groups_use_their_finished_completions():
+    groups = _groups()
+    # group 0 stopped after completions 0 (correct, len 3), 1 (wrong, len 2), 3 (wrong, len 1) finished;
+    # group 2 after 1 (correct) and 2 (wrong); group 1 ran to the end (no pair).
+    groups.finished = torch.tensor([[True, True, False, True], [True] * 4, [False, True, True, False]])
+    for g, i in ((0, 2), (2, 0), (2, 3)):  # an aborted completion comes back empty, reward 0
+        groups.response_ids[g][i], groups.rewards[g, i], groups.accuracy[g, i] = [], 0.0, 0.0
+    batch = build_train_batch(groups, BPPOConfig(prefix=PrefixConfig(mode="full")), pad_id=PAD)
+    # the pairs are the same as with the whole groups: (0, 3) and (1, 2)
+    assert batch.group_index.tolist() == [0, 0, 2, 2]
+    assert batch.loss_mask.sum(1).tolist() == [3, 1, 5, 1]
+    # group 0 over (1, 0, 0): mean 1/3, Bessel var (4/9 + 1/9 + 1/9) / 2 = 1/3 -> +(2/3)/0.5774, -(1/3)/0.5774
+    # group 2 over (1, 0): mean 1/2, var 1/2 -> +-0.5/0.7071
+    s0, s2 = math.sqrt(1 / 3) + 1e-6, math.sqrt(1 / 2) + 1e-6
+    torch.testing.assert_close(batch.advantages, torch.tensor([(2 / 3) / s0, -(1 / 3) / s0, 0.5 / s2, -0.5 / s2]))
+    with pytest.raises(ValueError, match="early_stop_groups is for BPPO only"):
+        build_train_batch(groups, GRPOConfig(), pad_id=PAD)
+    with pytest.raises(ValueError, match="finished must be"):
+        RolloutGroups(groups.prompt_ids, groups.response_ids, groups.rewards, groups.accuracy,
+                      finished=torch.ones(3, 3, dtype=torch.bool))
+
+
 def test_grpo_batch_keeps_every_completion_and_dapo_filter_drops_uniform_groups():
     batch = build_train_batch(_groups(), GRPOConfig(), pad_id=PAD)
     assert batch.input_ids.shape == (12, 3 + 5)

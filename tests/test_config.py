@@ -37,6 +37,7 @@ def test_baseline_presets_are_faithful():
     bppo = load_config([str(ROOT / "configs/bppo.yaml")]).algo
     assert isinstance(bppo, BPPOConfig)
     assert (bppo.selection, bppo.prefix.mode, bppo.agg_mode) == ("shortest", "tokens", "seq-mean-token-mean")
+    assert load_config([str(ROOT / "configs/bppo.yaml")]).rollout.early_stop_groups is False  # our extension: off
 
 
 def test_load_order_defaults_then_files_then_overrides(tmp_path):
@@ -81,10 +82,11 @@ def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
     ("data.source.nme=x", "data.source.nme: unknown key; allowed: kind, num_train"),
     ("rollout.n.x=1", "rollout.n: is a value, not a section"),
     ("learner.zero_stage=4", "learner.zero_stage: Input should be 0, 1, 2 or 3"),
+    ("rollout.early_stop_groups=true algo.selection=random", "needs BPPO with selection 'shortest' (got algo.selection=random)"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
-        load_config([str(ROOT / "configs/tiny_cpu.yaml")], [override])
+        load_config([str(ROOT / "configs/tiny_cpu.yaml")], override.split())
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 

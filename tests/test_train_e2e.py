@@ -57,6 +57,9 @@ def runs(ray_local, tiny_model, tmp_path_factory):
     return {
         "bppo": _train(root / "bppo", tiny_model, **{"trainer.steps": 4}),
         "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo"}),
+        # stop strings on digits: a random model's completions then end at varied lengths
+        "bppo_early_stop": _train(root / "bppo_early_stop", tiny_model, **{
+            "trainer.steps": 2, "rollout.early_stop_groups": True, "rollout.stop": ["0", "1", "2", "3", "4"]}),
         "root": root,
     }
 
@@ -88,6 +91,22 @@ def test_every_step_is_complete_and_in_sync(runs, algo):
     else:
         assert all(r["train/rows"] == 8 * 8 for r in steps)
     assert any("eval/accuracy" in r for r in steps)
+
+
+def test_early_stopped_groups_abort_completions_and_still_train(runs):
+    steps = [r for r in runs["bppo_early_stop"] if r["step"] > 0]
+    assert len(steps) == 2
+    for record in steps:
+        assert record["sync/policy_version"] == record["step"]  # trained and synced every step
+        assert record["learner/skipped_nonfinite"] == 0.0 and record["train/rows"] >= 2
+        assert record["sync/logprob_max_diff"] < 1e-4
+    assert sum(r["rollout/aborted_rate"] for r in steps) > 0
+    rollouts = _records(runs["root"] / "bppo_early_stop", "rollouts.jsonl")
+    aborted = sum(length is None for step in rollouts for group in step["lengths"] for length in group)
+    assert aborted > 0  # recorded as null, with a null reward beside it
+    assert all((length is None) == (reward is None) for step in rollouts
+               for lengths, rewards in zip(step["lengths"], step["rewards"]) for length, reward in zip(lengths, rewards))
+    assert all(r["rollout/aborted_rate"] == 0.0 for r in runs["bppo"] if r["step"] > 0)
 
 
 def test_bppo_trains_fewer_tokens_than_grpo(runs):

