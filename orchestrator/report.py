@@ -45,6 +45,7 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "phase_means_s": {p: phase(p) for p in ("generate", "reward", "select", "old", "ref", "update", "sync")},
         "train_tokens_per_step": _mean([r.get("train/tokens") or 0.0 for r in steps]),
         "pair_rate": _mean([r.get("bppo/pair_rate") for r in steps]),
+        "aborted_rate": _mean([r.get("rollout/aborted_rate") for r in steps]),  # early-stopped groups
         "prompt_len_mean": _mean([r.get("response/prompt_len_mean") for r in steps]),
         "mean_response_len_start": _mean(lengths[:edge]),
         "mean_response_len_end": _mean(lengths[-edge:]),

@@ -108,7 +108,7 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
         rows[name] = {"status": "ok", **{k: s[k] for k in (
             "final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "time_to_target_s",
             "mean_step_time_s", "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step",
-            "mean_response_len_start", "mean_response_len_end", "pair_rate", "steps")}}
+            "mean_response_len_start", "mean_response_len_end", "pair_rate", "aborted_rate", "steps")}}
     for name, row in rows.items():
         point = name[name.index("-"):] if "-" in name else ""
         base = rows.get(baseline + point)
@@ -117,6 +117,7 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
         ratio = lambda a, b: (base[a] / row[b]) if base.get(a) and row.get(b) else None  # noqa: E731
         row["speedup_step"] = ratio("mean_step_time_s", "mean_step_time_s")
         row["speedup_learner"] = ratio("mean_learner_time_s", "mean_learner_time_s")
+        row["speedup_generate"] = ratio("mean_generate_time_s", "mean_generate_time_s")
         row["speedup_time_to_target"] = ratio("time_to_target_s", "time_to_target_s")
     return {"target_accuracy": target, "baseline": baseline, "trials": rows}
 
@@ -125,16 +126,18 @@ def render_sweep(summary: dict) -> str:
     f = lambda v, d=3: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [f"# Sweep (target accuracy {f(summary['target_accuracy'])}, speedups vs {summary['baseline']})", "",
              f"Command: `{summary.get('command', '')}`", "",
-             "| trial | status | final acc | time to target (s) | step (s) | learner (s) | tokens/step | "
-             "length start → end | step speedup | learner speedup | time-to-target speedup |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| trial | status | final acc | time to target (s) | step (s) | generate (s) | learner (s) | tokens/step | "
+             "length start → end | aborted | step speedup | generate speedup | learner speedup | time-to-target speedup |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in summary["trials"].items():
         if r["status"] != "ok":
-            lines.append(f"| {name} | {r['status']} |" + " |" * 9)
+            lines.append(f"| {name} | {r['status']} |" + " |" * 12)
             continue
         lines.append(
             f"| {name} | ok | {f(r['final_eval_accuracy'])} | {f(r['time_to_target_s'], 1)} | "
-            f"{f(r['mean_step_time_s'], 2)} | {f(r['mean_learner_time_s'], 2)} | {f(r['train_tokens_per_step'], 0)} | "
-            f"{f(r['mean_response_len_start'], 1)} → {f(r['mean_response_len_end'], 1)} | "
-            f"{f(r.get('speedup_step'), 2)} | {f(r.get('speedup_learner'), 2)} | {f(r.get('speedup_time_to_target'), 2)} |")
+            f"{f(r['mean_step_time_s'], 2)} | {f(r['mean_generate_time_s'], 2)} | {f(r['mean_learner_time_s'], 2)} | "
+            f"{f(r['train_tokens_per_step'], 0)} | "
+            f"{f(r['mean_response_len_start'], 1)} → {f(r['mean_response_len_end'], 1)} | {f(r.get('aborted_rate'), 2)} | "
+            f"{f(r.get('speedup_step'), 2)} | {f(r.get('speedup_generate'), 2)} | {f(r.get('speedup_learner'), 2)} | "
+            f"{f(r.get('speedup_time_to_target'), 2)} |")
     return "\n".join(lines) + "\n"

@@ -28,6 +28,16 @@ def test_a_bad_trial_fails_before_anything_runs():
         expand_trials([PRESET], ["sweep.baseline=nope"])
 
 
+def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
+    trials = expand_trials([str(ROOT / "configs/sweep_early_stop.yaml")], ["trainer.run_dir=/tmp/s"])
+    assert list(trials) == ["bppo-seed0", "bppo-seed1", "bppo_early_stop-seed0", "bppo_early_stop-seed1"]
+    assert "rollout.early_stop_groups=true" in trials["bppo_early_stop-seed1"]
+    assert not any(o.startswith("rollout.early_stop_groups") for o in trials["bppo-seed1"])
+    with pytest.raises(ConfigError, match="sweep trial grpo_es-seed0: .*needs BPPO with selection 'shortest'"):
+        expand_trials([str(ROOT / "configs/sweep_early_stop.yaml")], [
+            "sweep.arms={grpo_es: [algo.name=grpo, rollout.early_stop_groups=true]}", "sweep.baseline=grpo_es"])
+
+
 def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
     from orchestrator.sweep import run_sweep
 
