@@ -82,31 +82,21 @@ class TrainBatch:
             inert.advantages = torch.zeros_like(inert.advantages)
             return inert
         index = torch.tensor(rows, dtype=torch.long)
-        pick = lambda t: None if t is None else t[index]  # noqa: E731
-        chosen = replace(
-            self,
-            input_ids=pick(self.input_ids),
-            attention_mask=pick(self.attention_mask),
-            loss_mask=pick(self.loss_mask),
-            advantages=pick(self.advantages),
-            group_index=pick(self.group_index),
-            old_logprobs=pick(self.old_logprobs),
-            ref_logprobs=pick(self.ref_logprobs),
-            metrics={},
-        )
+        chosen = self._map(_PER_ROW, lambda t: t[index], metrics={})
         return chosen.truncate(max(1, int(chosen.attention_mask.sum(dim=-1).max())))
 
     def truncate(self, columns: int) -> "TrainBatch":
         """Keep the first ``columns`` positions of every ``[B, T]`` tensor."""
-        cut = lambda t: None if t is None else t[:, :columns].contiguous()  # noqa: E731
-        return replace(
-            self,
-            input_ids=cut(self.input_ids),
-            attention_mask=cut(self.attention_mask),
-            loss_mask=cut(self.loss_mask),
-            old_logprobs=cut(self.old_logprobs),
-            ref_logprobs=cut(self.ref_logprobs),
-        )
+        return self._map(_PER_TOKEN, lambda t: t[:, :columns].contiguous())
+
+    def _map(self, names: tuple[str, ...], fn, **changes) -> "TrainBatch":
+        """A copy with ``fn`` applied to each named tensor that is set."""
+        mapped = {name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in names}
+        return replace(self, **mapped, **changes)
+
+
+_PER_TOKEN = ("input_ids", "attention_mask", "loss_mask", "old_logprobs", "ref_logprobs")  # [B, T]
+_PER_ROW = _PER_TOKEN + ("advantages", "group_index")  # everything indexed by row first
 
 
 def pad_rows(
