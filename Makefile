@@ -22,6 +22,7 @@ bench: setup
 	$(PY) benchmarks/reward_throughput.py
 	$(PY) benchmarks/synthetic_data.py
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/early_stop.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -27,7 +27,11 @@ class EarlyStop:
     results with a ``correct`` flag: ``rewards.pool.RewardWorker``)."""
 
     answers: tuple[str, ...]
-    judges: tuple = ()
+    judges: tuple
+
+    def __post_init__(self) -> None:
+        if not self.judges:
+            raise ValueError("early stopping needs reward actors to judge finished completions")
 
     def slice(self, start: int, end: int) -> "EarlyStop":
         return EarlyStop(self.answers[start:end], self.judges)

@@ -119,21 +119,11 @@ class RolloutEngine:
                 params = _sampling_params(sampling, first_index + i, completion=k)
                 params.output_kind = RequestOutputKind.FINAL_ONLY  # step() returns finished ones only
                 engine.add_request(f"{i}/{k}", {"prompt_token_ids": prompt}, params)
-        tracker = GroupTracker(len(prompts), G)
-        finished: dict[tuple[int, int], tuple] = {}
-        while engine.has_unfinished_requests():
-            outputs = [out for out in engine.step() if out.finished]
-            if not outputs:
-                continue
-            keys = [tuple(int(part) for part in out.request_id.split("/")) for out in outputs]
-            verdicts = _judge(early_stop, [(out.outputs[0].text, early_stop.answers[i]) for out, (i, _) in
-                                           zip(outputs, keys)])
-            for (i, k), out, verdict in zip(keys, outputs, verdicts):
-                finished[(i, k)] = (out.outputs[0], verdict)
-                tracker.record(i, k, bool(verdict.correct))
-            to_abort = [f"{i}/{k}" for i, running in tracker.take_decided().items() for k in running]
-            if to_abort:
-                engine.abort_request(to_abort)
+        try:
+            finished = _step_until_decided(engine, len(prompts), G, early_stop)
+        except BaseException:  # e.g. the judges failed: leave no request behind for the next call
+            engine.abort_request([f"{i}/{k}" for i in range(len(prompts)) for k in range(G)])
+            raise
         samples = []
         for i, prompt in enumerate(prompts):
             for k in range(G):
@@ -227,13 +217,32 @@ def _call_slices(prompts: list[list[int]], n: int, prefill_budget: int | None,
     return slices
 
 
+def _step_until_decided(engine, num_groups: int, G: int, early_stop: EarlyStop) -> dict[tuple[int, int], tuple]:
+    """Step the engine until no request is left: after each step, judge what finished and abort
+    the rest of every group that step decided. Returns (prompt, completion) -> (output, verdict)."""
+    tracker = GroupTracker(num_groups, G)
+    finished: dict[tuple[int, int], tuple] = {}
+    while engine.has_unfinished_requests():
+        outputs = [out for out in engine.step() if out.finished]
+        if not outputs:
+            continue
+        keys = [tuple(int(part) for part in out.request_id.split("/")) for out in outputs]
+        verdicts = _judge(early_stop, [(out.outputs[0].text, early_stop.answers[i])
+                                       for out, (i, _) in zip(outputs, keys)])
+        for (i, k), out, verdict in zip(keys, outputs, verdicts):
+            finished[(i, k)] = (out.outputs[0], verdict)
+            tracker.record(i, k, bool(verdict.correct))
+        to_abort = [f"{i}/{k}" for i, running in tracker.take_decided().items() for k in running]
+        if to_abort:
+            engine.abort_request(to_abort)
+    return finished
+
+
 def _judge(early_stop: EarlyStop, items: list[tuple[str, str]]) -> list:
     """Reward verdicts for finished completions, spread over the judge actors, in order."""
     import ray
 
     judges = early_stop.judges
-    if not judges:
-        raise ValueError("early stopping needs reward actors to judge finished completions")
     size = -(-len(items) // len(judges))  # ceil: one chunk per judge at most
     chunks = [items[i:i + size] for i in range(0, len(items), size)]
     results = ray.get([judges[j].score_chunk.remote(chunk) for j, chunk in enumerate(chunks)])

@@ -42,6 +42,8 @@ def test_completions_finishing_in_the_deciding_step_are_all_kept():
 def test_early_stop_slices_with_the_call():
     stop = EarlyStop(answers=("1", "2", "3"), judges=("judge",))
     assert stop.slice(1, 3) == EarlyStop(answers=("2", "3"), judges=("judge",))
+    with pytest.raises(ValueError, match="needs reward actors"):
+        EarlyStop(answers=("1",), judges=())
 
 
 def test_call_slices_respect_the_prefill_and_sequence_budgets():

@@ -9,6 +9,7 @@ either side; stop strings on digits make a random model's completions end at var
 """
 
 import pytest
+import ray
 import torch
 
 from learner.selection import select_pairs
@@ -78,3 +79,20 @@ def test_early_stop_keeps_the_pair_and_saves_the_rest(engine_and_judges):
     saved = sum(len(s.response_ids) for s, done in zip(full, finished) if not done)
     assert sum(full_pairs[2]).item() >= PROMPTS // 2
     assert finished.count(False) >= 5 and saved >= 100, (finished.count(False), saved)
+
+
+@ray.remote(num_cpus=0)
+class BrokenJudge:
+    def score_chunk(self, items):
+        raise RuntimeError("judge down")
+
+
+def test_a_failed_judge_leaves_no_request_behind(engine_and_judges):
+    fleet, pool = engine_and_judges
+    prompts = [[7, 17, 23, 40], [8, 17, 23, 41]]
+    sampling = SamplingSettings(n=3, max_tokens=12, seed=11)
+    before = fleet.generate(prompts, sampling)
+    with pytest.raises(Exception, match="judge down"):
+        fleet.generate(prompts, sampling, early_stop=EarlyStop(("0", "0"), (BrokenJudge.remote(),)))
+    after = fleet.generate(prompts, sampling)  # the aborted requests do not leak into this call
+    assert [s.response_ids for s in after] == [s.response_ids for s in before]
