@@ -39,13 +39,21 @@ def _pairs(samples, correct, finished, G):
                         eligible=torch.tensor(finished).view(shape))
 
 
-def _decoded_tokens(samples, finished, G) -> int:
-    """Tokens the engine decoded. An aborted completion ran until its group was decided, i.e.
-    as long as the group's longest finished completion (they all started together)."""
+def _decoded_tokens(samples, correct, finished, G) -> int:
+    """Tokens the engine decoded. The completions of a group all start in the same step; the
+    group is decided by the step t at which its first correct and first incorrect completions
+    have both finished, and the verdicts arrive one step later, so an aborted completion
+    decoded t + 1 tokens."""
     total = 0
     for start in range(0, len(samples), G):
-        lengths = [len(s.response_ids) for s, done in zip(samples[start:start + G], finished[start:start + G]) if done]
-        total += sum(lengths) + (G - len(lengths)) * max(lengths, default=0)
+        group = [(len(s.response_ids), c) for s, c, done in zip(samples[start:start + G], correct[start:start + G],
+                                                               finished[start:start + G]) if done]
+        total += sum(length for length, _ in group)
+        aborted = G - len(group)
+        if aborted:
+            first_correct = min(length for length, c in group if c)
+            first_incorrect = min(length for length, c in group if not c)
+            total += aborted * (max(first_correct, first_incorrect) + 1)
     return total
 
 
@@ -96,7 +104,7 @@ def main() -> None:
                 pairs[mode] = _pairs(samples, correct, finished, rollout.n)
                 rows[mode].append({
                     "seconds": seconds,
-                    "tokens": _decoded_tokens(samples, finished, rollout.n),
+                    "tokens": _decoded_tokens(samples, correct, finished, rollout.n),
                     "aborted": finished.count(False),
                     "completions": len(samples),
                     "pair_rate": float(pairs[mode][2].float().mean()),

@@ -39,10 +39,12 @@ class EarlyStop:
 
 class GroupTracker:
     """Per group: which completions are still running, and whether a correct and an incorrect
-    one have finished. The engine records every completion an engine step finished, then
-    takes the groups that step decided and aborts their running completions. Recording a
-    whole step first matters: completions of equal length finish in the same step, and a tie
-    for shortest must be seen whole (the selection breaks ties by index)."""
+    one have been judged. A completion is ``finished`` when the engine returns it and
+    ``judged`` when its verdict arrives (a step later: judging overlaps the next engine step);
+    ``take_decided`` then names the groups that became decided and their completions still
+    running, to abort. Completions that finished before the abort are kept: that includes
+    every completion tied for shortest (the selection breaks ties by index, so a tie must be
+    seen whole)."""
 
     def __init__(self, num_groups: int, group_size: int) -> None:
         self.running = [set(range(group_size)) for _ in range(num_groups)]
@@ -51,11 +53,12 @@ class GroupTracker:
         self.decided = [False] * num_groups
         self.aborted = 0
 
-    def record(self, group: int, completion: int, correct: bool) -> None:
-        """Completion ``completion`` of ``group`` finished with this verdict."""
+    def finished(self, group: int, completion: int) -> None:
         if completion not in self.running[group]:
             raise ValueError(f"completion {completion} of group {group} is not running")
         self.running[group].discard(completion)
+
+    def judged(self, group: int, correct: bool) -> None:
         if correct:
             self.seen_correct[group] = True
         else:

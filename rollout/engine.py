@@ -218,32 +218,48 @@ def _call_slices(prompts: list[list[int]], n: int, prefill_budget: int | None,
 
 
 def _step_until_decided(engine, num_groups: int, G: int, early_stop: EarlyStop) -> dict[tuple[int, int], tuple]:
-    """Step the engine until no request is left: after each step, judge what finished and abort
-    the rest of every group that step decided. Returns (prompt, completion) -> (output, verdict)."""
+    """Step the engine until no request is left; returns (prompt, completion) -> (output, verdict).
+
+    The completions a step finishes are sent to the judges at once and their verdicts are
+    collected after the NEXT engine step, so judging overlaps decoding instead of stalling
+    it; the aborts of the groups those verdicts decide take effect from the step after.
+    The lag is always exactly one step, whatever the judges' latency, so the samples are
+    reproducible; completions that finish during the lag are kept (they are longer than
+    the pair, so the pair does not change)."""
     tracker = GroupTracker(num_groups, G)
-    finished: dict[tuple[int, int], tuple] = {}
-    while engine.has_unfinished_requests():
-        outputs = [out for out in engine.step() if out.finished]
-        if not outputs:
-            continue
-        keys = [tuple(int(part) for part in out.request_id.split("/")) for out in outputs]
-        verdicts = _judge(early_stop, [(out.outputs[0].text, early_stop.answers[i])
-                                       for out, (i, _) in zip(outputs, keys)])
-        for (i, k), out, verdict in zip(keys, outputs, verdicts):
-            finished[(i, k)] = (out.outputs[0], verdict)
-            tracker.record(i, k, bool(verdict.correct))
-        to_abort = [f"{i}/{k}" for i, running in tracker.take_decided().items() for k in running]
-        if to_abort:
-            engine.abort_request(to_abort)
-    return finished
+    outputs: dict[tuple[int, int], object] = {}
+    verdicts: dict[tuple[int, int], object] = {}
+    in_flight = None  # (keys, judge calls) of the previous step
+    while engine.has_unfinished_requests() or in_flight is not None:
+        done = [out for out in engine.step() if out.finished] if engine.has_unfinished_requests() else []
+        keys = [tuple(int(part) for part in out.request_id.split("/")) for out in done]
+        for (i, k), out in zip(keys, done):
+            tracker.finished(i, k)
+            outputs[(i, k)] = out.outputs[0]
+        submitted = (keys, _judge_async(early_stop, [(outputs[key].text, early_stop.answers[key[0]])
+                                                     for key in keys])) if keys else None
+        if in_flight is not None:
+            judged_keys, calls = in_flight
+            for (i, k), verdict in zip(judged_keys, _collect(calls)):
+                verdicts[(i, k)] = verdict
+                tracker.judged(i, bool(verdict.correct))
+            to_abort = [f"{i}/{k}" for i, running in tracker.take_decided().items() for k in running]
+            if to_abort:
+                engine.abort_request(to_abort)
+        in_flight = submitted
+    return {key: (output, verdicts[key]) for key, output in outputs.items()}
 
 
-def _judge(early_stop: EarlyStop, items: list[tuple[str, str]]) -> list:
-    """Reward verdicts for finished completions, spread over the judge actors, in order."""
+def _judge_async(early_stop: EarlyStop, items: list[tuple[str, str]]) -> list:
+    """Start judging finished completions, spread over the judge actors (one chunk each)."""
+    judges = early_stop.judges
+    size = -(-len(items) // len(judges))  # ceil
+    return [judges[j].score_chunk.remote(items[start:start + size])
+            for j, start in enumerate(range(0, len(items), size))]
+
+
+def _collect(calls: list) -> list:
+    """The verdicts of ``_judge_async``'s calls, in item order."""
     import ray
 
-    judges = early_stop.judges
-    size = -(-len(items) // len(judges))  # ceil: one chunk per judge at most
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
-    results = ray.get([judges[j].score_chunk.remote(chunk) for j, chunk in enumerate(chunks)])
-    return [verdict for chunk in results for verdict in chunk]
+    return [verdict for chunk in ray.get(calls) for verdict in chunk]

@@ -6,36 +6,40 @@ from rollout.early_stop import EarlyStop, GroupTracker
 from rollout.engine import _call_slices
 
 
-def test_a_group_is_decided_by_its_first_correct_and_first_incorrect_finish():
+def _step(tracker, *finishes):
+    """One engine step whose verdicts arrive at once: (group, completion, correct) each."""
+    for group, completion, correct in finishes:
+        tracker.finished(group, completion)
+        tracker.judged(group, correct)
+    return tracker.take_decided()
+
+
+def test_a_group_is_decided_by_its_first_correct_and_first_incorrect_verdict():
     tracker = GroupTracker(num_groups=2, group_size=4)
-    tracker.record(0, 2, correct=True)  # engine step 1
-    assert tracker.take_decided() == {}  # only correct so far
-    tracker.record(0, 0, correct=True)  # step 2
-    tracker.record(1, 3, correct=False)
-    assert tracker.take_decided() == {}
-    tracker.record(0, 1, correct=False)  # step 3 decides group 0: abort the one still running
-    assert tracker.take_decided() == {0: [3]}
+    assert _step(tracker, (0, 2, True)) == {}  # only correct so far
+    assert _step(tracker, (0, 0, True), (1, 3, False)) == {}
+    assert _step(tracker, (0, 1, False)) == {0: [3]}  # decided: abort the one still running
     assert tracker.decided == [True, False]
-    tracker.record(1, 0, correct=False)
-    tracker.record(1, 1, correct=True)
-    assert tracker.take_decided() == {1: [2]}
+    assert _step(tracker, (1, 0, False), (1, 1, True)) == {1: [2]}
     assert tracker.take_decided() == {}  # decided once
     assert tracker.aborted == 2
     with pytest.raises(ValueError, match="completion 3 of group 0 is not running"):
-        tracker.record(0, 3, correct=True)  # aborted completions cannot finish
+        tracker.finished(0, 3)  # aborted completions cannot finish
 
 
-def test_completions_finishing_in_the_deciding_step_are_all_kept():
-    # a tie for shortest: 0 (correct), 1 (wrong) and 2 (correct) all finish in one step
+def test_completions_finishing_before_the_verdict_arrives_are_kept():
     tracker = GroupTracker(num_groups=2, group_size=4)
-    for completion, correct in ((0, True), (1, False), (2, True)):
-        tracker.record(0, completion, correct)
-    tracker.record(1, 0, correct=True)
-    tracker.record(1, 1, correct=True)
-    assert tracker.take_decided() == {0: [3]}
-    tracker.record(1, 2, correct=True)
-    tracker.record(1, 3, correct=True)
-    assert tracker.take_decided() == {}  # all correct: ran to the end, nothing aborted
+    # step t: a tie for shortest, 0 (correct) and 1 (wrong); verdicts not back yet
+    tracker.finished(0, 0)
+    tracker.finished(0, 1)
+    tracker.finished(1, 0)
+    # step t + 1 finishes completion 2 of group 0; then step t's verdicts arrive
+    tracker.finished(0, 2)
+    tracker.judged(0, True)
+    tracker.judged(0, False)
+    tracker.judged(1, True)
+    assert tracker.take_decided() == {0: [3]}  # 2 finished during the lag: kept, not aborted
+    assert _step(tracker, (1, 1, True), (1, 2, True), (1, 3, True)) == {}  # all correct: ran to the end
     assert tracker.decided == [True, False] and tracker.aborted == 1
 
 

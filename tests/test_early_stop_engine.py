@@ -2,7 +2,8 @@
 
 The same call with and without ``early_stop``: seeds are per completion, so every completion
 that finishes under early stopping is token for token the one sampled without it; a decided
-group keeps exactly the completions no longer than its deciding step, so BPPO's pair
+group keeps exactly the completions that finished before its abort (verdicts arrive one
+engine step after the deciding finish; only longer completions are cut), so BPPO's pair
 (shortest correct, shortest incorrect) is the same as from the whole group; undecided groups
 run to the end. The stand-in reward (even text length) puts about half of each group on
 either side; stop strings on digits make a random model's completions end at varied lengths.
