@@ -105,7 +105,6 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
                                   for p in summaries[0]["phase_means_s"]}
         report[algo] = entry
     grpo, bppo = report["grpo"], report["bppo"]
-    ratio = lambda a, b: (a / b) if a and b else None  # noqa: E731
     report["speedup"] = {
         "step": ratio(grpo["mean_step_time_s"], bppo["mean_step_time_s"]),
         "learner": ratio(grpo["mean_learner_time_s"], bppo["mean_learner_time_s"]),
@@ -128,7 +127,12 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
     return report
 
 
-def _fmt(value, digits: int = 2, suffix: str = "") -> str:
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """A speedup or change factor; None when either side is missing or zero (not measurable)."""
+    return numerator / denominator if numerator and denominator else None
+
+
+def fmt(value, digits: int = 2, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
@@ -152,30 +156,30 @@ def render_markdown(report: dict, *, command: str) -> str:
         f"| warm-start eval accuracy | {_pm(grpo, 'warm_start_eval_accuracy')} | {_pm(bppo, 'warm_start_eval_accuracy')} |",
         f"| final eval accuracy | {_pm(grpo, 'final_eval_accuracy')} | {_pm(bppo, 'final_eval_accuracy')} |",
         f"| best eval accuracy | {_pm(grpo, 'best_eval_accuracy')} | {_pm(bppo, 'best_eval_accuracy')} |",
-        f"| time to target {_fmt(report['target_accuracy'], 3)} (s of training) | {_pm(grpo, 'time_to_target_s', 1)} "
+        f"| time to target {fmt(report['target_accuracy'], 3)} (s of training) | {_pm(grpo, 'time_to_target_s', 1)} "
         f"({grpo['reached_target']}/{len(report['seeds'])} seeds) | {_pm(bppo, 'time_to_target_s', 1)} "
         f"({bppo['reached_target']}/{len(report['seeds'])} seeds) |",
         f"| mean step time (s) | {_pm(grpo, 'mean_step_time_s')} | {_pm(bppo, 'mean_step_time_s')} |",
         f"| generation per step (s) | {_pm(grpo, 'mean_generate_time_s')} | {_pm(bppo, 'mean_generate_time_s')} |",
         f"| learner per step (s): old + ref + update | {_pm(grpo, 'mean_learner_time_s')} | {_pm(bppo, 'mean_learner_time_s')} |",
         f"| tokens through the learner per step | {_pm(grpo, 'train_tokens_per_step', 0)} | {_pm(bppo, 'train_tokens_per_step', 0)} |",
-        f"| mean response length, start → end (tokens) | {_fmt(grpo['mean_response_len_start'], 1)} → "
-        f"{_fmt(grpo['mean_response_len_end'], 1)} | {_fmt(bppo['mean_response_len_start'], 1)} → "
-        f"{_fmt(bppo['mean_response_len_end'], 1)} |",
+        f"| mean response length, start → end (tokens) | {fmt(grpo['mean_response_len_start'], 1)} → "
+        f"{fmt(grpo['mean_response_len_end'], 1)} | {fmt(bppo['mean_response_len_start'], 1)} → "
+        f"{fmt(bppo['mean_response_len_end'], 1)} |",
         "",
         "## Speedups", "",
-        f"- Step: **{_fmt(speedup['step'])}×** (Amdahl bound {_fmt(bound['amdahl'])}× with a pair in every "
-        f"group, {_fmt(bound['amdahl_at_pair_rate'])}× at the measured pair rate "
-        f"{_fmt(bound['pair_rate'])}: generation is {_fmt(100 * bound['generate_share_grpo'], 0)}% of a GRPO "
+        f"- Step: **{fmt(speedup['step'])}×** (Amdahl bound {fmt(bound['amdahl'])}× with a pair in every "
+        f"group, {fmt(bound['amdahl_at_pair_rate'])}× at the measured pair rate "
+        f"{fmt(bound['pair_rate'])}: generation is {fmt(100 * bound['generate_share_grpo'], 0)}% of a GRPO "
         "step and BPPO does not shorten it).",
-        f"- Learner phase: **{_fmt(speedup['learner'])}×**, against the token-ratio bound 1/ρ = "
-        f"{_fmt(bound['learner'])}× (ρ = (2/G)(P+n)/(P+L) = {_fmt(bound['token_ratio'], 3)}; "
-        f"× pair rate = {_fmt(bound['token_ratio_at_pair_rate'], 3)}); measured token ratio "
-        f"1/{_fmt(speedup['train_tokens'], 1)}.",
-        f"- Time to target accuracy {_fmt(report['target_accuracy'], 3)}: **{_fmt(speedup['time_to_target'])}×**"
+        f"- Learner phase: **{fmt(speedup['learner'])}×**, against the token-ratio bound 1/ρ = "
+        f"{fmt(bound['learner'])}× (ρ = (2/G)(P+n)/(P+L) = {fmt(bound['token_ratio'], 3)}; "
+        f"× pair rate = {fmt(bound['token_ratio_at_pair_rate'], 3)}); measured token ratio "
+        f"1/{fmt(speedup['train_tokens'], 1)}.",
+        f"- Time to target accuracy {fmt(report['target_accuracy'], 3)}: **{fmt(speedup['time_to_target'])}×**"
         + (" (n/a: a run never reached it)" if speedup["time_to_target"] is None else "") + ".",
-        f"- Response length change (end / start): GRPO {_fmt(report['response_length_change']['grpo'])}, "
-        f"BPPO {_fmt(report['response_length_change']['bppo'])}.",
+        f"- Response length change (end / start): GRPO {fmt(report['response_length_change']['grpo'])}, "
+        f"BPPO {fmt(report['response_length_change']['bppo'])}.",
         "", "## Why", "",
         explain(report), "",
         "Figures: `accuracy_vs_time.png`, `phase_times.png`, `train_tokens.png`, `response_length.png`.",
@@ -187,22 +191,22 @@ def explain(report: dict) -> str:
     """A paragraph that reads the measured numbers, whichever way they came out."""
     speedup, bound = report["speedup"], report["bound"]
     share = bound["generate_share_grpo"]
-    text = (f"BPPO trains {_fmt(speedup['train_tokens'], 1)}× fewer tokens per step, so its learner phase is "
-            f"{_fmt(speedup['learner'])}× faster (only {_fmt(bound['pair_rate'])} of groups had both a correct and "
+    text = (f"BPPO trains {fmt(speedup['train_tokens'], 1)}× fewer tokens per step, so its learner phase is "
+            f"{fmt(speedup['learner'])}× faster (only {fmt(bound['pair_rate'])} of groups had both a correct and "
             f"an incorrect response, so BPPO's batch is smaller still than its 2-of-G selection); but generation, "
-            f"{_fmt(100 * share, 0)}% of a GRPO step here, is the same work for both, which caps the step speedup "
-            f"at {_fmt(bound['amdahl_at_pair_rate'])}× (measured {_fmt(speedup['step'])}×).")
+            f"{fmt(100 * share, 0)}% of a GRPO step here, is the same work for both, which caps the step speedup "
+            f"at {fmt(bound['amdahl_at_pair_rate'])}× (measured {fmt(speedup['step'])}×).")
     ttt = speedup["time_to_target"]
     if ttt is None:
         text += " One of the runs never reached the target accuracy, so no time-to-target speedup is reported."
     elif ttt >= (speedup["step"] or 0):
-        text += f" Time to target improved by {_fmt(ttt)}×, at least the step speedup: per second, BPPO learned as fast or faster."
+        text += f" Time to target improved by {fmt(ttt)}×, at least the step speedup: per second, BPPO learned as fast or faster."
     else:
-        text += (f" Time to target improved by only {_fmt(ttt)}× (below the step speedup): per step, the pair "
+        text += (f" Time to target improved by only {fmt(ttt)}× (below the step speedup): per step, the pair "
                  "carries less signal than all G responses, so BPPO needed more steps.")
     change = report["response_length_change"]
     if change["grpo"] and change["bppo"]:
-        text += (f" Response length changed by ×{_fmt(change['grpo'])} under GRPO and ×{_fmt(change['bppo'])} "
+        text += (f" Response length changed by ×{fmt(change['grpo'])} under GRPO and ×{fmt(change['bppo'])} "
                  "under BPPO; shorter responses are the route by which BPPO can also cut generation time.")
     return text
 

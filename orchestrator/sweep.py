@@ -94,7 +94,7 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
 
 def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, str], *,
                     baseline: str, target: float | None) -> dict:
-    from orchestrator.report import read_metrics, summarize_run
+    from orchestrator.report import ratio, read_metrics, summarize_run
 
     records = {n: read_metrics(root / n) for n in trials if status.get(n) == "ok"}
     if target is None and records:
@@ -114,17 +114,16 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
         base = rows.get(baseline + point)
         if row["status"] != "ok" or not base or base.get("status") != "ok":
             continue
-        ratio = lambda a, b: (base[a] / row[b]) if base.get(a) and row.get(b) else None  # noqa: E731
-        row["speedup_step"] = ratio("mean_step_time_s", "mean_step_time_s")
-        row["speedup_learner"] = ratio("mean_learner_time_s", "mean_learner_time_s")
-        row["speedup_generate"] = ratio("mean_generate_time_s", "mean_generate_time_s")
-        row["speedup_time_to_target"] = ratio("time_to_target_s", "time_to_target_s")
+        for speedup, key in (("step", "mean_step_time_s"), ("learner", "mean_learner_time_s"),
+                             ("generate", "mean_generate_time_s"), ("time_to_target", "time_to_target_s")):
+            row[f"speedup_{speedup}"] = ratio(base[key], row[key])
     return {"target_accuracy": target, "baseline": baseline, "trials": rows}
 
 
 def render_sweep(summary: dict) -> str:
-    f = lambda v, d=3: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
-    lines = [f"# Sweep (target accuracy {f(summary['target_accuracy'])}, speedups vs {summary['baseline']})", "",
+    from orchestrator.report import fmt as f
+
+    lines = [f"# Sweep (target accuracy {f(summary['target_accuracy'], 3)}, speedups vs {summary['baseline']})", "",
              f"Command: `{summary.get('command', '')}`", "",
              "| trial | status | final acc | time to target (s) | step (s) | generate (s) | learner (s) | tokens/step | "
              "length start → end | aborted | step speedup | generate speedup | learner speedup | time-to-target speedup |",
@@ -134,7 +133,7 @@ def render_sweep(summary: dict) -> str:
             lines.append(f"| {name} | {r['status']} |" + " |" * 12)
             continue
         lines.append(
-            f"| {name} | ok | {f(r['final_eval_accuracy'])} | {f(r['time_to_target_s'], 1)} | "
+            f"| {name} | ok | {f(r['final_eval_accuracy'], 3)} | {f(r['time_to_target_s'], 1)} | "
             f"{f(r['mean_step_time_s'], 2)} | {f(r['mean_generate_time_s'], 2)} | {f(r['mean_learner_time_s'], 2)} | "
             f"{f(r['train_tokens_per_step'], 0)} | "
             f"{f(r['mean_response_len_start'], 1)} → {f(r['mean_response_len_end'], 1)} | {f(r.get('aborted_rate'), 2)} | "
