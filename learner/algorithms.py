@@ -123,15 +123,11 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int) ->
     correct = groups.accuracy > algo.correct_threshold  # [num_groups, G]
     pos, neg, has_pair = select_pairs(correct, groups.response_lengths(), rule=algo.selection,
                                       eligible=groups.finished)
-    rows = [
-        (g, int(i))
-        for g in has_pair.nonzero().flatten().tolist()
-        for i in (pos[g], neg[g])
-    ]
+    pairs = has_pair.nonzero().flatten().tolist()  # groups with a pair
+    rows = [(g, int(i)) for g in pairs for i in (pos[g], neg[g])]
     batch = _gather_rows(groups, rows, advantages, pad_id=pad_id)
     start = None
     if algo.prefix.mode == "divergence":  # both rows of a pair start where the pair diverges
-        pairs = has_pair.nonzero().flatten().tolist()
         points = divergence_points([groups.response_ids[g][int(pos[g])] for g in pairs],
                                    [groups.response_ids[g][int(neg[g])] for g in pairs])
         start = points.repeat_interleave(2)  # [B], rows are (pos, neg) per pair

@@ -136,7 +136,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                             "response_len_mean": round(length, 1), "elapsed_s": round(time.perf_counter() - started, 1)})
             log(f"warm start step {step}: nll {nll:.3f}, sampled accuracy {accuracy:.3f}, "
                 f"mean response {length:.1f} tokens", file=sys.stderr)
-            if low <= accuracy <= high or accuracy > high:
+            if accuracy >= low:  # in the band, or past it (eval_every too coarse): stop
                 break
         if not low <= accuracy <= high:
             log(f"warning: warm start ended at sampled accuracy {accuracy:.3f}, outside the band "
