@@ -83,6 +83,21 @@ class LearnerGroup:
         ray.get(refs[1:])
         return refs[0]
 
+    # ---- weight sync (rollout.weight_sync waits on these, with its timeout) -------------
+
+    def transfer_address(self) -> tuple[str, int]:
+        """Host and a free port on rank 0's node, where the weight-transfer group meets."""
+        return ray.get(self.workers[0].address.remote())
+
+    def open_weight_transfer(self, init: dict, client) -> list[ray.ObjectRef]:
+        return [w.open_weight_transfer.remote(init, client) for w in self.workers]
+
+    def send_weights(self) -> list[ray.ObjectRef]:
+        return [w.send_weights.remote() for w in self.workers]
+
+    def close_weight_transfer(self) -> list[ray.ObjectRef]:
+        return [w.close_weight_transfer.remote() for w in self.workers]
+
     def save_checkpoint(self, directory: str, client_state: dict) -> None:
         ray.get([w.save_checkpoint.remote(directory, client_state) for w in self.workers])
 

@@ -94,6 +94,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     from rewards.pool import RewardPool
     from rollout.fleet import EngineFleet
     from rollout.types import SamplingSettings
+    from rollout.weight_sync import WeightSync
 
     warm, started = config.model.warm_start, time.perf_counter()
     base = str(ensure_tiny_model(config.model.tiny))
@@ -114,7 +115,10 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     )
     fleet = EngineFleet(num_engines=1, resources_per_engine=placement.engine, engine_kwargs=dict(
         model_path=base, dtype=config.model.dtype, max_model_len=config.rollout.max_model_len,
-        cpu_kv_cache_gib=config.rollout.cpu_kv_cache_gib, seed=warm.seed))
+        cpu_kv_cache_gib=config.rollout.cpu_kv_cache_gib, seed=warm.seed,
+        engine_core_process=config.rollout.engine_core_process), start_timeout_s=config.ray.placement_timeout_s)
+    sync = WeightSync(fleet, learner, on_gpu=placement.on_gpu, bucket_mb=config.rollout.sync_bucket_mb,
+                      timeout_s=config.rollout.sync_timeout_s)
     rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus)
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
@@ -128,7 +132,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
             nll = learner.train(batch, objective="sft")["sft/nll"]
             if step % warm.eval_every and step != warm.max_steps:
                 continue
-            fleet.update_weights(learner.export_weights())
+            sync.push()
             quality = answer_quality(fleet, rewards, eval_prompts, held_out, SamplingSettings(
                 n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed))
             accuracy, length = quality["accuracy"], quality["len_mean"]
@@ -145,6 +149,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                   "seconds": round(time.perf_counter() - started, 1), "key": warm_start_key(config)}
         _save_atomically(learner, target, record)
     finally:
+        sync.close()
         fleet.shutdown()
         learner.shutdown()
         rewards.shutdown()

@@ -120,11 +120,15 @@ class RolloutConfig(_Strict):
     """KV-cache space per engine on the CPU build of vLLM, whole GiB (VLLM_CPU_KVCACHE_SPACE)."""
     enforce_eager: bool = False
     """Disable CUDA graphs (always eager on CPU)."""
-    weight_sync: Literal["auto", "object_store", "nccl"] = "auto"
-    """How weights reach the engines: NCCL broadcast from learner rank 0 (GPU), Ray's object
-    store (CPU, or as a fallback); auto = nccl when the cluster has GPUs."""
     sync_bucket_mb: int = Field(512, ge=1)
-    """NCCL sync bucket size: peak extra GPU memory on each engine worker during a sync."""
+    """Weight-sync bucket size (vLLM's weight-transfer API, NCCL on GPU, gloo on CPU): peak
+    extra memory on each engine worker while weights arrive."""
+    sync_timeout_s: float = Field(300.0, gt=0)
+    """Longest wait on one step of a weight sync (forming the group, one bucket's broadcast,
+    the engines loading it); a dead peer then fails the sync with an error naming the step."""
+    engine_core_process: bool = True
+    """vLLM's engine core in its own process (vLLM's default, what GPUs run). False keeps it
+    inside the engine actor: an opt-out for debugging on CPU (see README, Engine core)."""
     early_stop_groups: bool = False
     """BPPO with selection 'shortest' only (our reading of Ruyi2.5's adaptive completion
     scheduling, DESIGN §3.7): stop sampling a group once a correct and an incorrect completion
@@ -232,6 +236,9 @@ class RayConfig(_Strict):
     """Ray cluster address; None = RAY_ADDRESS if set, else start a local cluster."""
     num_cpus: int | None = Field(None, ge=1)
     """CPUs of a locally started cluster; None = all of this machine's."""
+    placement_timeout_s: float = Field(600.0, gt=0)
+    """Longest wait for an actor to be placed and started (rollout engines, learner ranks): a
+    cluster without room fails with a clear error instead of queueing forever."""
 
 
 class Config(_Strict):

