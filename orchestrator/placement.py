@@ -1,8 +1,8 @@
 """Which Ray resources each actor asks for, from the config and what the cluster has.
 
-GPU cluster: each engine holds ``tensor_parallel_size`` GPUs (for TP > 1 vLLM places its own
-Ray workers, so the engine actor itself holds none), each learner rank one GPU (the frozen
-reference shares it), reward workers CPUs. CPU box: every actor gets a fraction of the
+GPU cluster: each engine actor holds ``tensor_parallel_size`` GPUs (vLLM starts its TP workers
+as processes inside it, on one node), each learner rank one GPU (the frozen reference shares
+it), reward workers CPUs. CPU box: every actor gets a fraction of the
 CPUs; the phases of a step run one after another, so each busy actor can use every core.
 A config that cannot fit fails here, before anything starts, in one line.
 """
@@ -36,16 +36,10 @@ def plan_placement(config, cluster: dict) -> Placement:
                 f"{rollout.tensor_parallel_size} + learner.world_size={world} = {wanted} GPUs, "
                 f"but the Ray cluster has {gpus:g}"
             )
-        engine_gpus = 1 if rollout.tensor_parallel_size == 1 else 0
-        return Placement(True, {"CPU": 1, "GPU": engine_gpus}, {"CPU": 1, "GPU": 1}, 1.0)
+        return Placement(True, {"CPU": 1, "GPU": rollout.tensor_parallel_size}, {"CPU": 1, "GPU": 1}, 1.0)
     if world > cpus:
         raise PlacementError(
             f"learner.world_size={world} needs {world} CPUs on a CPU-only cluster, which has {cpus:g}"
-        )
-    if rollout.tensor_parallel_size > 1:
-        raise PlacementError(
-            f"rollout.tensor_parallel_size={rollout.tensor_parallel_size}: the CPU build of vLLM runs "
-            "one process per engine; set it to 1 (or run on GPUs)"
         )
     actors = rollout.num_engines + world + config.reward.num_workers
     share = math.floor(min(1.0, cpus / actors) * 1000) / 1000  # rounded down, so all of them fit

