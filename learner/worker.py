@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 from collections import defaultdict
+from contextlib import contextmanager
 
 import torch
 
@@ -81,7 +82,7 @@ class LearnerWorker:
             sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
         deepspeed.init_distributed(dist_backend="nccl" if self.device.type == "cuda" else "gloo")
         torch.manual_seed(self.seed)
-        model = self._load_model()
+        model = self._load_model(self._ds_config(train=True))
         if self.learner["gradient_checkpointing"]:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
@@ -98,22 +99,39 @@ class LearnerWorker:
             _record_grad_norm(self.engine)
         self.reference = None
         if self.algo.kl_coef > 0:  # the frozen reference costs memory and a forward: only when used
-            reference = self._load_model().eval().requires_grad_(False)
-            self.reference, *_ = deepspeed.initialize(model=reference, config=self._ds_config(train=False))
+            config = self._ds_config(train=False)
+            reference = self._load_model(config).eval().requires_grad_(False)
+            self.reference, *_ = deepspeed.initialize(model=reference, config=config)
 
-    def _load_model(self):
+    def _load_model(self, ds_config: dict):
+        """The Hugging Face model; at ZeRO-3 built under ``deepspeed.zero.Init``, so each rank
+        holds only its partition from the start (the weights reach it through gathers)."""
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(
-            self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code
-        ).to(self.device)
+        def load():
+            return AutoModelForCausalLM.from_pretrained(
+                self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code
+            )
+
+        if ds_config["zero_optimization"]["stage"] != 3:
+            return load().to(self.device)
+        with _zero3_loading(ds_config):
+            return load()
 
     def _ds_config(self, *, train: bool) -> dict:
         stage = self.learner["zero_stage"]
+        zero = {"stage": stage if train or stage == 3 else 0}
+        if stage == 3:
+            # Weights under 10 x hidden size (norms, biases) stay whole on every rank, as the
+            # HF Trainer's "auto" sets it; DeepSpeed's default (1e5 elements) would keep every
+            # weight of the CPU tests' tiny model whole, and nothing would be partitioned.
+            hidden_size = _hidden_size(self.model_path, self.trust_remote_code)
+            if hidden_size:
+                zero["stage3_param_persistence_threshold"] = 10 * hidden_size
         config = {
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
-            "zero_optimization": {"stage": stage if train or stage == 3 else 0},
+            "zero_optimization": zero,
             "bf16": {"enabled": self.dtype == "bfloat16"},
             "fp16": {"enabled": self.dtype == "float16"},
             "steps_per_print": 10**9,
@@ -167,17 +185,18 @@ class LearnerWorker:
             else:
                 loss, metrics = algorithm_loss(logprobs, _to(batch, self.device), self.algo, **norms)
             finite = finite and bool(torch.isfinite(loss))
-            if finite:
-                self._backward(loss)
+            # Every rank runs every backward: ZeRO-2/3 reduce gradients inside it (ZeRO-3 gathers
+            # weights too), so a rank that left one out would hang the others. Past a non-finite
+            # loss this rank's gradients are dropped (the step is skipped on every rank, below):
+            # it backwards a zero that reaches every weight; not ``loss * 0``, as 0 * NaN = NaN.
+            self._backward(loss if finite else (logprobs * 0).sum())
             for name, value in metrics.items():
                 sums[name] += value.double().cpu()
         flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         skipped = bool(flag.item())
         if skipped:
-            self.engine.zero_grad()
-            if hasattr(self.engine.optimizer, "zero_grad"):
-                self.engine.optimizer.zero_grad(set_to_none=True)
+            self._drop_gradients()
             grad_norm = float("nan")
         else:
             lr = self.engine.get_lr()[0]
@@ -196,6 +215,18 @@ class LearnerWorker:
     def _backward(self, loss: torch.Tensor) -> None:
         # The one compensation for DeepSpeed's scaling (see the module docstring).
         self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+
+    def _drop_gradients(self) -> None:
+        """Forget the gradients accumulated since the last step, as if no backward had run."""
+        self.engine.zero_grad()
+        if hasattr(self.engine.optimizer, "zero_grad"):
+            # ZeRO-3: also restarts its accumulation (the next backward copies, not adds).
+            self.engine.optimizer.zero_grad(set_to_none=True)
+        # ZeRO-3 keeps this rank's reduced gradient partitions in one flat buffer, which the
+        # next backward overwrites only for the weights it reaches: zero it all.
+        partitions = getattr(self.engine.optimizer, "grad_partitions_flat_buffer", None)
+        if partitions is not None:
+            partitions.zero_()
 
     # ---- weights out, checkpoints -------------------------------------------------------
 
@@ -264,6 +295,41 @@ def _record_grad_norm(engine) -> None:
         engine._global_grad_norm = float(norm)
 
     engine.clip_fp32_gradients = clip_and_record
+
+
+class _Zero3Config:
+    """What transformers reads from its registered ``HfDeepSpeedConfig`` (``is_zero3()`` and
+    ``config``): that class needs ``accelerate``, which nothing else here uses."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def is_zero3(self) -> bool:
+        return True
+
+
+@contextmanager
+def _zero3_loading(ds_config: dict):
+    """``from_pretrained`` inside builds the model under ``deepspeed.zero.Init(config_dict_or_path=
+    ds_config)`` and loads each weight by gather, load on rank 0, re-partition: transformers' own
+    ZeRO-3 path, switched on while a DeepSpeed config is registered. A bare ``zero.Init`` around
+    ``from_pretrained`` fails: transformers 5 builds on the meta device and its weight init indexes
+    the empty partitions. Every rank must enter it (the loading gathers)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = _Zero3Config(ds_config)  # transformers keeps only a weak reference
+    hf_deepspeed.set_hf_deepspeed_config(registered)
+    try:
+        yield
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+
+
+def _hidden_size(model_path: str, trust_remote_code: bool) -> int | None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code).get_text_config()
+    return getattr(config, "hidden_size", None)
 
 
 def _to(batch: TrainBatch, device: torch.device) -> TrainBatch:

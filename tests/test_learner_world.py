@@ -44,6 +44,7 @@ def _reference_step(model, batch: TrainBatch, algo: GRPOConfig):
 
 @pytest.mark.parametrize("agg_mode,zero_stage", [
     ("seq-mean-token-mean", 0), ("token-mean", 0), ("seq-mean-token-sum-norm", 0), ("seq-mean-token-mean", 2),
+    ("seq-mean-token-mean", 3),
 ])
 def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model, agg_mode, zero_stage):
     import ray
