@@ -152,6 +152,7 @@ class Trainer:
                 with times("sync"):
                     self.weight_sync.push()
         metrics["sync/policy_version"] = float(self.fleet.policy_version)
+        metrics["rollout/engine_restarts"] = float(self.fleet.restarts)
         # 8. Metrics.
         metrics.update(times.metrics())
         metrics["time/step"] = time.perf_counter() - started

@@ -27,7 +27,9 @@ def ray_cluster(config: RayConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=True)
+        # address="local": a new cluster even when another one runs on this machine (ray.init
+        # would otherwise join the most recently started one).
+        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=True)
     try:
         yield
     finally:

@@ -19,6 +19,11 @@ from rollout.types import Sample, SamplingSettings
 CPU_PREFILL_BUDGET = 65536  # tokens per engine step on CPU (see __init__)
 
 
+class StaleEngineError(RuntimeError):
+    """The engine's weights are not the version the caller expects: Ray restarted the actor
+    (after a crash or an OOM kill between calls) and it came back with its initial weights."""
+
+
 def _on_gpu() -> bool:
     import torch
 
@@ -89,13 +94,17 @@ class RolloutEngine:
         self.instance_id = uuid.uuid4().hex  # a new one after Ray restarts the actor
 
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0,
-                 early_stop: EarlyStop | None = None) -> list[Sample]:
+                 early_stop: EarlyStop | None = None, expected_version: int | None = None) -> list[Sample]:
         """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order.
 
         With ``early_stop`` a group stops once a correct and an incorrect completion have
         finished (``rollout.early_stop``); its aborted completions come back empty with
         ``finish_reason="abort"``, the finished ones with their verdict in ``meta["reward"]``.
+        ``expected_version``: refuse (``StaleEngineError``) to sample with other weights.
         """
+        if expected_version is not None and expected_version != self.policy_version:
+            raise StaleEngineError(f"engine holds policy version {self.policy_version}, "
+                                   f"the caller expects {expected_version}")
         max_seqs = None
         if early_stop is not None:  # every completion of a slice must start decoding at once
             max_seqs = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs

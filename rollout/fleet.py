@@ -16,7 +16,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from rollout.early_stop import EarlyStop
-from rollout.engine import RolloutEngine
+from rollout.engine import RolloutEngine, StaleEngineError
 from rollout.types import Sample, SamplingSettings
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ class EngineFleet:
         actor = ray.remote(RolloutEngine).options(
             num_cpus=resources_per_engine.get("CPU", 0),
             num_gpus=resources_per_engine.get("GPU", 0),
+            # Custom resources (rollout.resources) pin the engines to the nodes that have them.
+            resources={k: v for k, v in resources_per_engine.items() if k not in ("CPU", "GPU")},
             max_restarts=max_restarts,
             max_concurrency=1,
         )
@@ -54,6 +56,7 @@ class EngineFleet:
             lambda engine, i: engine.generate.remote(
                 prompts[bounds[i][0]: bounds[i][1]], sampling, first_index=bounds[i][0],
                 early_stop=None if early_stop is None else early_stop.slice(*bounds[i]),
+                expected_version=self.policy_version,
             ),
             skip=lambda i: bounds[i][0] == bounds[i][1],
         )
@@ -80,10 +83,12 @@ class EngineFleet:
             for i, ref in pending.items():
                 try:
                     results[i] = ray.get(ref)
-                except ENGINE_FAILURES as error:
+                except (*ENGINE_FAILURES, StaleEngineError) as error:
+                    # StaleEngineError: Ray restarted the engine between two calls (it died idle),
+                    # so this call reached its fresh incarnation, which holds the initial weights.
                     if attempt == self.max_retries:
                         raise RuntimeError(f"rollout engine {i} failed {attempt + 1} times: {error}") from error
-                    logger.warning("rollout engine %d died (%s); retrying on its restarted actor", i, error)
+                    logger.warning("rollout engine %d was restarted (%s); catching it up and retrying", i, error)
                     failed.append(i)
             if not failed:
                 return results

