@@ -151,7 +151,9 @@ class LearnerWorker:
         input_ids = batch.input_ids.to(self.device)
         logits = model(input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device)).logits
         # The engine samples from softmax(logits / T); the ratio must use the same distribution.
-        return sequence_logprobs(logits.float() / self.temperature, input_ids)  # [B, T]
+        # The raw logits go in (no fp32 copy here): sequence_logprobs upcasts a chunk at a time
+        # and, in training, overwrites them with their own gradient.
+        return sequence_logprobs(logits, input_ids, self.temperature)  # [B, T]
 
     @torch.no_grad()
     def logprobs(self, micro_batches: list[TrainBatch], which: str = "policy") -> list[torch.Tensor]:
