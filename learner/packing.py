@@ -1,5 +1,13 @@
 """Split a step's rows over data-parallel ranks and micro-batches by a token budget. Pure python.
 
+A micro-batch is padded to its longest row, so what it costs (activations, logits,
+compute) is ``rows x longest row``, its padded size, not the tokens it holds; the budget
+bounds that. Rows of similar length therefore go together: sorted longest first, each
+micro-batch takes as many of the next rows as fit the budget at its first row's length.
+Planned by tokens instead, one long response would pad a dozen short ones to its length
+(a long-tailed 512-row GRPO batch padded to 2.2x its tokens, a micro-batch to twice the
+budget).
+
 Every rank must run the same number of backward passes (ZeRO-2/3 reduce gradients inside
 each backward, so a rank with fewer micro-batches would hang the others), so the plan
 always gives every rank the same number of micro-batches; a rank with nothing to do gets
@@ -14,29 +22,73 @@ import math
 def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int) -> list[list[list[int]]]:
     """``[rank][micro_batch] -> row indices`` (ascending) for rows of ``lengths`` tokens.
 
-    The fewest micro-batches per rank such that no micro-batch exceeds ``token_budget``
-    (a single row longer than the budget goes alone); rows go longest first to the
-    lightest micro-batch, which balances tokens across ranks.
+    Each micro-batch's padded size (rows x its longest row) stays within ``token_budget``
+    (a single row longer than the budget goes alone), with the fewest micro-batches per
+    rank any such plan can have. Micro-batches are listed heaviest first; a rank's padded
+    tokens are balanced against the others'.
     """
     if world_size < 1 or token_budget < 1:
         raise ValueError(f"world_size={world_size} and token_budget={token_budget} must be >= 1")
-    by_tokens = math.ceil(sum(lengths) / (world_size * token_budget))
-    by_rows = math.ceil(len(lengths) / world_size)  # more bins than rows would only add empty passes
-    per_rank = max(1, min(by_tokens, by_rows))
-    while True:
-        bins = _longest_first(lengths, world_size * per_rank)
-        if all(len(rows) <= 1 or sum(lengths[r] for r in rows) <= token_budget for rows in bins):
-            break
-        per_rank += 1
-    # Bin b goes to rank b % world_size, so each rank gets per_rank of them.
-    return [[sorted(bins[m * world_size + rank]) for m in range(per_rank)] for rank in range(world_size)]
+    longest_first = sorted(range(len(lengths)), key=lambda r: (-lengths[r], r))
+    # Packing longest first makes the fewest micro-batches in total, hence per rank.
+    per_rank = max(1, math.ceil(len(_pack(longest_first, lengths, token_budget)) / world_size))
+    slots = world_size * per_rank
+    # Then the smallest budget that still packs into those slots (fewer micro-batches as the
+    # budget grows, so bisect): evener micro-batches, easier to balance over ranks, and a
+    # lower peak, at no extra pass.
+    low, high = 1, token_budget
+    while low < high:
+        middle = (low + high) // 2
+        fits = len(_pack(longest_first, lengths, middle)) <= slots
+        low, high = (low, middle) if fits else (middle + 1, high)
+    micro = _split_to_fill(_pack(longest_first, lengths, low), lengths, slots)
+    return _assign_to_ranks(micro, lengths, world_size, per_rank)
 
 
-def _longest_first(lengths: list[int], num_bins: int) -> list[list[int]]:
-    bins: list[list[int]] = [[] for _ in range(num_bins)]
-    loads = [0] * num_bins
-    for row in sorted(range(len(lengths)), key=lambda r: (-lengths[r], r)):
-        lightest = min(range(num_bins), key=lambda b: (loads[b], len(bins[b]), b))
-        bins[lightest].append(row)
-        loads[lightest] += lengths[row]
-    return bins
+def padded_size(rows: list[int], lengths: list[int]) -> int:
+    """Tokens a micro-batch of ``rows`` occupies once padded to its longest row."""
+    return len(rows) * max((lengths[r] for r in rows), default=0)
+
+
+def _pack(longest_first: list[int], lengths: list[int], token_budget: int) -> list[list[int]]:
+    """Rows, taken longest first, filled greedily into micro-batches of consecutive lengths.
+    This makes the fewest micro-batches: whichever one holds the longest row has room for
+    at most ``max(1, budget // longest)`` rows, and taking the longest rows for it leaves
+    the rest no harder to pack."""
+    micro: list[list[int]] = []
+    for row in longest_first:
+        # Rows come longest first, so a micro-batch's first row sets its width.
+        if micro and (len(micro[-1]) + 1) * max(1, lengths[micro[-1][0]]) <= token_budget:
+            micro[-1].append(row)
+        else:
+            micro.append([row])
+    return micro
+
+
+def _split_to_fill(micro: list[list[int]], lengths: list[int], slots: int) -> list[list[int]]:
+    """Halve the heaviest splittable micro-batch until there are ``slots``: a slot that
+    would otherwise run an empty pass takes half of the largest one instead."""
+    micro = list(micro)
+    while len(micro) < slots:
+        splittable = [i for i, rows in enumerate(micro) if len(rows) > 1]
+        if not splittable:
+            break  # fewer rows than slots: the rest stay empty
+        heaviest = max(splittable, key=lambda i: (padded_size(micro[i], lengths), -i))
+        rows = micro.pop(heaviest)
+        micro[heaviest:heaviest] = [rows[: len(rows) // 2], rows[len(rows) // 2:]]
+    return micro
+
+
+def _assign_to_ranks(micro: list[list[int]], lengths: list[int], world_size: int,
+                     per_rank: int) -> list[list[list[int]]]:
+    """Heaviest micro-batch first to the least-loaded rank (padded tokens) that still has a
+    free slot; free slots left at the end become empty micro-batches."""
+    plan: list[list[list[int]]] = [[] for _ in range(world_size)]
+    loads = [0] * world_size
+    for rows in sorted(micro, key=lambda rows: (-padded_size(rows, lengths), min(rows))):
+        rank = min((r for r in range(world_size) if len(plan[r]) < per_rank), key=lambda r: (loads[r], r))
+        plan[rank].append(sorted(rows))
+        loads[rank] += padded_size(rows, lengths)
+    for rank_plan in plan:
+        rank_plan.extend([] for _ in range(per_rank - len(rank_plan)))
+    return plan

@@ -2,6 +2,7 @@
 
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -16,27 +17,59 @@ from orchestrator.placement import PlacementError, plan_placement
 from orchestrator.prompt_stream import PromptStream
 
 
-def test_plan_balances_tokens_within_budget_with_equal_counts_per_rank():
+def _padded(rows, lengths):
+    return len(rows) * max((lengths[r] for r in rows), default=0)
+
+
+def test_plan_keeps_padded_size_within_budget_with_equal_counts_per_rank():
     lengths = [10, 9, 8, 7, 6, 5, 4, 3]  # 52 tokens
     plan = plan_micro_batches(lengths, world_size=2, token_budget=14)
-    # At least ceil(52 / (2 x 14)) = 2 micro-batches per rank, more if packing needs them.
     assert [len(rank) for rank in plan] == [len(plan[0])] * 2
     flat = sorted(r for rank in plan for micro in rank for r in micro)
     assert flat == list(range(8))  # every row exactly once
     for rank in plan:
         for micro in rank:
-            assert sum(lengths[r] for r in micro) <= 14
+            assert micro == sorted(micro) and _padded(micro, lengths) <= 14
     assert plan_micro_batches([5, 5], 1, 100) == [[[0, 1]]]
     assert plan_micro_batches([50, 1], 1, 10) == [[[0], [1]]]  # an over-long row goes alone
     # More ranks than rows: the idle rank still gets one (empty) micro-batch.
     assert plan_micro_batches([3], 2, 10) == [[[0]], [[]]]
+    assert plan_micro_batches([], 2, 10) == [[[]], [[]]]
     with pytest.raises(ValueError, match="world_size"):
         plan_micro_batches([1], 0, 10)
 
 
 def test_hand_checked_plan():
-    # lengths 6,5,4,3 into 2 ranks x 1 micro (18 tokens / (2 x 10) -> 1): 6->b0, 5->b1, 4->b1(5<6), 3->b0
-    assert plan_micro_batches([6, 5, 4, 3], 2, 10) == [[[0, 3]], [[1, 2]]]
+    # Longest first at budget 10: {6}, {5, 4} (2 rows x 5 = 10), {3}: 3 micro-batches -> 2 per
+    # rank, 4 slots. Every budget below 10 leaves each row alone (4 fit the slots), so the
+    # smallest is 1: singletons, heaviest first to the lighter rank: 6->r0, 5->r1, 4->r1
+    # (5 < 6), 3->r0. (The token plan made {6, 3}: 2 rows x 6 = 12 padded > 10.)
+    assert plan_micro_batches([6, 5, 4, 3], 2, 10) == [[[0], [3]], [[1], [2]]]
+    # Similar lengths together: {10, 9} (2 x 10 = 20) and {3, 3, 2, 2} (4 x 3 = 12); no
+    # smaller budget fits 2 micro-batches (at 19: {10}, {9, 3}, {3, 2, 2}). A token plan
+    # put a short row with the 10 (3 rows x 10 = 30 padded for 15 tokens).
+    assert plan_micro_batches([10, 2, 9, 3, 2, 3], 1, 20) == [[[0, 2], [1, 3, 4, 5]]]
+    # One micro-batch {4, 4, 4, 4} -> 1 per rank, 3 slots; budget 8 packs 2 ({4, 4} twice),
+    # 7 packs 4: so 8, and the spare slot takes half of the heaviest (8 -> 4 + 4).
+    assert plan_micro_batches([4, 4, 4, 4], 3, 16) == [[[2, 3]], [[0]], [[1]]]
+
+
+def test_plan_pads_a_long_tailed_batch_by_a_few_percent():
+    # A GRPO step under gpu_base.yaml: 512 rows, prompt 60-200 tokens, lognormal responses
+    # (median 350, capped at 2048), 4 ranks, 16,384 padded tokens per micro-batch.
+    rng = random.Random(0)
+    lengths = [rng.randint(60, 200) + min(2048, int(rng.lognormvariate(math.log(350), 0.8))) for _ in range(512)]
+    assert sum(lengths) == 308_315 and max(lengths) == 2_148
+    plan = plan_micro_batches(lengths, world_size=4, token_budget=16_384)
+    # Packed at the full budget it takes 21 micro-batches, the fewest possible: 6 per rank.
+    assert [len(rank) for rank in plan] == [6] * 4
+    sizes = [_padded(micro, lengths) for rank in plan for micro in rank]
+    assert max(sizes) <= 16_384
+    # The token plan padded this batch to 3.0x its tokens (5 micro-batches per rank, the
+    # worst 55,848 padded tokens, 3.4x the budget); now 5% of padding.
+    assert sum(sizes) / sum(lengths) == pytest.approx(1.050, abs=1e-3)
+    loads = [sum(_padded(micro, lengths) for micro in rank) for rank in plan]
+    assert max(loads) / min(loads) < 1.01  # ranks balanced to 1%
 
 
 def test_select_cuts_to_the_longest_row_and_empty_selection_is_inert():
@@ -92,7 +125,8 @@ def test_placement_fits_or_fails_in_one_line():
     with pytest.raises(PlacementError, match="= 8 GPUs, but the Ray cluster has 4"):
         plan_placement(gpu, {"CPU": 64, "GPU": 4})
     fits = plan_placement(gpu, {"CPU": 64, "GPU": 8})
-    assert fits.on_gpu and fits.learner_rank == {"CPU": 1, "GPU": 1} and fits.engine["GPU"] == 0
+    # An engine actor holds its TP GPUs itself: vLLM starts its TP workers inside it.
+    assert fits.on_gpu and fits.learner_rank == {"CPU": 1, "GPU": 1} and fits.engine == {"CPU": 1, "GPU": 2}
 
 
 def test_lr_schedule_warmup_then_constant_or_cosine():
