@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 from collections import defaultdict
+from datetime import timedelta
 from contextlib import contextmanager
 
 import torch
@@ -80,7 +81,8 @@ class LearnerWorker:
             import deepspeed.comm.torch  # noqa: F401
 
             sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
-        deepspeed.init_distributed(dist_backend="nccl" if self.device.type == "cuda" else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if self.device.type == "cuda" else "gloo",
+                                   timeout=timedelta(seconds=self.learner["collective_timeout_s"]))
         torch.manual_seed(self.seed)
         model = self._load_model(self._ds_config(train=True))
         if self.learner["gradient_checkpointing"]:
@@ -243,28 +245,31 @@ class LearnerWorker:
                 return {}
             return {name: t.detach().to("cpu", copy=True) for name, t in self.engine.module.state_dict().items()}
 
-    # ---- GPU weight sync (rollout.nccl_sync): rank 0 broadcasts to the engines ----------
+    # ---- weight sync: vLLM's weight-transfer API (rollout.weight_transfer) -------------
 
-    def init_weight_sender(self, host: str, port: int, world_size: int) -> None:
-        from rollout.nccl_sync import _communicator
+    def open_weight_transfer(self, init: dict, client) -> None:
+        """Join the transfer group with the engines (rank 0 sends; every rank must call this).
+        ``init``: backend (nccl | gloo), master_address, master_port, world_size, bucket_bytes,
+        timeout_s. An open group is closed first: a rebuild replaces it."""
+        from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
 
-        self._weight_comm = _communicator(host, port, 0, world_size, self.device)
+        from learner.weight_export import DeepSpeedWeightSource
+        from rollout.weight_transfer import trainer_init_info
 
-    def weight_metadata(self) -> list:
-        from rollout.nccl_sync import weight_metadata
+        self.close_weight_transfer()
+        source = DeepSpeedWeightSource(self.engine.module, zero3=self.learner["zero_stage"] == 3, keep=self.rank == 0)
+        self._transfer = WeightTransferTrainerFactory.trainer_init(
+            trainer_init_info(rank=self.rank, **init), client=client, source=source)
 
-        return weight_metadata(self.engine.module.state_dict())
+    def send_weights(self) -> None:
+        """One full weight update of every engine (all ranks: ZeRO-3 gathers each parameter)."""
+        self._transfer.send_weights()
 
-    def broadcast_weights(self, bucket_bytes: int) -> None:
-        """Every rank joins a ZeRO-3 gather; rank 0 alone sends, straight from GPU memory."""
-        import deepspeed
-
-        from rollout.nccl_sync import send_weights
-
-        params = list(self.engine.module.parameters())
-        with deepspeed.zero.GatheredParameters(params, enabled=self.learner["zero_stage"] == 3):
-            if self.rank == 0:
-                send_weights(self._weight_comm, self.engine.module.state_dict(), bucket_bytes)
+    def close_weight_transfer(self) -> None:
+        transfer = getattr(self, "_transfer", None)
+        if transfer is not None:
+            self._transfer = None
+            transfer.shutdown()
 
     def save_checkpoint(self, directory: str, client_state: dict) -> None:
         """DeepSpeed checkpoint (weights, optimizer, LR schedule) plus this rank's RNG state."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.config import Config
+from orchestrator.config import Config, LearnerConfig
 from orchestrator.tiny_model import cache_root, ensure_tiny_model
 
 EVAL_MAX_TOKENS = 160
@@ -108,10 +108,11 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     learner = LearnerGroup(
         world_size=1, micro_batch_tokens=config.learner.micro_batch_tokens * 4,
         resources_per_rank=placement.learner_rank, max_len=EVAL_MAX_TOKENS,
+        placement_timeout_s=config.ray.placement_timeout_s,
         worker_kwargs=dict(model_path=base, algo={"name": "grpo"}, dtype=config.model.dtype, temperature=1.0,
-                           total_steps=warm.max_steps, seed=warm.seed, learner=dict(
+                           total_steps=warm.max_steps, seed=warm.seed, learner=LearnerConfig(
                                zero_stage=0, lr=warm.lr, weight_decay=0.0, warmup_steps=min(20, warm.max_steps // 10),
-                               lr_schedule="cosine", max_grad_norm=1.0, gradient_checkpointing=False)),
+                               lr_schedule="cosine", max_grad_norm=1.0, gradient_checkpointing=False).model_dump()),
     )
     fleet = EngineFleet(num_engines=1, resources_per_engine=placement.engine, engine_kwargs=dict(
         model_path=base, dtype=config.model.dtype, max_model_len=config.rollout.max_model_len,

@@ -129,6 +129,10 @@ class RolloutConfig(_Strict):
     engine_core_process: bool = True
     """vLLM's engine core in its own process (vLLM's default, what GPUs run). False keeps it
     inside the engine actor: an opt-out for debugging on CPU (see README, Engine core)."""
+    resources: dict[str, float] = {}
+    """Extra Ray custom resources each engine actor asks for, e.g. {rollout_node: 0.1}: pins the
+    engines to the nodes started with that resource (``ray start --resources``); CPU and GPU are
+    planned by placement, not here."""
     early_stop_groups: bool = False
     """BPPO with selection 'shortest' only (our reading of Ruyi2.5's adaptive completion
     scheduling, DESIGN §3.7): stop sampling a group once a correct and an incorrect completion
@@ -157,6 +161,12 @@ class LearnerConfig(_Strict):
     """Recompute activations in the backward pass to save memory."""
     old_logprobs: Literal["learner", "engine"] = "learner"
     """Behaviour log-probs: recomputed by the learner (exact) or the engine's sampled ones."""
+    collective_timeout_s: float = Field(1800.0, gt=0)
+    """Longest wait of one learner collective (gradient all-reduce, ZeRO gathers): a rank that
+    died or hangs fails the step on the others with an error instead of stopping them forever."""
+    resources: dict[str, float] = {}
+    """Extra Ray custom resources each learner rank (its placement-group bundle and its actor) asks
+    for, e.g. {learner_node: 0.1}: pins the learner to the nodes started with that resource."""
 
 
 class EvalConfig(_Strict):
@@ -239,6 +249,10 @@ class RayConfig(_Strict):
     placement_timeout_s: float = Field(600.0, gt=0)
     """Longest wait for an actor to be placed and started (rollout engines, learner ranks): a
     cluster without room fails with a clear error instead of queueing forever."""
+    share: float = Field(1.0, gt=0, le=1)
+    """Fraction of the cluster's CPUs this run plans into (CPU clusters; on GPUs the run's GPU count
+    must fit in this fraction): runs sharing one cluster at once each take their part. ``bppo sweep``
+    sets 1/max_concurrent (times this value) for each trial."""
 
 
 class Config(_Strict):

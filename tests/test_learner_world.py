@@ -9,6 +9,7 @@ import torch
 from learner.algorithms import GRPOConfig, algorithm_loss
 from learner.batch import TrainBatch, pad_rows
 from learner.logprobs import sequence_logprobs
+from orchestrator.config import LearnerConfig
 
 LR = 1e-3
 ROWS = [(5, 9), (4, 3), (6, 12), (5, 7), (4, 10), (6, 4), (5, 6)]  # (prompt, response) lengths
@@ -63,9 +64,9 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
         group = LearnerGroup(
             world_size=world_size, micro_batch_tokens=budget, resources_per_rank={"CPU": 0.5}, max_len=32,
             worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",
-                               temperature=1.0, total_steps=10, seed=0, learner=dict(
+                               temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
                                    zero_stage=zero_stage, lr=LR, weight_decay=0.0, warmup_steps=0,
-                                   lr_schedule="constant", max_grad_norm=1e6, gradient_checkpointing=False)),
+                                   lr_schedule="constant", max_grad_norm=1e6, gradient_checkpointing=False).model_dump()),
         )
         try:
             if world_size == 2:
@@ -107,9 +108,9 @@ def test_non_finite_loss_skips_the_step_without_touching_weights_or_schedule(ray
     group = LearnerGroup(
         world_size=1, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
         worker_kwargs=dict(model_path=tiny_model, algo=GRPOConfig().model_dump(), dtype="float32",
-                           temperature=1.0, total_steps=10, seed=0, learner=dict(
+                           temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
                                zero_stage=0, lr=LR, weight_decay=0.0, warmup_steps=2, lr_schedule="constant",
-                               max_grad_norm=1.0, gradient_checkpointing=False)))
+                               max_grad_norm=1.0, gradient_checkpointing=False).model_dump()))
     try:
         before = ray.get(group.export_weights())
         skipped = group.train(poisoned)

@@ -12,6 +12,7 @@ import torch
 from learner.batch import RolloutGroups
 from learner.algorithms import GRPOConfig, build_train_batch
 from rollout.types import SamplingSettings
+from orchestrator.config import LearnerConfig
 
 G, PROMPTS, ENGINES = 4, 3, 2
 
@@ -28,9 +29,9 @@ def parts(ray_local, tiny_model):
     learner = LearnerGroup(
         world_size=1, micro_batch_tokens=4096, resources_per_rank={"CPU": 0.5}, max_len=32,
         worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32", temperature=1.0,
-                           total_steps=10, seed=0, learner=dict(
+                           total_steps=10, seed=0, learner=LearnerConfig(
                                zero_stage=0, lr=1e-3, weight_decay=0.0, warmup_steps=0, lr_schedule="constant",
-                               max_grad_norm=1.0, gradient_checkpointing=False)))
+                               max_grad_norm=1.0, gradient_checkpointing=False).model_dump()))
     sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
     yield fleet, learner, algo, sync
     sync.close()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rollout.weight_transfer import plan_buckets
+from orchestrator.config import LearnerConfig
 
 MB = 2**20
 
@@ -64,10 +65,10 @@ def test_nccl_sync_matches_learner_weights(ray_local, tiny_model):
         model_path=tiny_model, max_model_len=128, gpu_memory_utilization=0.3, seed=0))
     learner = LearnerGroup(world_size=1, micro_batch_tokens=4096, resources_per_rank={"GPU": 1}, max_len=32,
                            worker_kwargs=dict(model_path=tiny_model, algo={"name": "grpo"}, dtype="float32",
-                                              temperature=1.0, total_steps=1, seed=0, learner=dict(
+                                              temperature=1.0, total_steps=1, seed=0, learner=LearnerConfig(
                                                   zero_stage=0, lr=1e-3, weight_decay=0.0, warmup_steps=0,
                                                   lr_schedule="constant", max_grad_norm=1.0,
-                                                  gradient_checkpointing=False)))
+                                                  gradient_checkpointing=False).model_dump()))
     sync = WeightSync(fleet, learner, on_gpu=True, bucket_mb=1, timeout_s=120)
     assert sync.push() == 1 and fleet.versions() == [1]
     assert sync.push(version=7) == 7 and fleet.versions() == [7]

@@ -19,6 +19,7 @@ import torch
 from learner.algorithms import GRPOConfig
 from learner.logprobs import sequence_logprobs
 from tests.test_learner_world import LR, _batch, _reference_step
+from orchestrator.config import LearnerConfig
 
 TIMEOUT_S = 120  # a hang fails the test instead of blocking the suite; a step takes ~1 s
 ALGO = GRPOConfig(kl_coef=0.1, clip_low=0.02, clip_high=0.02)  # kl_coef > 0: the reference is built too
@@ -30,10 +31,10 @@ def _group(tiny_model: str):
     return LearnerGroup(
         world_size=2, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
         worker_kwargs=dict(model_path=tiny_model, algo=ALGO.model_dump(), dtype="float32", temperature=1.0,
-                           total_steps=10, seed=0, learner=dict(
+                           total_steps=10, seed=0, learner=LearnerConfig(
                                zero_stage=3, lr=LR, weight_decay=0.0, warmup_steps=0,
                                # cosine: the LR of the step after a skip shows whether the skip moved it
-                               lr_schedule="cosine", max_grad_norm=1e6, gradient_checkpointing=False)))
+                               lr_schedule="cosine", max_grad_norm=1e6, gradient_checkpointing=False).model_dump()))
 
 
 @pytest.fixture(scope="module")
