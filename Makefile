@@ -23,6 +23,7 @@ bench: setup
 	$(PY) benchmarks/synthetic_data.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/early_stop.py
+	$(PY) benchmarks/learner_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
