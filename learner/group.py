@@ -38,6 +38,8 @@ class LearnerGroup:
             actor.options(
                 num_cpus=resources_per_rank.get("CPU", 0),
                 num_gpus=resources_per_rank.get("GPU", 0),
+                # The bundle's custom resources (learner.resources) too: the actor asks for its whole bundle.
+                resources={k: v for k, v in resources_per_rank.items() if k not in ("CPU", "GPU")},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=rank),
             ).remote(rank=rank, world_size=world_size, **worker_kwargs)
             for rank in range(world_size)

@@ -8,14 +8,22 @@ search algorithms we do not use (the grid is explicit); the Jobs API needs the d
 and a working directory upload. Every trial's config is expanded and validated before the
 first one starts, so a typo fails the sweep in one line, not an hour in.
 
-Trials go to ``<run_dir>/<trial>/``; the summary to ``<run_dir>/sweep.json`` and ``sweep.md``.
+Concurrent trials share the cluster: each plans into ``ray.share`` = 1/(trials at once) of it
+(times the sweep's own ``ray.share``), so ``max_concurrent`` trials fit side by side. A trial task
+finds Ray already initialised and uses that cluster. Trials go to ``<run_dir>/<trial>/`` (made
+absolute here: a task's working directory is not the driver's; on several nodes run_dir must be
+on a shared filesystem); the summary to ``<run_dir>/sweep.json`` and ``sweep.md``, with each
+trial's start and end time.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
+import os
 import sys
+import time
 from pathlib import Path
 
 from orchestrator.config_io import ConfigError, load_config
@@ -25,10 +33,12 @@ def expand_trials(paths: list[str], overrides: list[str]) -> dict[str, list[str]
     """Trial name (``<arm>`` or ``<arm>-<grid point>``) -> the overrides that make its config
     (each one validated here)."""
     config = load_config(paths, overrides)
-    sweep, root = config.sweep, Path(config.trainer.run_dir)
+    sweep, root = config.sweep, Path(os.path.abspath(config.trainer.run_dir))
     if sweep.baseline not in sweep.arms:
         raise ConfigError(f"sweep.baseline={sweep.baseline!r} is not one of sweep.arms ({', '.join(sweep.arms)})")
     keys = list(sweep.grid)
+    at_once = min(sweep.max_concurrent, len(sweep.arms) * math.prod(len(v) for v in sweep.grid.values()))
+    share = f"ray.share={config.ray.share / max(1, at_once)!r}"  # an arm may still set its own
     trials = {}
     bad = [arm for arm in sweep.arms if "-" in arm]
     if bad:
@@ -37,7 +47,7 @@ def expand_trials(paths: list[str], overrides: list[str]) -> dict[str, list[str]
         for values in itertools.product(*(sweep.grid[k] for k in keys)):
             point = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in zip(keys, values)]
             name = "-".join([arm, *(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))])
-            trial = [*overrides, *arm_overrides, *point, f"trainer.run_dir={root / name}",
+            trial = [*overrides, share, *arm_overrides, *point, f"trainer.run_dir={root / name}",
                      f"wandb.group={sweep.name or root.name}"]
             try:
                 load_config(paths, trial)
@@ -47,12 +57,13 @@ def expand_trials(paths: list[str], overrides: list[str]) -> dict[str, list[str]
     return trials
 
 
-def _run_trial(paths: list[str], overrides: list[str]) -> str:
-    """Inside a Ray task: one ``bppo train`` run on the cluster the task runs in."""
+def _run_trial(paths: list[str], overrides: list[str]) -> tuple[str, float, float]:
+    """Inside a Ray task: one ``bppo train`` run on the cluster the task runs in; ("ok", start, end)."""
     from orchestrator.loop import Trainer
 
+    started = time.time()
     Trainer(load_config(paths, overrides)).run()
-    return "ok"
+    return "ok", started, time.time()
 
 
 def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print) -> Path:
@@ -65,6 +76,7 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
     trials = expand_trials(paths, overrides)
     log(f"sweep: {len(trials)} trials: {', '.join(trials)}", file=sys.stderr)
     status: dict[str, str] = {}
+    times: dict[str, tuple[float, float]] = {}  # trial -> (start, end), unix time, as the trial saw it
     with ray_cluster(config.ray):
         resolve_model_path(config, log=log)  # one warm start before any trial needs it
         task = ray.remote(num_cpus=0, max_retries=0)(_run_trial)
@@ -78,13 +90,14 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
             done, _ = ray.wait(list(pending), num_returns=1)
             name = pending.pop(done[0])
             try:
-                status[name] = ray.get(done[0])
+                status[name], started, finished = ray.get(done[0])
+                times[name] = (started, finished)
             except Exception as error:  # noqa: BLE001 - one failed trial must not end the sweep
                 status[name] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
                 log(f"trial {name} {status[name]}", file=sys.stderr)
     root = Path(config.trainer.run_dir)
     summary = summarize_sweep(root, trials, status, baseline=config.sweep.baseline,
-                              target=config.sweep.target_accuracy)
+                              target=config.sweep.target_accuracy, times=times)
     summary["command"] = command
     (root / "sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
     (root / "sweep.md").write_text(render_sweep(summary))
@@ -93,7 +106,7 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
 
 
 def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, str], *,
-                    baseline: str, target: float | None) -> dict:
+                    baseline: str, target: float | None, times: dict | None = None) -> dict:
     from orchestrator.report import ratio, read_metrics, summarize_run
 
     records = {n: read_metrics(root / n) for n in trials if status.get(n) == "ok"}
@@ -109,6 +122,8 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
             "final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "time_to_target_s",
             "mean_step_time_s", "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step",
             "mean_response_len_start", "mean_response_len_end", "pair_rate", "aborted_rate", "steps")}}
+        if times and name in times:
+            rows[name]["started_at"], rows[name]["finished_at"] = times[name]
     for name, row in rows.items():
         point = name[name.index("-"):] if "-" in name else ""
         base = rows.get(baseline + point)
