@@ -165,3 +165,29 @@ def test_shape_and_argument_errors():
         sequence_logprobs(logits, torch.zeros(1, 3, dtype=torch.long), 0.0)
     with pytest.raises(ValueError, match="chunk_tokens"):
         sequence_logprobs(logits, torch.zeros(1, 3, dtype=torch.long), chunk_tokens=0)
+
+
+@pytest.mark.gpu
+def test_cuda_peak_memory_of_a_qwen_vocab_micro_batch_stays_under_one_and_a_half_fp32_logits():
+    """On the GPU the allocator's own peak counter is exact: forward + backward of 4,096 tokens
+    at Qwen's 151,936-token vocabulary, bf16 logits as the GPU presets make them."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from learner.logprobs import sequence_logprobs
+
+    tokens, vocab = 4096, 151_936
+    fp32_logits_bytes = tokens * vocab * 4
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    hidden = torch.randn(tokens, 64, device="cuda", dtype=torch.bfloat16, generator=generator, requires_grad=True)
+    head = torch.randn(vocab, 64, device="cuda", dtype=torch.bfloat16, generator=generator) * 0.05
+    input_ids = torch.randint(0, vocab, (1, tokens), device="cuda", generator=generator)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    baseline = torch.cuda.memory_allocated()
+    logits = (hidden @ head.T).view(1, tokens, vocab)  # [1, T, V] bf16, as the model returns them
+    logprobs = sequence_logprobs(logits, input_ids, temperature=0.7)
+    logprobs.sum().backward()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - baseline
+    assert hidden.grad is not None and torch.isfinite(hidden.grad.float()).all()
+    assert peak <= 1.5 * fp32_logits_bytes, f"{peak / 2**30:.2f} GiB > 1.5 x {fp32_logits_bytes / 2**30:.2f} GiB"
