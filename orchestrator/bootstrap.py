@@ -120,7 +120,8 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
         engine_core_process=config.rollout.engine_core_process), start_timeout_s=config.ray.placement_timeout_s)
     sync = WeightSync(fleet, learner, on_gpu=placement.on_gpu, bucket_mb=config.rollout.sync_bucket_mb,
                       timeout_s=config.rollout.sync_timeout_s)
-    rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus)
+    rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
+                         start_timeout_s=config.ray.placement_timeout_s)
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
     try:

@@ -54,7 +54,8 @@ class PhaseTimes:
 class Trainer:
     def __init__(self, config: Config, *, resume: bool | None = None, log=print) -> None:
         self.config = config
-        self.run_dir = Path(config.trainer.run_dir)
+        # Absolute: learner ranks on other nodes run in their node's working directory.
+        self.run_dir = Path(config.trainer.run_dir).resolve()
         self.resume = config.trainer.resume == "auto" if resume is None else resume
         self.log = log
         self.model_path = resolve_model_path(config, log=log)
@@ -294,7 +295,8 @@ class Trainer:
         placement = plan_placement(config, ray.cluster_resources())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(config, self.run_dir)
-        self.rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus)
+        self.rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
+                                  start_timeout_s=config.ray.placement_timeout_s)
         rollout = config.rollout
         self.fleet = EngineFleet(
             num_engines=rollout.num_engines, resources_per_engine=placement.engine,

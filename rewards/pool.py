@@ -41,6 +41,9 @@ class RewardWorker:
         self.score_fn = resolve_reward_function(self.config.function)
         self._reported_error = False
 
+    def ready(self) -> bool:
+        return True
+
     def score_chunk(self, items: list[tuple[str, str]]) -> list[RewardResult]:
         return [self._score_one(completion, truth) for completion, truth in items]
 
@@ -57,13 +60,21 @@ class RewardWorker:
 class RewardPool:
     """``num_workers`` reward actors on the current Ray cluster."""
 
-    def __init__(self, config: RewardConfig, *, num_cpus_per_worker: float = 0.5, chunk_size: int = 32) -> None:
+    def __init__(self, config: RewardConfig, *, num_cpus_per_worker: float = 0.5, chunk_size: int = 32,
+                 start_timeout_s: float = 600.0) -> None:
         # Resolve once on the driver so a bad import path fails at start-up, not in a worker.
         resolve_reward_function(config.function)
         self.config = config
         self.chunk_size = chunk_size
         worker = RewardWorker.options(num_cpus=num_cpus_per_worker)
         self.workers = [worker.remote(config.model_dump()) for _ in range(config.num_workers)]
+        try:  # an actor Ray cannot place waits in its queue forever: fail here instead
+            ray.get([w.ready.remote() for w in self.workers], timeout=start_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown()
+            raise TimeoutError(f"{config.num_workers} reward worker(s) of {num_cpus_per_worker:g} CPU did not start "
+                               f"within {start_timeout_s:g} s (ray.placement_timeout_s); free in the cluster: "
+                               f"{ray.available_resources()}") from None
         self._pool = ActorPool(self.workers)
 
     def score(
