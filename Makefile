@@ -24,6 +24,7 @@ bench: setup
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/early_stop.py
 	$(PY) benchmarks/learner_memory.py
+	$(PY) benchmarks/engine_core.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
