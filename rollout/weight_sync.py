@@ -9,7 +9,7 @@ The same route serves resume (``push(version=...)`` after loading a checkpoint) 
 that Ray restarted: such an engine left the group and came back with the weights it was
 created from, so the group is rebuilt with every engine and the newest weights are pushed
 again (``catch_up``). A transfer that fails because an engine died mid-broadcast fails within
-``timeout_s``; the engine is then waited for, the group rebuilt and the push retried once.
+``timeout_s``; the engine is then waited for and caught up the same way.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ class WeightSync:
         try:
             self._send()
         except Exception as error:  # noqa: BLE001 - an engine may have died mid-transfer
+            # revive() waits for restarted engines and runs catch_up: the group is rebuilt and
+            # the weights sent again. Nothing restarted: the failure is not an engine's.
             if not self.fleet.revive():
                 raise
-            logger.warning("weight sync failed because a rollout engine died (%s); rebuilding the group", error)
-            self._connect()
-            self._send()
+            logger.warning("weight sync failed because a rollout engine died (%s); it was caught up", error)
         return self.fleet.set_version(self.fleet.policy_version + 1 if version is None else version)
 
     def catch_up(self) -> None:
