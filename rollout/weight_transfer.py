@@ -240,7 +240,13 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
         pool = ThreadPoolExecutor(max_workers=1)
         try:  # the workers receive inside update_weights while rank 0 broadcasts
             received = pool.submit(self.client.update_weights, asdict(update_info))
-            self._broadcast(update_info, _checked(self.source, meta))
+            pairs = _checked(self.source, meta)
+            try:
+                self._broadcast(update_info, pairs)
+            except Exception:
+                for _ in pairs:  # finish the gathers: the other learner ranks iterate in lockstep
+                    pass
+                raise
             _result(received, self.timeout_s, "the rollout engines loading the broadcast weights")
         finally:
             pool.shutdown(wait=False)  # never join a thread that may be stuck in a dead peer's call
