@@ -49,7 +49,7 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
 class LearnerWorker:
     def __init__(self, *, rank: int, world_size: int, model_path: str, learner: dict, algo: dict,
                  dtype: str, temperature: float, total_steps: int, seed: int,
-                 trust_remote_code: bool = False) -> None:
+                 top_p: float = 1.0, trust_remote_code: bool = False) -> None:
         from pydantic import TypeAdapter
 
         from learner.algorithms import AlgoConfig
@@ -57,7 +57,7 @@ class LearnerWorker:
         self.rank, self.world_size = rank, world_size
         self.model_path, self.learner, self.dtype = model_path, learner, dtype
         self.algo = TypeAdapter(AlgoConfig).validate_python(algo)
-        self.temperature, self.total_steps, self.seed = temperature, total_steps, seed
+        self.temperature, self.top_p, self.total_steps, self.seed = temperature, top_p, total_steps, seed
         self.trust_remote_code = trust_remote_code
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":

@@ -100,8 +100,9 @@ class ModelConfig(_Strict):
 class RolloutConfig(_Strict):
     n: int = Field(8, ge=1)
     """G, completions sampled per prompt."""
-    temperature: float = Field(1.0, ge=0.0)
-    """Sampling temperature for training rollouts (evaluation is greedy)."""
+    temperature: float = Field(1.0, gt=0.0)
+    """Sampling temperature for training rollouts, > 0: the learner's log-probs are those of
+    softmax(logits / temperature), the distribution the engine sampled from (evaluation is greedy)."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     """Nucleus sampling mass."""
     max_tokens: int = Field(512, ge=1)
@@ -157,6 +158,10 @@ class LearnerConfig(_Strict):
     """Gradient clipping norm (set explicitly: DeepSpeed's own default differs by version)."""
     micro_batch_tokens: int = Field(8192, ge=16)
     """Token budget of one micro-batch; rows are packed up to it (gradient accumulation)."""
+    padding_free: bool = True
+    """Concatenate a micro-batch's rows into one sequence (position ids restarting per row, attention
+    kept within each row) so no forward pass computes padding; false pads each micro-batch to its
+    longest row."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     old_logprobs: Literal["learner", "engine"] = "learner"

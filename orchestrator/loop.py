@@ -315,7 +315,7 @@ class Trainer:
             placement_timeout_s=config.ray.placement_timeout_s,
             worker_kwargs=dict(
                 model_path=self.model_path, learner=config.learner.model_dump(), algo=config.algo.model_dump(),
-                dtype=config.model.dtype, temperature=rollout.temperature, total_steps=config.trainer.steps,
+                dtype=config.model.dtype, temperature=rollout.temperature, top_p=rollout.top_p, total_steps=config.trainer.steps,
                 seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
             ),
         )
