@@ -33,6 +33,11 @@ class _LossSettings(_Strict):
     """Lower clip range eps_low: the ratio is clipped below at 1 - clip_low."""
     clip_high: float = Field(0.2, ge=0.0)
     """Upper clip range eps_high: the ratio is clipped above at 1 + clip_high (DAPO: 0.28)."""
+    clip_ratio_c: float | None = Field(3.0, gt=1.0)
+    """Dual-clip bound c (verl's clip_ratio_c, same default): for a negative advantage the
+    token's loss is capped at -c A, so a token whose probability rose far above the old
+    policy's cannot take an unbounded step. It acts only when the ratio exceeds c, i.e. with
+    several optimizer steps per batch or stale behaviour log-probs. null = off."""
     kl_coef: float = Field(0.0, ge=0.0)
     """beta, the KL penalty weight; > 0 loads a frozen reference model on the learner."""
     kl_kind: Literal["k1", "k2", "k3"] = "k3"
@@ -42,14 +47,21 @@ class _LossSettings(_Strict):
     adv_eps: float = Field(1e-6, gt=0.0)
     """eps in (r - mean) / (std + eps)."""
     refill_rounds: int = Field(0, ge=0)
-    """Extra generation rounds per step to replace groups that carry no signal (DAPO dynamic
-    sampling for GRPO with filter_groups; groups without a pair for BPPO). 0 = no refill."""
+    """Extra generation rounds per step when the groups with a signal (a pair for BPPO; unequal
+    rewards for GRPO with filter_groups) number fewer than trainer.prompts_per_step; each round
+    samples trainer.gen_prompts_per_step prompts in one call (DAPO's max_num_gen_batches - 1)."""
+    overlong_buffer: int = Field(0, ge=0)
+    """DAPO's soft overlong punishment: the last ``overlong_buffer`` tokens before
+    rollout.max_tokens are a buffer where the reward falls linearly, by up to
+    ``overlong_penalty`` at max_tokens. 0 = off."""
+    overlong_penalty: float = Field(1.0, ge=0.0)
+    """The most the overlong punishment subtracts (DAPO's penalty factor)."""
 
     def loss_kwargs(self) -> dict:
         """Keyword arguments for ``learner.losses.policy_loss``."""
         return dict(
-            clip_low=self.clip_low, clip_high=self.clip_high, agg_mode=self.agg_mode,
-            kl_coef=self.kl_coef, kl_kind=self.kl_kind,
+            clip_low=self.clip_low, clip_high=self.clip_high, clip_ratio_c=self.clip_ratio_c,
+            agg_mode=self.agg_mode, kl_coef=self.kl_coef, kl_kind=self.kl_kind,
         )
 
 
@@ -88,9 +100,8 @@ class BPPOConfig(_LossSettings):
     agg_mode: AggMode = "seq-mean-token-mean"
     """The paper's objective is seq-mean-token-mean over the pair; others are for ablations."""
     selection: Literal["shortest", "longest", "random"] = "shortest"
-    """Which correct and which incorrect completion form the pair (ties: lowest index)."""
-    correct_threshold: float = 0.5
-    """A completion is positive when its accuracy reward is above this."""
+    """Which correct and which incorrect completion form the pair (ties: lowest index; random is
+    seeded from the run seed and the step, so a resumed run picks the same pairs)."""
     prefix: PrefixConfig = PrefixConfig()
     """The trained window of each selected completion."""
 
@@ -98,32 +109,28 @@ class BPPOConfig(_LossSettings):
 AlgoConfig = Annotated[Union[BPPOConfig, GRPOConfig], Field(discriminator="name")]
 
 
-def grpo_train_batch(groups: RolloutGroups, algo: GRPOConfig, *, pad_id: int) -> TrainBatch:
+def grpo_train_batch(groups: RolloutGroups, algo: GRPOConfig, *, pad_id: int, seed: int = 0) -> TrainBatch:
     """All G completions of every group, whole responses, full-group advantages."""
     if groups.finished is not None and not bool(groups.finished.all()):
         raise ValueError("GRPO trains every completion of a group, but some were aborted: "
                          "rollout.early_stop_groups is for BPPO only")
     advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps)
-    keep = torch.ones(groups.rewards.shape[0], dtype=torch.bool)  # [num_groups]
-    if algo.filter_groups:
-        keep = informative_groups(groups.rewards)
-    kept_groups = keep.nonzero().flatten().tolist()
+    kept_groups = signal_groups(groups, algo).nonzero().flatten().tolist()
     rows = [(g, i) for g in kept_groups for i in range(groups.group_size)]
-    batch = _gather_rows(groups, rows, advantages, pad_id=pad_id)
-    batch.metrics["grpo/kept_group_rate"] = keep.float().mean()
-    return batch
+    return _gather_rows(groups, rows, advantages, pad_id=pad_id)
 
 
-def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int) -> TrainBatch:
+def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int, seed: int = 0) -> TrainBatch:
     """DESIGN §3 BPPO: full-group advantages, then the pair, then the prefix, cut physically."""
     # With early-stopped groups, "full group" = the completions that finished (the others
     # were aborted once the pair was known: no reward, never selected).
     advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps,
                                   valid=groups.finished)
-    correct = groups.accuracy > algo.correct_threshold  # [num_groups, G]
-    pos, neg, has_pair = select_pairs(correct, groups.response_lengths(), rule=algo.selection,
-                                      eligible=groups.finished)
+    # The pair is defined by the verifier's correctness, not by the shaped reward.
+    pos, neg, has_pair = select_pairs(groups.correct, groups.response_lengths(), rule=algo.selection,
+                                      eligible=groups.finished, generator=torch.Generator().manual_seed(seed))
     pairs = has_pair.nonzero().flatten().tolist()  # groups with a pair
+    _check_pair_signs(advantages, pos, neg, pairs, groups.rewards)
     rows = [(g, int(i)) for g in pairs for i in (pos[g], neg[g])]
     batch = _gather_rows(groups, rows, advantages, pad_id=pad_id)
     start = None
@@ -140,9 +147,36 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int) ->
     # The truncated attention mask must also end where the window ends, so that the
     # forward passes never see the tokens after the prefix.
     batch.attention_mask = batch.attention_mask * _up_to_last(batch.loss_mask)
-    batch.metrics["bppo/pair_rate"] = has_pair.float().mean()
     batch.metrics["bppo/prefix_tokens"] = window.sum(dim=-1).float().mean() if len(rows) else torch.tensor(0.0)
     return batch
+
+
+def signal_groups(groups: RolloutGroups, algo: BPPOConfig | GRPOConfig) -> torch.Tensor:
+    """``[num_groups]`` bool: the groups the algorithm trains on. BPPO: a correct and an incorrect
+    finished completion (a pair); GRPO with ``filter_groups`` (DAPO's dynamic sampling): rewards
+    not all equal; plain GRPO: every group (an all-equal group still weighs in the normalisers)."""
+    if algo.name == "bppo":
+        finished = torch.ones_like(groups.correct) if groups.finished is None else groups.finished
+        return (groups.correct & finished).any(dim=1) & (~groups.correct & finished).any(dim=1)
+    if algo.filter_groups:
+        return informative_groups(groups.rewards)
+    return torch.ones(groups.rewards.shape[0], dtype=torch.bool)
+
+
+def _check_pair_signs(advantages: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, pairs: list[int],
+                      rewards: torch.Tensor) -> None:
+    """BPPO pushes the correct completion up and the incorrect one down: a reward that scores an
+    incorrect completion at or above a correct one (format weight >= accuracy weight, a custom
+    reward) would train the pair the wrong way round. Config validation rules it out for the
+    built-in reward; this catches the rest before any update."""
+    for g in pairs:
+        p, n = int(pos[g]), int(neg[g])
+        if advantages[g, p] < advantages[g, n]:
+            raise ValueError(
+                f"group {g}: the correct completion {p} has reward {float(rewards[g, p]):g} and the incorrect "
+                f"completion {n} {float(rewards[g, n]):g}; BPPO needs every correct completion to score above "
+                "every incorrect one (raise reward.accuracy_weight above reward.format_weight plus any "
+                "overlong penalty, or fix the custom reward)")
 
 
 def _up_to_last(mask: torch.Tensor) -> torch.Tensor:
@@ -180,9 +214,27 @@ TRAIN_BATCH_BUILDERS: dict[str, Callable[..., TrainBatch]] = {
 }
 
 
-def build_train_batch(groups: RolloutGroups, algo: BPPOConfig | GRPOConfig, *, pad_id: int) -> TrainBatch:
-    """The one call the learner side makes per step: the algorithm's rows, ready to train."""
-    return TRAIN_BATCH_BUILDERS[algo.name](groups, algo, pad_id=pad_id)
+def build_train_batch(groups: RolloutGroups, algo: BPPOConfig | GRPOConfig, *, pad_id: int,
+                      seed: int = 0) -> TrainBatch:
+    """The one call the learner side makes per step: the algorithm's rows, ready to train.
+    ``seed`` drives any random choice (BPPO's ``selection: random``); the loop derives it from
+    the run seed and the step."""
+    return TRAIN_BATCH_BUILDERS[algo.name](groups, algo, pad_id=pad_id, seed=seed)
+
+
+def overlong_penalty(lengths: torch.Tensor, *, max_tokens: int, buffer: int, penalty: float) -> torch.Tensor:
+    """DAPO's soft overlong punishment (eq. 13), ``<= 0``, same shape as ``lengths``.
+
+    With L_max = ``max_tokens`` and L_cache = ``buffer``: 0 up to L_max - L_cache tokens, then
+    ``penalty * ((L_max - L_cache) - length) / L_cache``, reaching ``-penalty`` at L_max (a
+    completion cut at max_tokens). ``buffer`` 0 gives zeros.
+    """
+    if buffer == 0:
+        return torch.zeros(lengths.shape, dtype=torch.float32)
+    if not 0 < buffer <= max_tokens:
+        raise ValueError(f"overlong buffer {buffer} must be within 1..max_tokens={max_tokens}")
+    excess = (lengths.float() - (max_tokens - buffer)).clamp(min=0.0, max=float(buffer))
+    return -penalty * excess / buffer
 
 
 def algorithm_loss(

@@ -20,7 +20,7 @@ class RolloutGroups:
     prompt_ids: list[list[int]]  # [num_groups][prompt_len]
     response_ids: list[list[list[int]]]  # [num_groups][G][response_len]
     rewards: torch.Tensor  # [num_groups, G] float: the reward advantages are computed from
-    accuracy: torch.Tensor  # [num_groups, G] float: the accuracy part alone (BPPO's correctness)
+    correct: torch.Tensor  # [num_groups, G] bool: the verifier's verdict (BPPO's pair is defined by it)
     # Per-token log-probs the engine sampled with, same nesting as response_ids; used when
     # old log-probs are taken from the engine instead of recomputed on the learner.
     response_logprobs: list[list[list[float]]] | None = None
@@ -36,7 +36,7 @@ class RolloutGroups:
         if len(sizes) > 1:
             raise ValueError(f"every group needs the same G, got group sizes {sorted(sizes)}")
         shape = (num_groups, sizes.pop() if sizes else 0)
-        for name in ("rewards", "accuracy", "finished"):
+        for name in ("rewards", "correct", "finished"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
                 raise ValueError(f"{name} must be {list(shape)}, got {list(value.shape)}")

@@ -13,14 +13,17 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from learner.batch import TrainBatch
+from learner.mini_batches import optimizer_steps, plan_mini_batches
 from learner.packing import plan_micro_batches
 from learner.worker import LearnerWorker
 
 
 class LearnerGroup:
     def __init__(self, *, world_size: int, micro_batch_tokens: int, resources_per_rank: dict,
-                 worker_kwargs: dict, max_len: int, placement_timeout_s: float = 300.0) -> None:
+                 worker_kwargs: dict, max_len: int, placement_timeout_s: float = 300.0,
+                 mini_batch_size: int | None = None, epochs: int = 1) -> None:
         self.world_size = world_size
+        self.mini_batch_size, self.epochs = mini_batch_size, epochs
         self.zero_stage = worker_kwargs["learner"]["zero_stage"]
         self.micro_batch_tokens = micro_batch_tokens
         self.max_len = max_len
@@ -63,16 +66,41 @@ class LearnerGroup:
                     out[row, : values.shape[1]] = values[i]
         return out
 
+    def optimizer_steps(self, batch: TrainBatch) -> int:
+        """Optimizer steps ``train`` makes on ``batch`` (mini-batches x epochs)."""
+        return optimizer_steps(len(set(batch.group_index.tolist())), self.mini_batch_size, self.epochs)
+
     def train(self, batch: TrainBatch, objective: str = "policy") -> dict[str, float]:
-        """One optimizer step on the whole batch; the loss normalisers are the batch's own totals
-        (``objective="sft"``: next-token NLL on ``loss_mask``, for the warm start)."""
+        """The optimizer steps of one rollout batch: ``mini_batch_size`` prompt groups per step,
+        ``epochs`` passes (``learner.mini_batches``). Each step's loss normalisers are its own
+        totals. ``batch.old_logprobs`` None = the behaviour policy is the current one (allowed for
+        a single step only: the ratio is then exactly 1 and its gradient the policy gradient).
+        ``objective="sft"``: next-token NLL on ``loss_mask``, for the warm start.
+
+        Metrics: loss and grad-norm metrics are means over the steps, ``learner/lr`` the last
+        step's, ``learner/skipped_nonfinite`` the number of steps skipped.
+        """
+        steps = plan_mini_batches(batch.group_index.tolist(), self.mini_batch_size, self.epochs)
+        old_from_current = batch.old_logprobs is None and objective == "policy"
+        if old_from_current and len(steps) > 1:
+            raise ValueError(f"{len(steps)} optimizer steps on one batch need its old log-probs computed first")
+        per_step = [self._optimizer_step(batch.select(rows), objective, old_from_current) for rows in steps]
+        metrics = {name: sum(m[name] for m in per_step) / len(per_step) for name in per_step[0]}
+        metrics["learner/lr"] = per_step[-1]["learner/lr"]
+        metrics["learner/skipped_nonfinite"] = sum(m["learner/skipped_nonfinite"] for m in per_step)
+        metrics["learner/micro_batches"] = sum(m["learner/micro_batches"] for m in per_step)
+        metrics["learner/optimizer_steps"] = float(len(per_step))
+        return metrics
+
+    def _optimizer_step(self, batch: TrainBatch, objective: str, old_from_current: bool) -> dict[str, float]:
+        """One optimizer step on all of ``batch`` over every rank."""
         norms = dict(
             global_tokens=float(batch.loss_mask.sum()),
             global_seqs=float((batch.loss_mask.sum(dim=-1) > 0).sum()),
             max_len=self.max_len,
         )
         plan = self._split(batch)
-        calls = [w.train.remote([batch.select(rows) for rows in micro], norms, objective)
+        calls = [w.train.remote([batch.select(rows) for rows in micro], norms, objective, old_from_current)
                  for w, micro in zip(self.workers, plan)]
         metrics = ray.get(calls)[0]
         metrics["learner/micro_batches"] = float(len(plan[0]))

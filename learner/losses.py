@@ -21,12 +21,22 @@ import torch
 AGG_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 KL_KINDS = ("k1", "k2", "k3")
 
+# verl's numerical guards. A log-ratio beyond +-20 (a ratio of 5e8) only arises from a token
+# the old policy all but never samples; clamping it keeps exp() finite in fp32/bf16 without
+# touching any ratio the clip range could let through.
+LOG_RATIO_CLAMP = 20.0
+# k3 = e^d - d - 1 grows exponentially in d = ref - logp; a few outlier tokens would dominate the
+# KL term and its gradient. verl clamps the estimator to [-10, 10] (k3 itself is >= 0).
+K3_CLAMP = 10.0
+
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
     """Elementwise KL estimator of the policy against the reference (Schulman's k1/k2/k3).
 
     With d = ref_logprobs - logprobs: k1 = -d, k2 = d^2 / 2, k3 = exp(d) - d - 1.
     k3 is unbiased for KL(policy || ref) under samples of the policy and never negative.
+    Like verl, k3's log-ratio is clamped to +-``LOG_RATIO_CLAMP`` and its value to
+    ``K3_CLAMP`` (see the constants).
     """
     d = ref_logprobs - logprobs
     if kind == "k1":
@@ -34,7 +44,8 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
     if kind == "k2":
         return 0.5 * d.square()
     if kind == "k3":
-        return torch.exp(d) - d - 1.0
+        d = d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+        return (torch.exp(d) - d - 1.0).clamp(max=K3_CLAMP)
     raise ValueError(f"kl kind must be one of {KL_KINDS}, got {kind!r}")
 
 
@@ -42,9 +53,10 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
 class TokenTerms:
     """Per-token pieces of the loss, all ``[B, T]``."""
 
-    ratio: torch.Tensor  # rho = exp(logprobs - old_logprobs)
-    pg: torch.Tensor  # -min(rho * A, clip(rho) * A)
+    ratio: torch.Tensor  # rho = exp(clamp(logprobs - old_logprobs, +-20))
+    pg: torch.Tensor  # -min(rho * A, clip(rho) * A), dual-clipped at -c * A where A < 0
     clipped: torch.Tensor  # bool: the clipped branch is the one taken (no gradient)
+    dual_clipped: torch.Tensor  # bool: A < 0 and the loss was capped at -c * A (no gradient)
     kl: torch.Tensor | None  # estimator value, before kl_coef
 
 
@@ -56,10 +68,19 @@ def token_terms(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    clip_ratio_c: float | None = 3.0,
     ref_logprobs: torch.Tensor | None = None,
     kl_kind: str = "k3",
 ) -> TokenTerms:
-    """Per-token clipped surrogate and KL; ``advantages`` is ``[B]`` or ``[B, T]``."""
+    """Per-token clipped surrogate and KL; ``advantages`` is ``[B]`` or ``[B, T]``.
+
+    ``clip_ratio_c`` is dual-clip PPO's bound (Ye et al. 2020, verl's ``clip_ratio_c``): for
+    A < 0 the clipped surrogate ``max(-A rho, -A clip(rho))`` grows without bound in rho, so a
+    token whose probability rose far above the old policy's could take an arbitrarily large
+    step; dual-clip caps that loss at ``-c A``. None switches it off.
+    """
+    if clip_ratio_c is not None and clip_ratio_c <= 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1 (or None), got {clip_ratio_c}")
     if logprobs.shape != old_logprobs.shape or logprobs.shape != mask.shape or logprobs.dim() != 2:
         raise ValueError(
             "logprobs, old_logprobs and mask must share one [B, T] shape, got "
@@ -71,15 +92,21 @@ def token_terms(
     # Padding may hold arbitrary log-probs; zero the log-ratio there so exp() stays finite
     # and masked positions contribute exactly 0 (with a zero, not NaN, gradient).
     log_ratio = torch.where(is_token, logprobs - old_logprobs, torch.zeros_like(logprobs))
-    ratio = torch.exp(log_ratio)  # [B, T]
+    ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))  # [B, T]
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     pg = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
+    dual_clipped = torch.zeros_like(is_token)
+    if clip_ratio_c is not None:
+        cap = -advantages * clip_ratio_c  # [B, 1] or [B, T]
+        dual_clipped = (advantages < 0) & (pg > cap) & is_token
+        pg = torch.where(advantages < 0, torch.minimum(pg, cap), pg)
     kl = None
     if ref_logprobs is not None:
         zero = torch.zeros_like(logprobs)
         kl = kl_penalty(torch.where(is_token, logprobs, zero), torch.where(is_token, ref_logprobs, zero), kl_kind)
-    return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token, kl=kl)
+    return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token,
+                      dual_clipped=dual_clipped, kl=kl)
 
 
 def aggregate(
@@ -129,6 +156,7 @@ def policy_loss(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    clip_ratio_c: float | None = 3.0,
     agg_mode: str = "seq-mean-token-mean",
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
@@ -137,7 +165,8 @@ def policy_loss(
     global_seqs: torch.Tensor | float | None = None,
     max_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped policy loss: per token ``-min(rho A, clip(rho, 1-clip_low, 1+clip_high) A) + kl_coef k``.
+    """Clipped policy loss: per token ``-min(rho A, clip(rho, 1-clip_low, 1+clip_high) A) + kl_coef k``,
+    dual-clipped at ``-clip_ratio_c A`` for A < 0 (see ``token_terms``).
 
     Tensors are ``[B, T]`` (``advantages`` may be ``[B]``); ``mask`` is 1 on trained tokens.
     Returns ``(loss, metrics)``; each metric is a detached tensor aggregated with the
@@ -148,7 +177,8 @@ def policy_loss(
         raise ValueError("kl_coef != 0 needs ref_logprobs")
     terms = token_terms(
         logprobs, old_logprobs, advantages, mask,
-        clip_low=clip_low, clip_high=clip_high, ref_logprobs=ref_logprobs, kl_kind=kl_kind,
+        clip_low=clip_low, clip_high=clip_high, clip_ratio_c=clip_ratio_c, ref_logprobs=ref_logprobs,
+        kl_kind=kl_kind,
     )
     norms = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len)
     pg_loss = aggregate(terms.pg, mask, agg_mode, **norms)
@@ -161,6 +191,9 @@ def policy_loss(
     with torch.no_grad():
         metrics["loss/clip_frac"] = aggregate(
             terms.clipped.to(logprobs.dtype), mask, "token-mean", global_tokens=global_tokens
+        )
+        metrics["loss/dual_clip_frac"] = aggregate(
+            terms.dual_clipped.to(logprobs.dtype), mask, "token-mean", global_tokens=global_tokens
         )
         metrics["loss/ratio_mean"] = aggregate(
             terms.ratio, mask, "token-mean", global_tokens=global_tokens

@@ -168,11 +168,15 @@ class LearnerWorker:
 
     # ---- the optimizer step ------------------------------------------------------------
 
-    def train(self, micro_batches: list[TrainBatch], norms: dict, objective: str = "policy") -> dict[str, float]:
+    def train(self, micro_batches: list[TrainBatch], norms: dict, objective: str = "policy",
+              old_from_current: bool = False) -> dict[str, float]:
         """One optimizer step over this rank's micro-batches; metrics are global (summed over ranks).
 
         ``objective``: ``policy`` = the algorithm's loss; ``sft`` = token-mean negative
         log-likelihood of the ``loss_mask`` tokens (the tiny model's warm start).
+        ``old_from_current``: the old log-probs are this forward's own, detached (TRL with one
+        iteration): with one optimizer step per batch the weights that sampled are the weights
+        being trained, so a separate old pass would recompute the same numbers.
         A non-finite loss on any rank skips the step on every rank: gradients are dropped,
         the optimizer and LR schedule do not move (``learner/skipped_nonfinite`` = 1).
         """
@@ -187,7 +191,10 @@ class LearnerWorker:
                 loss = -(logprobs * batch.loss_mask.to(self.device)).sum() / max(norms["global_tokens"], 1.0)
                 metrics = {"sft/nll": loss.detach()}
             else:
-                loss, metrics = algorithm_loss(logprobs, _to(batch, self.device), self.algo, **norms)
+                batch = _to(batch, self.device)
+                if old_from_current:
+                    batch.old_logprobs = logprobs.detach()
+                loss, metrics = algorithm_loss(logprobs, batch, self.algo, **norms)
             finite = finite and bool(torch.isfinite(loss))
             # Every rank runs every backward: ZeRO-2/3 reduce gradients inside it (ZeRO-3 gathers
             # weights too), so a rank that left one out would hang the others. Past a non-finite

@@ -149,9 +149,16 @@ class LearnerConfig(_Strict):
     lr: float = Field(1e-6, gt=0.0)
     """AdamW peak learning rate."""
     warmup_steps: int = Field(0, ge=0)
-    """Linear warm-up steps before the schedule."""
+    """Linear warm-up, in optimizer steps (mini-batches), before the schedule."""
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    """Learning-rate schedule after warm-up."""
+    """Learning-rate schedule after warm-up, over trainer.steps x optimizer steps per batch.
+    cosine needs a run that ends on trainer.steps, not trainer.time_budget_s."""
+    mini_batch_size: int | None = Field(None, ge=1)
+    """Prompt groups per optimizer step (verl's ppo_mini_batch_size, in prompts); a rollout
+    batch of trainer.prompts_per_step groups makes ceil(prompts_per_step / mini_batch_size)
+    steps per epoch. None = one step per batch."""
+    epochs: int = Field(1, ge=1)
+    """Passes over each rollout batch (verl's ppo_epochs)."""
     weight_decay: float = Field(0.0, ge=0.0)
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0.0)
@@ -165,7 +172,10 @@ class LearnerConfig(_Strict):
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     old_logprobs: Literal["learner", "engine"] = "learner"
-    """Behaviour log-probs: recomputed by the learner (exact) or the engine's sampled ones."""
+    """Behaviour log-probs. learner: recomputed by the learner before the first of several
+    optimizer steps per batch; with one step they are the update's own, detached (the weights
+    that sampled are the weights trained: a separate pass would compute the same numbers).
+    engine: the log-probs the engine sampled with (no pass at all, exact up to kernel numerics)."""
     collective_timeout_s: float = Field(1800.0, gt=0)
     """Longest wait of one learner collective (gradient all-reduce, ZeRO gathers): a rank that
     died or hangs fails the step on the others with an error instead of stopping them forever."""
@@ -199,7 +209,12 @@ class TrainerConfig(_Strict):
     """Stop after this many seconds of training steps (evaluation not counted), even before
     ``steps``; None = no time limit. Compare runs use it to give both algorithms equal time."""
     prompts_per_step: int = Field(32, ge=1)
-    """Prompts per step; each is sampled G = rollout.n times."""
+    """Prompt groups trained on per step; each prompt is sampled G = rollout.n times."""
+    gen_prompts_per_step: int | None = Field(None, ge=1)
+    """Prompts sampled per generation round, in one call (DAPO's gen_batch_size), when the
+    algorithm trains only on groups with a signal (BPPO; GRPO with filter_groups): oversampling
+    so that one round usually yields prompts_per_step such groups; the first prompts_per_step are
+    kept, the rest discarded. None = prompts_per_step."""
     seed: int = 0
     """Seed for prompt order, sampling and initialisation."""
     run_dir: str = "runs/latest"
@@ -304,6 +319,8 @@ class Config(_Strict):
                 f"rollout.max_tokens={self.rollout.max_tokens} leaves no room for the prompt in "
                 f"rollout.max_model_len={self.rollout.max_model_len}"
             )
+        self._check_batching()
+        self._check_pair_signs()
         if self.rollout.early_stop_groups and (self.algo.name != "bppo" or self.algo.selection != "shortest"):
             what = f"algo.name={self.algo.name}" if self.algo.name != "bppo" else f"algo.selection={self.algo.selection}"
             raise ValueError(
@@ -311,3 +328,38 @@ class Config(_Strict):
                 "completions it aborts are the ones only a full group would train on or select"
             )
         return self
+
+    def _check_batching(self) -> None:
+        trainer, learner, algo = self.trainer, self.learner, self.algo
+        if learner.mini_batch_size is not None and learner.mini_batch_size > trainer.prompts_per_step:
+            raise ValueError(f"learner.mini_batch_size={learner.mini_batch_size} is more than "
+                             f"trainer.prompts_per_step={trainer.prompts_per_step} groups")
+        filters = algo.name == "bppo" or algo.filter_groups
+        generated = trainer.gen_prompts_per_step or trainer.prompts_per_step
+        if generated < trainer.prompts_per_step or (generated > trainer.prompts_per_step and not filters):
+            raise ValueError(
+                f"trainer.gen_prompts_per_step={generated} with trainer.prompts_per_step={trainer.prompts_per_step}: "
+                "oversampling (more) is for algorithms that drop groups without a signal (BPPO, GRPO with "
+                "algo.filter_groups); it can never be fewer")
+        if trainer.time_budget_s is not None and learner.lr_schedule != "constant":
+            raise ValueError(
+                f"learner.lr_schedule={learner.lr_schedule} with trainer.time_budget_s: the schedule runs over "
+                "trainer.steps, which a time-budgeted run never reaches, and two algorithms at different "
+                "speeds would follow different learning-rate paths; use lr_schedule=constant (after warm-up)")
+        if algo.overlong_buffer > self.rollout.max_tokens:
+            raise ValueError(f"algo.overlong_buffer={algo.overlong_buffer} is more than "
+                             f"rollout.max_tokens={self.rollout.max_tokens}")
+
+    def _check_pair_signs(self) -> None:
+        """BPPO trains its pair as (correct: up, incorrect: down), so every correct completion must
+        score above every incorrect one: accuracy has to outweigh the format bonus and the overlong
+        penalty together (the builder re-checks each pair; a custom reward is checked there only)."""
+        if self.algo.name != "bppo" or self.reward.function is not None:
+            return
+        penalty = self.algo.overlong_penalty if self.algo.overlong_buffer else 0.0
+        if not self.reward.accuracy_weight > self.reward.format_weight + penalty:
+            raise ValueError(
+                f"reward.accuracy_weight={self.reward.accuracy_weight:g} must exceed reward.format_weight="
+                f"{self.reward.format_weight:g} plus the overlong penalty {penalty:g} for BPPO: otherwise an "
+                "unboxed or long correct answer can score at or below an incorrect one and its pair would be "
+                "trained the wrong way round")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from learner.algorithms import build_train_batch
+from learner.algorithms import build_train_batch, overlong_penalty, signal_groups
+from learner.mini_batches import optimizer_steps
 from learner.batch import RolloutGroups, TrainBatch
 from orchestrator.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from orchestrator.config import Config
@@ -141,7 +142,7 @@ class Trainer:
         groups, metrics = self.collect_groups(step, times)
         # 3-5. Advantages over the full group, then selection and truncation: pure functions.
         with times("select"):
-            batch = build_train_batch(groups, self.config.algo, pad_id=self.pad_id)
+            batch = build_train_batch(groups, self.config.algo, pad_id=self.pad_id, seed=self._seed(step))
         metrics.update({name: float(value) for name, value in batch.metrics.items()})
         if batch.input_ids.shape[0] == 0:  # no group carried a signal: nothing to learn from
             metrics["learner/skipped_empty"] = 1.0
@@ -160,13 +161,16 @@ class Trainer:
         return metrics
 
     def collect_groups(self, step: int, times: PhaseTimes) -> tuple[RolloutGroups, dict[str, float]]:
-        """``prompts_per_step`` groups of G scored samples. With ``algo.refill_rounds`` > 0,
-        groups that carry no learning signal are replaced by fresh prompts, up to that many
-        extra rounds (DAPO's dynamic sampling; BPPO's refill for groups without a pair)."""
-        want, algo = self.config.trainer.prompts_per_step, self.config.algo
-        prompts, kept, all_samples, all_results = [], [], [], []
+        """``prompts_per_step`` groups of G scored samples. An algorithm that trains only on groups
+        with a signal (BPPO: a pair; GRPO with filter_groups: unequal rewards) keeps those: each
+        round samples ``gen_prompts_per_step`` prompts in one call (DAPO's oversampling), up to
+        ``algo.refill_rounds`` extra rounds until ``prompts_per_step`` such groups are found."""
+        trainer, algo, G = self.config.trainer, self.config.algo, self.config.rollout.n
+        want, per_round = trainer.prompts_per_step, trainer.gen_prompts_per_step or trainer.prompts_per_step
+        kept: list[list[tuple[Sample, object]]] = []
+        prompts, all_samples, all_results, metrics = [], [], [], {}
         for round_ in range(1 + algo.refill_rounds):
-            indices = self.stream.take(want - len(kept))
+            indices = self.stream.take(per_round)
             answers = [self.train_set[i].answer for i in indices]
             with times("generate"):
                 samples = self.fleet.generate([self.train_prompts[i] for i in indices], self._sampling(step, round_),
@@ -175,35 +179,55 @@ class Trainer:
                 results = self._score(samples, answers)
             all_samples += samples
             all_results += results
-            G = self.config.rollout.n
-            for i, index in enumerate(indices):
-                group = list(zip(samples[i * G:(i + 1) * G], results[i * G:(i + 1) * G]))
-                if algo.refill_rounds == 0 or _has_signal(group, algo):
+            groups = [list(zip(samples[i * G:(i + 1) * G], results[i * G:(i + 1) * G])) for i in range(len(indices))]
+            signal = signal_groups(_to_rollout_groups(groups), algo)  # [len(indices)] bool
+            if round_ == 0:  # what the sampler gives, before any refill
+                metrics["rollout/signal_rate"] = float(signal.float().mean())
+                if algo.name == "bppo":
+                    metrics["bppo/pair_rate"] = metrics["rollout/signal_rate"]
+            for index, group, useful in zip(indices, groups, signal.tolist()):
+                if useful and len(kept) < want:  # beyond want: discarded, as DAPO does
                     kept.append(group)
                     prompts.append(index)
             if len(kept) >= want:
                 break
         finished = [s for s in all_samples if s.finish_reason != "abort"]
-        metrics = reward_metrics([r for r in all_results if r is not None])
+        metrics.update(reward_metrics([r for r in all_results if r is not None]))
         metrics.update(self._sample_metrics(finished, times.get("generate")))
         metrics["rollout/aborted_rate"] = 1.0 - len(finished) / max(1, len(all_samples))
-        metrics["rollout/usable_group_rate"] = len(kept) / max(1, len(all_samples) // self.config.rollout.n)
+        metrics["rollout/usable_group_rate"] = len(kept) / max(1, len(all_samples) // G)
         metrics["rollout/rounds"] = float(round_ + 1)
+        metrics["rollout/groups"] = float(len(kept))
         metrics["data/epoch"] = float(self.stream.epoch)
         self._record_rollouts(step, prompts, kept)
-        return _to_rollout_groups(kept), metrics
+        return self._shaped(_to_rollout_groups(kept)), metrics
+
+    def _shaped(self, groups: RolloutGroups) -> RolloutGroups:
+        """DAPO's overlong punishment added to the rewards advantages are computed from (the
+        correctness, which defines BPPO's pair and the accuracy metrics, is untouched)."""
+        algo = self.config.algo
+        if algo.overlong_buffer:
+            groups.rewards = groups.rewards + overlong_penalty(
+                groups.response_lengths(), max_tokens=self.config.rollout.max_tokens,
+                buffer=algo.overlong_buffer, penalty=algo.overlong_penalty)
+        return groups
 
     def learn(self, batch: TrainBatch, step: int, times: PhaseTimes) -> dict[str, float]:
         config, metrics = self.config, {}
         engine_logprobs = batch.old_logprobs  # [B, T], what the engine sampled with
-        forward_passes = 1
+        forward_passes = config.learner.epochs  # the update reads every row once per epoch
+        # One optimizer step trains the weights that sampled: the update's own forward, detached,
+        # is the old policy, and a separate pass would recompute it. Several steps need it first.
+        old_pass = config.learner.old_logprobs == "learner" and self.learner.optimizer_steps(batch) > 1
         if config.learner.old_logprobs == "learner":
+            batch.old_logprobs = None
+        if old_pass:
             with times("old"):
                 batch.old_logprobs = self.learner.logprobs(batch)
             forward_passes += 1
+        metrics["learner/old_logprobs_pass"] = float(old_pass)
         if config.trainer.parity_every and (step - 1) % config.trainer.parity_every == 0:
-            learner_logprobs = batch.old_logprobs if config.learner.old_logprobs == "learner" \
-                else self.learner.logprobs(batch)
+            learner_logprobs = batch.old_logprobs if old_pass else self.learner.logprobs(batch)
             on_tokens = batch.loss_mask != 0
             metrics["sync/logprob_max_diff"] = float((learner_logprobs - engine_logprobs).abs()[on_tokens].max())
         if config.algo.kl_coef > 0:
@@ -232,12 +256,14 @@ class Trainer:
 
     # ---- helpers ------------------------------------------------------------------------
 
+    def _seed(self, step: int, round_: int = 0) -> int:
+        """A seed per (run seed, step, round): a resumed run draws the same samples and pairs again."""
+        return (self.config.trainer.seed * 1_000_003 + step * 10_007 + round_ * 101) % (2**31 - 1)
+
     def _sampling(self, step: int, round_: int) -> SamplingSettings:
         rollout = self.config.rollout
-        # A seed per (run seed, step, round): a resumed run draws the same samples again.
-        seed = (self.config.trainer.seed * 1_000_003 + step * 10_007 + round_ * 101) % (2**31 - 1)
         return SamplingSettings(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p,
-                                max_tokens=rollout.max_tokens, stop=tuple(rollout.stop), seed=seed)
+                                max_tokens=rollout.max_tokens, stop=tuple(rollout.stop), seed=self._seed(step, round_))
 
     def _early_stop(self, answers: list[str]):
         from rollout.early_stop import EarlyStop
@@ -311,11 +337,15 @@ class Trainer:
         )
         self.learner = LearnerGroup(
             world_size=config.learner.world_size, micro_batch_tokens=config.learner.micro_batch_tokens,
+            mini_batch_size=config.learner.mini_batch_size, epochs=config.learner.epochs,
             resources_per_rank=placement.learner_rank, max_len=rollout.max_tokens,
             placement_timeout_s=config.ray.placement_timeout_s,
             worker_kwargs=dict(
                 model_path=self.model_path, learner=config.learner.model_dump(), algo=config.algo.model_dump(),
-                dtype=config.model.dtype, temperature=rollout.temperature, top_p=rollout.top_p, total_steps=config.trainer.steps,
+                dtype=config.model.dtype, temperature=rollout.temperature, top_p=rollout.top_p,
+                # The LR schedule counts optimizer steps: several per rollout batch with mini-batches.
+                total_steps=config.trainer.steps * optimizer_steps(
+                    config.trainer.prompts_per_step, config.learner.mini_batch_size, config.learner.epochs),
                 seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
             ),
         )
@@ -364,15 +394,6 @@ class Trainer:
                 (component.close if name in ("sink", "weight_sync") else component.shutdown)()
 
 
-def _has_signal(group: list, algo) -> bool:
-    results = [r for _, r in group if r is not None]  # aborted completions carry no reward
-    correct = [r.correct for r in results]
-    if algo.name == "bppo":
-        return any(correct) and not all(correct)
-    scores = {r.score for r in results}
-    return len(scores) > 1 or not getattr(algo, "filter_groups", False)
-
-
 def _to_rollout_groups(groups: list[list[tuple[Sample, object]]]) -> RolloutGroups:
     """Rectangular groups; an aborted completion (reward None) gets reward 0 and finished=False."""
     def table(value) -> torch.Tensor:
@@ -383,7 +404,7 @@ def _to_rollout_groups(groups: list[list[tuple[Sample, object]]]) -> RolloutGrou
         prompt_ids=[g[0][0].prompt_ids for g in groups],
         response_ids=[[s.response_ids for s, _ in g] for g in groups],
         rewards=table(lambda r: 0.0 if r is None else r.score),
-        accuracy=table(lambda r: 0.0 if r is None else float(r.correct)),
+        correct=table(lambda r: r is not None and r.correct).bool(),
         response_logprobs=[[s.response_logprobs for s, _ in g] for g in groups],
         finished=None if bool(finished.all()) else finished,
     )

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from learner.algorithms import (
-    TRAIN_BATCH_BUILDERS, BPPOConfig, GRPOConfig, PrefixConfig, algorithm_loss, build_train_batch,
+    TRAIN_BATCH_BUILDERS, BPPOConfig, GRPOConfig, PrefixConfig, algorithm_loss, build_train_batch, overlong_penalty,
+    signal_groups,
 )
 from learner.batch import RolloutGroups
 from learner.logprobs import sequence_logprobs
@@ -28,7 +29,7 @@ def _groups():
             [[7, 7], [8, 8, 8, 8, 8], [9], [6, 6, 6]],
         ],
         rewards=torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]]),
-        accuracy=torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]]),
+        correct=torch.tensor([[1, 0, 1, 0], [1, 1, 1, 1], [0, 1, 0, 0]], dtype=torch.bool),
     )
 
 
@@ -55,7 +56,7 @@ def test_bppo_batch_by_hand():
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
     assert batch.loss_mask.tolist() == [[0, 0, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 1, 0]]
     assert batch.num_tokens == 4 + 3 + 5 + 4
-    assert batch.metrics["bppo/pair_rate"].item() == pytest.approx(2 / 3)
+    assert signal_groups(_groups(), algo).tolist() == [True, False, True]
     assert batch.metrics["bppo/prefix_tokens"].item() == pytest.approx((2 + 1 + 2 + 1) / 4)
 
 
@@ -108,10 +109,10 @@ def test_bppo_selection_rule_longest():
 
 def test_bppo_without_any_pair_gives_an_empty_batch():
     groups = _groups()
-    groups.accuracy[:] = 1.0
+    groups.correct[:] = True
     batch = build_train_batch(groups, BPPOConfig(), pad_id=PAD)
     assert batch.input_ids.shape[0] == 0
-    assert batch.metrics["bppo/pair_rate"].item() == 0.0
+    assert not signal_groups(groups, BPPOConfig()).any()
 
 
 def test_bppo_early_stopped_groups_use_their_finished_completions():
@@ -120,7 +121,7 @@ def test_bppo_early_stopped_groups_use_their_finished_completions():
     # group 2 after 1 (correct) and 2 (wrong); group 1 ran to the end (no pair).
     groups.finished = torch.tensor([[True, True, False, True], [True] * 4, [False, True, True, False]])
     for g, i in ((0, 2), (2, 0), (2, 3)):  # an aborted completion comes back empty, reward 0
-        groups.response_ids[g][i], groups.rewards[g, i], groups.accuracy[g, i] = [], 0.0, 0.0
+        groups.response_ids[g][i], groups.rewards[g, i], groups.correct[g, i] = [], 0.0, False
     batch = build_train_batch(groups, BPPOConfig(prefix=PrefixConfig(mode="full")), pad_id=PAD)
     # the pairs are the same as with the whole groups: (0, 3) and (1, 2)
     assert batch.group_index.tolist() == [0, 0, 2, 2]
@@ -132,7 +133,7 @@ def test_bppo_early_stopped_groups_use_their_finished_completions():
     with pytest.raises(ValueError, match="early_stop_groups is for BPPO only"):
         build_train_batch(groups, GRPOConfig(), pad_id=PAD)
     with pytest.raises(ValueError, match="finished must be"):
-        RolloutGroups(groups.prompt_ids, groups.response_ids, groups.rewards, groups.accuracy,
+        RolloutGroups(groups.prompt_ids, groups.response_ids, groups.rewards, groups.correct,
                       finished=torch.ones(3, 3, dtype=torch.bool))
 
 
@@ -143,7 +144,47 @@ def test_grpo_batch_keeps_every_completion_and_dapo_filter_drops_uniform_groups(
     assert batch.advantages[4:8].eq(0).all()  # group 1: all rewards equal
     filtered = build_train_batch(_groups(), GRPOConfig(filter_groups=True), pad_id=PAD)
     assert filtered.group_index.tolist() == [0] * 4 + [2] * 4
-    assert filtered.metrics["grpo/kept_group_rate"].item() == pytest.approx(2 / 3)
+    assert signal_groups(_groups(), GRPOConfig(filter_groups=True)).tolist() == [True, False, True]
+    assert signal_groups(_groups(), GRPOConfig()).tolist() == [True, True, True]
+
+
+def test_bppo_early_stop_signal_counts_finished_completions_only():
+    groups = _groups()
+    # group 2's only correct completion (1) was aborted: no pair among the finished ones.
+    groups.finished = torch.tensor([[True] * 4, [True] * 4, [True, False, True, True]])
+    assert signal_groups(groups, BPPOConfig()).tolist() == [True, False, False]
+
+
+def test_bppo_random_selection_is_a_function_of_the_seed():
+    algo = BPPOConfig(selection="random", prefix=PrefixConfig(mode="full"))
+    picks = {seed: build_train_batch(_groups(), algo, pad_id=PAD, seed=seed).loss_mask.sum(1).tolist()
+             for seed in range(20)}
+    assert all(build_train_batch(_groups(), algo, pad_id=PAD, seed=s).loss_mask.sum(1).tolist() == picks[s]
+               for s in (0, 7))  # the same seed, the same pairs (a resumed run)
+    # group 0 has two positives (lengths 3, 4) and two negatives (2, 1): some seed picks each
+    assert {p[0] for p in picks.values()} == {3, 4} and {p[1] for p in picks.values()} == {2, 1}
+    assert all(p[2:] == [5, 1] or p[2:] == [5, 2] or p[2:] == [5, 3] for p in picks.values())
+
+
+def test_bppo_refuses_a_pair_whose_signs_are_reversed():
+    groups = _groups()
+    # a custom reward that scores group 2's incorrect completion 2 above its correct one
+    groups.rewards[2] = torch.tensor([0.0, 0.5, 1.0, 0.0])
+    # shortest pair of group 2: correct 1 (reward 0.5), incorrect 2 (length 1, reward 1.0)
+    with pytest.raises(ValueError, match="group 2: the correct completion 1 has reward 0.5 and the incorrect completion 2 1"):
+        build_train_batch(groups, BPPOConfig(), pad_id=PAD)
+    groups.rewards[2] = torch.tensor([0.5, 0.5, 0.5, 0.5])  # equal: no signal, but not reversed
+    assert build_train_batch(groups, BPPOConfig(), pad_id=PAD).advantages[2:].eq(0).all()
+
+
+def test_overlong_penalty_is_dapos_soft_punishment():
+    # L_max 10, L_cache 4: no penalty up to 6 tokens, then -(len - 6) / 4 * 0.5, -0.5 at 10
+    lengths = torch.tensor([3, 6, 7, 8, 10])
+    torch.testing.assert_close(overlong_penalty(lengths, max_tokens=10, buffer=4, penalty=0.5),
+                               torch.tensor([0.0, 0.0, -0.125, -0.25, -0.5]))
+    assert overlong_penalty(lengths, max_tokens=10, buffer=0, penalty=0.5).eq(0).all()
+    with pytest.raises(ValueError, match="overlong buffer 11"):
+        overlong_penalty(lengths, max_tokens=10, buffer=11, penalty=1.0)
 
 
 def test_engine_logprobs_travel_with_their_tokens():
@@ -168,7 +209,7 @@ def test_truncated_forward_gives_the_prefix_logprobs_of_the_full_forward():
         response_ids=[[torch.randint(1, 64, (length,)).tolist() for length in (17, 9)],
                       [torch.randint(1, 64, (length,)).tolist() for length in (12, 20)]],
         rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
-        accuracy=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        correct=torch.tensor([[True, False], [False, True]]),
     )
 
     def logprobs_of(batch):

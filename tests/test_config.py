@@ -94,7 +94,7 @@ def test_bad_values_name_the_key(override, message):
 def test_unknown_key_error_lists_the_allowed_keys():
     with pytest.raises(ConfigError) as error:
         load_config([], ["trainer.stpes=3"])
-    assert "trainer.stpes: unknown key; allowed: steps, time_budget_s, prompts_per_step, seed, run_dir" in str(error.value)
+    assert "trainer.stpes: unknown key; allowed: steps, time_budget_s, prompts_per_step, gen_prompts_per_step, seed, run_dir" in str(error.value)
 
 
 def test_base_files_and_bad_files(tmp_path):

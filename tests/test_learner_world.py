@@ -124,3 +124,67 @@ def test_non_finite_loss_skips_the_step_without_touching_weights_or_schedule(ray
     assert trained["learner/skipped_nonfinite"] == 0.0
     assert trained["learner/lr"] == pytest.approx(LR / 3)  # warm-up step 1 of 2: the skip did not advance it
     assert any(not torch.equal(before[n], after_train[n]) for n in before)
+
+
+def _sequential_reference(model, batch: TrainBatch, algo: GRPOConfig, steps: list[list[int]], lr: float):
+    """Plain torch: one AdamW step per mini-batch in order, each with its own normalisers."""
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    clip_fracs = []
+    for rows in steps:
+        part = batch.select(rows)
+        logprobs = sequence_logprobs(model(part.input_ids, attention_mask=part.attention_mask).logits, part.input_ids)
+        loss, metrics = algorithm_loss(logprobs, part, algo, max_len=32)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        clip_fracs.append(metrics["loss/clip_frac"].item())
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, clip_fracs
+
+
+def test_mini_batches_and_epochs_are_sequential_steps_where_clipping_acts(ray_local, tiny_model):
+    """learner.mini_batch_size=3 groups, epochs=2 on 7 groups: steps [0-2], [3-5], [6], twice; the
+    old log-probs are fixed before the first step, so later steps see ratios != 1 and the clip
+    range acts; DAPO's clip-higher then changes the update relative to symmetric clipping."""
+    import ray
+    from transformers import AutoModelForCausalLM
+
+    from learner.group import LearnerGroup
+
+    lr = 1e-2  # large enough that the policy moves past the clip range within a few steps
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    batch = _batch(model.config.vocab_size, model)
+    batch.old_logprobs = batch.old_logprobs - 0.05  # exactly the current policy: ratio 1 at step 1
+    steps = [[0, 1, 2], [3, 4, 5], [6]] * 2
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    results = {}
+    for clip_high in (0.2, 0.28):
+        algo = GRPOConfig(agg_mode="token-mean", clip_low=0.2, clip_high=clip_high)
+        expected, ref_clip = _sequential_reference(model, batch, algo, steps, lr)
+        group = LearnerGroup(
+            world_size=1, micro_batch_tokens=10_000, resources_per_rank={"CPU": 0.5}, max_len=32,
+            mini_batch_size=3, epochs=2,
+            worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",
+                               temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
+                                   zero_stage=0, lr=lr, weight_decay=0.0, warmup_steps=0, lr_schedule="constant",
+                                   max_grad_norm=1e6, gradient_checkpointing=False).model_dump()))
+        try:
+            assert group.optimizer_steps(batch) == 6
+            metrics = group.train(batch)
+            weights = ray.get(group.export_weights())
+        finally:
+            group.shutdown()
+        assert metrics["learner/optimizer_steps"] == 6.0 and metrics["learner/skipped_nonfinite"] == 0.0
+        assert ref_clip[0] == 0.0 and max(ref_clip) > 0.05  # ratio 1 at step 1, clipping later
+        assert metrics["loss/clip_frac"] == pytest.approx(sum(ref_clip) / 6, abs=0.02)
+        assert metrics["loss/clip_frac"] > 0.0
+        # After six Adam steps, elements whose gradient is near Adam's eps differ by rounding;
+        # the distance travelled must agree to 1%.
+        travelled = sum(((expected[n] - initial[n]) ** 2).sum() for n in expected).sqrt()
+        off = sum(((weights[n] - expected[n]) ** 2).sum() for n in expected).sqrt()
+        assert off < 0.01 * travelled, (off, travelled)
+        results[clip_high] = weights, off
+    (symmetric, off_symmetric), (higher, off_higher) = results[0.2], results[0.28]
+    changed = sum(((higher[n] - symmetric[n]) ** 2).sum() for n in symmetric).sqrt()
+    # clip-higher acts: the two updates differ by several times the learner's reproduction error
+    assert changed > 3 * max(off_symmetric, off_higher) and changed > 0.01 * travelled, (changed, off_symmetric)

@@ -166,3 +166,46 @@ def test_aggregate_rejects_unknown_mode_and_bad_shapes():
         aggregate(torch.ones(1, 2), torch.ones(1, 2), "mean")
     with pytest.raises(ValueError, match="shape"):
         policy_loss(torch.ones(2, 3), torch.ones(2, 2), torch.ones(2), torch.ones(2, 3))
+
+
+def test_dual_clip_caps_the_loss_of_negative_advantages_by_hand():
+    # Row 0: A = -1, rho = e^1.5 = 4.4817: clipped surrogate max(4.4817, 0.8) = 4.4817 > c = 3 -> 3.
+    #   tok1: rho = e^0.5 = 1.6487 < 3: max(1.6487, 0.8) = 1.6487, not dual-clipped.
+    # Row 1: A = +1, rho = e^1.5: pg = max(-4.4817, -1.2) = -1.2 (ordinary clip, dual-clip is for A < 0).
+    logprobs = torch.tensor([[1.5, 0.5], [1.5, 0.0]], requires_grad=True)
+    old = torch.zeros(2, 2)
+    advantages = torch.tensor([-1.0, 1.0])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    terms = token_terms(logprobs, old, advantages, mask, clip_ratio_c=3.0)
+    torch.testing.assert_close(terms.pg[0], torch.tensor([3.0, math.exp(0.5)]))
+    assert terms.pg[1, 0].item() == pytest.approx(-1.2)
+    assert terms.dual_clipped.tolist() == [[True, False], [False, False]]
+    assert terms.clipped.tolist() == [[False, False], [True, False]]
+    off = token_terms(logprobs, old, advantages, mask, clip_ratio_c=None)
+    assert off.pg[0, 0].item() == pytest.approx(math.exp(1.5))
+    assert not off.dual_clipped.any()
+    loss, metrics = policy_loss(logprobs, old, advantages, mask, agg_mode="token-mean", clip_ratio_c=3.0)
+    assert loss.item() == pytest.approx((3.0 + math.exp(0.5) - 1.2) / 3)
+    assert metrics["loss/dual_clip_frac"].item() == pytest.approx(1 / 3)
+    loss.backward()
+    # Only the unclipped tok (0, 1) carries a gradient: d(-A rho)/dlogp = rho / 3.
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, math.exp(0.5) / 3], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="clip_ratio_c must be > 1"):
+        token_terms(logprobs, old, advantages, mask, clip_ratio_c=1.0)
+
+
+def test_log_ratio_is_clamped_so_the_ratio_stays_finite():
+    # logp - old = 100 would overflow exp in fp32 (e^100 = 2.7e43 > 3.4e38 only just fits,
+    # e^200 does not); the clamp gives e^20 and, for A < 0 without dual-clip, a finite loss.
+    logprobs = torch.tensor([[200.0, -200.0]])
+    old = torch.zeros(1, 2)
+    terms = token_terms(logprobs, old, torch.tensor([-1.0]), torch.ones(1, 2), clip_ratio_c=None)
+    torch.testing.assert_close(terms.ratio, torch.tensor([[math.exp(20.0), math.exp(-20.0)]]))
+    assert torch.isfinite(terms.pg).all()
+
+
+def test_k3_is_clamped_like_verl():
+    # d = ref - logp = 5: e^5 - 5 - 1 = 142.4 -> 10; d = 30 -> clamped to 20 first, then 10;
+    # d = -3: e^-3 + 3 - 1 = 2.0498 (inside the clamp, unchanged).
+    value = kl_penalty(torch.zeros(3), torch.tensor([5.0, 30.0, -3.0]), "k3")
+    torch.testing.assert_close(value, torch.tensor([10.0, 10.0, math.exp(-3.0) + 2.0]))

@@ -85,7 +85,11 @@ def runs(ray_local, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {
         "bppo": _train(root / "bppo", tiny_model, kill_engine_at=3, **{"trainer.steps": 4}),
-        "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo"}),
+        # verl-style: 2 mini-batches of 4 groups, 2 epochs = 4 optimizer steps per batch, at an LR
+        # that moves the tiny policy past the clip range within them
+        "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo",
+                                                     "learner.mini_batch_size": 4, "learner.epochs": 2,
+                                                     "learner.lr": 3e-3}),
         # stop strings on digits: a random model's completions then end at varied lengths
         "bppo_early_stop": _train(root / "bppo_early_stop", tiny_model, **{
             "trainer.steps": 2, "rollout.early_stop_groups": True, "rollout.stop": ["0", "1", "2", "3", "4"]}),
@@ -93,7 +97,7 @@ def runs(ray_local, tiny_model, tmp_path_factory):
     }
 
 
-STEP_KEYS = ["time/step", "time/generate", "time/reward", "time/select", "time/old", "time/update", "time/sync",
+STEP_KEYS = ["time/step", "time/generate", "time/reward", "time/select", "time/update", "time/sync",
              "reward/mean", "reward/accuracy", "response/len_mean", "loss/pg", "loss/total", "train/tokens",
              "throughput/train_tokens_per_s", "throughput/gen_tokens_per_s", "sync/logprob_max_diff",
              "sync/policy_version", "rollout/staleness"]
@@ -119,8 +123,14 @@ def test_every_step_is_complete_and_in_sync(runs, algo):
     if algo == "bppo":
         assert all(r["bppo/pair_rate"] > 0 and r["train/rows"] == 2 * 8 * r["bppo/pair_rate"] for r in steps)
         assert all(r["bppo/prefix_tokens"] <= 48 for r in steps)
+        # One optimizer step per batch: the update's own log-probs are the old ones, no old pass.
+        assert all(r["learner/optimizer_steps"] == 1 and r["learner/old_logprobs_pass"] == 0
+                   and "time/old" not in r for r in steps)
     else:
         assert all(r["train/rows"] == 8 * 8 for r in steps)
+        assert all(r["learner/optimizer_steps"] == 4 and r["learner/old_logprobs_pass"] == 1
+                   and r["time/old"] > 0 for r in steps)
+        assert max(r["loss/clip_frac"] for r in steps) > 0  # the policy moved between mini-batches
     assert any("eval/accuracy" in r for r in steps)
 
 

@@ -56,7 +56,7 @@ def _one_update(fleet, learner, algo, seed: int) -> None:
         response_ids=[[s.response_ids for s in samples[i * G:(i + 1) * G]] for i in range(PROMPTS)],
         rewards=torch.tensor([[float(len(s.response_ids) % 2) + 0.1 * j for j, s in
                                enumerate(samples[i * G:(i + 1) * G])] for i in range(PROMPTS)]),
-        accuracy=torch.zeros(PROMPTS, G),
+        correct=torch.zeros(PROMPTS, G, dtype=torch.bool),
         response_logprobs=[[s.response_logprobs for s in samples[i * G:(i + 1) * G]] for i in range(PROMPTS)],
     )
     batch = build_train_batch(groups, algo, pad_id=0)
