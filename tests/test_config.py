@@ -83,12 +83,33 @@ def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
     ("rollout.n.x=1", "rollout.n: is a value, not a section"),
     ("learner.zero_stage=4", "learner.zero_stage: Input should be 0, 1, 2 or 3"),
     ("rollout.early_stop_groups=true algo.selection=random", "needs BPPO with selection 'shortest' (got algo.selection=random)"),
+    ("rollout.temperature=0", "rollout.temperature: Input should be greater than 0"),
+    ("algo.clip_ratio_c=1", "algo.clip_ratio_c: Input should be greater than 1"),
+    ("learner.mini_batch_size=17", "learner.mini_batch_size=17 is more than trainer.prompts_per_step=16 groups"),
+    ("learner.epochs=0", "learner.epochs: Input should be greater than or equal to 1"),
+    ("algo.name=grpo trainer.gen_prompts_per_step=32", "trainer.gen_prompts_per_step=32 with trainer.prompts_per_step=16"),
+    ("trainer.gen_prompts_per_step=8", "it can never be fewer"),
+    ("trainer.time_budget_s=60 learner.lr_schedule=cosine", "learner.lr_schedule=cosine with trainer.time_budget_s"),
+    ("algo.overlong_buffer=200", "algo.overlong_buffer=200 is more than rollout.max_tokens=160"),
+    ("reward.format_weight=1", "reward.accuracy_weight=1 must exceed reward.format_weight=1 plus the overlong penalty 0"),
+    ("reward.format_weight=0.5 algo.overlong_buffer=32", "must exceed reward.format_weight=0.5 plus the overlong penalty 1"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         load_config([str(ROOT / "configs/tiny_cpu.yaml")], override.split())
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_oversampling_and_sign_rules_accept_what_they_should():
+    preset = [str(ROOT / "configs/tiny_cpu.yaml")]
+    dapo = load_config(preset, ["algo.name=grpo", "algo.filter_groups=true", "trainer.gen_prompts_per_step=48"])
+    assert dapo.trainer.gen_prompts_per_step == 48
+    assert load_config(preset, ["trainer.gen_prompts_per_step=48"]).trainer.gen_prompts_per_step == 48  # BPPO
+    # GRPO keeps every group whatever its rewards: a format bonus above accuracy is its business
+    assert load_config(preset, ["algo.name=grpo", "reward.format_weight=1"]).reward.format_weight == 1
+    # a custom reward is checked pair by pair in the builder instead
+    assert load_config(preset, ["reward.format_weight=1", "reward.function=tests.custom_reward:even_length_reward"])
 
 
 def test_unknown_key_error_lists_the_allowed_keys():
