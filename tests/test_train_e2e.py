@@ -90,9 +90,11 @@ def runs(ray_local, tiny_model, tmp_path_factory):
         "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo",
                                                      "learner.mini_batch_size": 4, "learner.epochs": 2,
                                                      "learner.lr": 3e-3}),
-        # stop strings on digits: a random model's completions then end at varied lengths
+        # stop strings on digits: a random model's completions then end at varied lengths;
+        # oversampling: 12 prompts in one call for 8 groups with a pair
         "bppo_early_stop": _train(root / "bppo_early_stop", tiny_model, **{
-            "trainer.steps": 2, "rollout.early_stop_groups": True, "rollout.stop": ["0", "1", "2", "3", "4"]}),
+            "trainer.steps": 2, "rollout.early_stop_groups": True, "rollout.stop": ["0", "1", "2", "3", "4"],
+            "trainer.gen_prompts_per_step": 12}),
         "root": root,
     }
 
@@ -143,6 +145,12 @@ def test_early_stopped_groups_abort_completions_and_still_train(runs):
         assert record["sync/logprob_max_diff"] < 1e-4
     assert sum(r["rollout/aborted_rate"] for r in steps) > 0
     rollouts = _records(runs["root"] / "bppo_early_stop", "rollouts.jsonl")
+    for record, rollout in zip(steps, rollouts):
+        # pair_rate is over the 12 sampled groups; the first 8 with a pair are kept, the rest dropped
+        with_pair = round(12 * record["bppo/pair_rate"])
+        assert record["rollout/groups"] == min(8, with_pair) == len(rollout["problem_ids"])
+        assert record["train/rows"] == 2 * record["rollout/groups"]
+        assert record["rollout/rounds"] == 1
     aborted = sum(length is None for step in rollouts for group in step["lengths"] for length in group)
     assert aborted > 0  # recorded as null, with a null reward beside it
     assert all((length is None) == (reward is None) for step in rollouts
