@@ -168,7 +168,7 @@ class Trainer:
         trainer, algo, G = self.config.trainer, self.config.algo, self.config.rollout.n
         want, per_round = trainer.prompts_per_step, trainer.gen_prompts_per_step or trainer.prompts_per_step
         kept: list[list[tuple[Sample, object]]] = []
-        prompts, all_samples, all_results, metrics = [], [], [], {}
+        sampled, all_samples, all_results, metrics = [], [], [], {}  # sampled: (prompt, group, trained)
         for round_ in range(1 + algo.refill_rounds):
             indices = self.stream.take(per_round)
             answers = [self.train_set[i].answer for i in indices]
@@ -186,9 +186,10 @@ class Trainer:
                 if algo.name == "bppo":
                     metrics["bppo/pair_rate"] = metrics["rollout/signal_rate"]
             for index, group, useful in zip(indices, groups, signal.tolist()):
-                if useful and len(kept) < want:  # beyond want: discarded, as DAPO does
+                trained = useful and len(kept) < want  # beyond want: discarded, as DAPO does
+                if trained:
                     kept.append(group)
-                    prompts.append(index)
+                sampled.append((index, group, trained))
             if len(kept) >= want:
                 break
         finished = [s for s in all_samples if s.finish_reason != "abort"]
@@ -199,7 +200,7 @@ class Trainer:
         metrics["rollout/rounds"] = float(round_ + 1)
         metrics["rollout/groups"] = float(len(kept))
         metrics["data/epoch"] = float(self.stream.epoch)
-        self._record_rollouts(step, prompts, kept)
+        self._record_rollouts(step, sampled)
         return self._shaped(_to_rollout_groups(kept)), metrics
 
     def _shaped(self, groups: RolloutGroups) -> RolloutGroups:
@@ -291,13 +292,16 @@ class Trainer:
             / max(1, len(samples)),
         }
 
-    def _record_rollouts(self, step: int, prompts: list[int], groups: list) -> None:
-        """``rollouts.jsonl``: which prompts each step trained on, with rewards and lengths."""
+    def _record_rollouts(self, step: int, sampled: list) -> None:
+        """``rollouts.jsonl``: every prompt sampled this step, its samples' rewards and lengths, and
+        whether its group was trained on (false: no signal, or beyond prompts_per_step)."""
         import json
 
+        groups = [g for _, g, _ in sampled]
         record = {
             "step": step,
-            "problem_ids": [self.train_set[i].id for i in prompts],
+            "problem_ids": [self.train_set[i].id for i, _, _ in sampled],
+            "trained": [trained for _, _, trained in sampled],
             # null = aborted by an early-stopped group
             "rewards": [[None if r is None else round(r.score, 4) for _, r in g] for g in groups],
             "lengths": [[None if r is None else len(s.response_ids) for s, r in g] for g in groups],

@@ -148,7 +148,8 @@ def test_early_stopped_groups_abort_completions_and_still_train(runs):
     for record, rollout in zip(steps, rollouts):
         # pair_rate is over the 12 sampled groups; the first 8 with a pair are kept, the rest dropped
         with_pair = round(12 * record["bppo/pair_rate"])
-        assert record["rollout/groups"] == min(8, with_pair) == len(rollout["problem_ids"])
+        assert len(rollout["problem_ids"]) == 12
+        assert record["rollout/groups"] == min(8, with_pair) == sum(rollout["trained"])
         assert record["train/rows"] == 2 * record["rollout/groups"]
         assert record["rollout/rounds"] == 1
     aborted = sum(length is None for step in rollouts for group in step["lengths"] for length in group)
