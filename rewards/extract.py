@@ -14,14 +14,24 @@ BOX_COMMANDS = ("\\boxed", "\\fbox")
 # Fallbacks only look at the end of the text: the answer is stated last, and a bounded
 # window keeps every regex linear in a small input.
 FALLBACK_WINDOW_CHARS = 2000
-_ANSWER_LINE = re.compile(r"(?im)^[ \t*#>-]*(?:final\s+)?answer\s*[:：]\s*(.{1,200}?)[ \t]*$")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# Applied to the tail with runs of spaces/tabs collapsed to one space, so no two
+# quantifiers compete for the same run of blanks.
+_ANSWER_LINE = re.compile(r"(?im)^[ *#>-]*(?:final )?answer ?[:：] ?(.{1,200}?) ?$")
+# A number: thousands separators only in valid groups (10,455 but not 1,2), then an
+# optional decimal part or /denominator.
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:(?:,|\{,\})\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_BLANKS = re.compile(r"[ \t]+")
+MAX_BOXES = 10
+MAX_CONNECTOR_CHARS = 40
+_CONNECTOR = re.compile(r"^(?:[\s$,;&]|\\q?quad|\\[,;: ]|\\text\{ ?(?:and|or) ?\}|and\b|or\b)*$")
+_MINERVA = re.compile(r"(?i)final answer is:? ?\$?(.{1,200}?)\$?\.? ?I hope")
 
 
 @dataclass(frozen=True)
 class Extraction:
-    answer: str | None
+    answer: str | None  # several final boxes are joined with ", " here (for logs)
     method: str | None  # "boxed", "fbox", "answer_line", "last_number" or None
+    parts: tuple[str, ...] = ()  # the contents of each final box; (answer,) otherwise
 
     @property
     def boxed(self) -> bool:
@@ -35,8 +45,36 @@ def last_boxed(text: str) -> tuple[str, str] | None:
     Braces nest; ``\\{`` and ``\\}`` are literal characters, not groups. An unclosed box
     (the model was cut off) is ignored and an earlier closed one is used. One pass, O(n).
     """
-    best: tuple[int, str, str] | None = None  # (start, command, content)
-    stack: list[tuple[int, str | None]] = []  # open '{': (content start, box command or None)
+    boxes = _top_level_boxes(text)
+    if not boxes:
+        return None
+    _, _, command, content = boxes[-1]
+    return content.strip(), command.lstrip("\\")
+
+
+def final_boxes(text: str) -> tuple[list[str], str] | None:
+    """The contents of the final run of top-level boxes and the last one's command.
+
+    A run is boxes separated only by a connector (spaces, ``$``, ``,``, ``;``, ``and``,
+    ``or``, ``\\quad``, ``\\text{ and }``): ``x = \\boxed{-2} and \\boxed{1}`` is a set of
+    two solutions, ``\\boxed{3} ... so \\boxed{5}`` is the answer 5.
+    """
+    boxes = _top_level_boxes(text)
+    if not boxes:
+        return None
+    run = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        gap = text[box[1] + 1: run[0][0]]
+        if len(gap) > MAX_CONNECTOR_CHARS or not _CONNECTOR.match(gap) or len(run) >= MAX_BOXES:
+            break
+        run.insert(0, box)
+    return [content.strip() for _, _, _, content in run], boxes[-1][2].lstrip("\\")
+
+
+def _top_level_boxes(text: str) -> list[tuple[int, int, str, str]]:
+    """Every closed top-level box as (command start, closing brace index, command, content)."""
+    boxes: list[tuple[int, int, str, str]] = []
+    stack: list[tuple[int, int, str | None]] = []  # open '{': (content start, command start, box command or None)
     inside_box = False  # a box inside a box is an ordinary group of the outer one
     i, n = 0, len(text)
     while i < n:
@@ -48,24 +86,21 @@ def last_boxed(text: str) -> tuple[str, str] | None:
                 while j < n and text[j] in " \t":
                     j += 1
                 if j < n and text[j] == "{":
-                    stack.append((j + 1, None if inside_box else command))
+                    stack.append((j + 1, i, None if inside_box else command))
                     inside_box = True
                     i = j + 1
                     continue
             i += 2  # skip the escaped character, so \{ and \} are not groups
             continue
         if char == "{":
-            stack.append((i + 1, None))
+            stack.append((i + 1, i, None))
         elif char == "}" and stack:
-            start, command = stack.pop()
+            start, command_start, command = stack.pop()
             if command is not None:
                 inside_box = False
-                best = (start, command, text[start:i])
+                boxes.append((command_start, i, command, text[start:i]))
         i += 1
-    if best is None:
-        return None
-    _, command, content = best
-    return content.strip(), command.lstrip("\\")
+    return boxes
 
 
 def _box_command_at(text: str, i: int) -> str | None:
@@ -82,20 +117,25 @@ def extract_answer(text: str, fallback: tuple[str, ...] | list[str] = ()) -> Ext
     """The final answer of ``text``: the last ``\\boxed{}``/``\\fbox{}``, else the fallbacks
     in order (``answer_line``: an ``Answer: ...`` line; ``last_number``: the last number).
     Returns ``Extraction(None, None)`` when there is no answer."""
-    boxed = last_boxed(text)
+    boxed = final_boxes(text)
     if boxed is not None:
-        content, command = boxed
-        return Extraction(content or None, command if content else None)
-    tail = text[-FALLBACK_WINDOW_CHARS:]
+        parts, command = boxed
+        parts = [p for p in parts if p]
+        if not parts:
+            return Extraction(None, None)
+        return Extraction(", ".join(parts), command, tuple(parts))
+    tail = _BLANKS.sub(" ", text[-FALLBACK_WINDOW_CHARS:])
     for method in fallback:
         if method == "answer_line":
-            matches = _ANSWER_LINE.findall(tail)
+            matches = _MINERVA.findall(tail) or _ANSWER_LINE.findall(tail)
             if matches:
-                return Extraction(matches[-1].strip().rstrip("."), "answer_line")
+                answer = matches[-1].strip().strip("$").strip().rstrip(".").strip("$").strip()
+                if answer:
+                    return Extraction(answer, "answer_line", (answer,))
         elif method == "last_number":
             numbers = _NUMBER.findall(tail)
             if numbers:
-                return Extraction(numbers[-1], "last_number")
+                return Extraction(numbers[-1], "last_number", (numbers[-1],))
         else:
             raise ValueError(f"unknown fallback {method!r}; allowed: answer_line, last_number")
     return Extraction(None, None)

@@ -11,7 +11,8 @@ import ray
 from ray.util import ActorPool
 
 from rewards.config import RewardConfig
-from rewards.verify import RewardResult, reward_metrics, score
+from rewards.sandbox import warm_up
+from rewards.verify import RewardResult, reward_metrics, score, score_with_function
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ def resolve_reward_function(path: str | None) -> ScoreFn:
 
 @ray.remote(max_restarts=3, max_task_retries=3)
 class RewardWorker:
-    """Scores chunks of (completion, ground truth) pairs; checks run in its child processes."""
+    """Scores chunks of (completion, ground truth) pairs; checks, and a custom reward
+    function, run in its child processes under ``reward.timeout_s``."""
 
     def __init__(self, config: dict) -> None:
         self.config = RewardConfig(**config)
-        self.score_fn = resolve_reward_function(self.config.function)
+        resolve_reward_function(self.config.function)  # fail here, not on every sample
         self._reported_error = False
+        warm_up()  # the checkers' imports happen before the pool is ready, not in a check
 
     def ready(self) -> bool:
         return True
@@ -49,12 +52,19 @@ class RewardWorker:
 
     def _score_one(self, completion: str, ground_truth: str) -> RewardResult:
         try:
-            return self.score_fn(completion, ground_truth, timeout_s=self.config.timeout_s, config=self.config)
-        except Exception as error:  # noqa: BLE001 - a custom function's bug must not kill the batch
-            if not self._reported_error:  # once per worker: loud, but not a log flood
-                logger.error("reward function raised; scoring as parse_error:\n%s", traceback.format_exc())
-                self._reported_error = True
+            if self.config.function is None:
+                result = score(completion, ground_truth, timeout_s=self.config.timeout_s, config=self.config)
+            else:
+                result = score_with_function(self.config.function, completion, ground_truth,
+                                             timeout_s=self.config.timeout_s, config=self.config)
+        except Exception as error:  # noqa: BLE001 - a bug here must not kill the batch
+            logger.error("reward scoring raised; scoring as parse_error:\n%s", traceback.format_exc())
             return RewardResult(False, 0.0, False, None, "parse_error", f"{type(error).__name__}: {error}")
+        if result.reason in ("parse_error", "timeout") and self.config.function and not self._reported_error:
+            # once per worker: loud, but not a log flood
+            logger.error("reward function %s failed (%s): %s", self.config.function, result.reason, result.detail)
+            self._reported_error = True
+        return result
 
 
 class RewardPool:
