@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+from rewards.config import RewardConfig
+from rewards.sandbox import warm_up
 from rewards.verify import REASONS, score
 
 TIMEOUT_S = 2.0
@@ -25,7 +27,28 @@ HOSTILE = {
     "python lambda": "\\boxed{(lambda: [1 for _ in iter(int, 1)])()}",
     "huge factorial": "\\boxed{(10^{100})!}",
     "null bytes": "\\boxed{1\x00\x00}",
+    # Regex busters: runs of blanks between tokens that optional quantifiers could split
+    # many ways (the unit pattern took 10.75 s on the first one before issue 12).
+    "490 spaces unit": "\\boxed{1" + " " * 490 + "x}",
+    "490 spaces cm": "\\boxed{1" + " " * 240 + "square" + " " * 240 + "cm}",
+    "tabs and newlines": "\\boxed{1" + " \t\n" * 160 + "x}",
+    "spacing commands": "\\boxed{1" + "\\, " * 160 + "x}",
+    "degree marks": "\\boxed{1" + " ^ " * 160 + "x}",
+    "thousands": "\\boxed{" + "1 " * 240 + "x}",
+    "commas": "\\boxed{" + "1," * 240 + "}",
+    "nested text": "\\boxed{" + "\\text{" * 160 + "1" + "}" * 160 + "}",
+    "brackets": "\\boxed{" + "(" * 240 + ")" * 240 + "}",
+    "many boxes": "\\boxed{1} and " * 20_000,
+    "many boxes no gap": "\\boxed{1}" * 50_000,
+    "percent words": "\\boxed{1" + " percent" * 60 + "}",
+    "list words": "\\boxed{1" + " and or" * 70 + "}",
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_checkers():
+    """A reward worker warms its checkers at start-up; so does this module."""
+    warm_up()
 
 
 @pytest.mark.slow
@@ -36,6 +59,16 @@ def test_hostile_completion_returns_in_time(name):
     elapsed = time.monotonic() - started
     assert elapsed < TIMEOUT_S + 1.0, f"{name}: {elapsed:.2f} s"
     assert result.reason in REASONS and not result.correct
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("blanks", [" " * 1990, " \t" * 995])
+def test_fallback_answer_line_with_runs_of_blanks_is_fast(blanks):
+    config = RewardConfig(fallback=["answer_line", "last_number"])
+    for text in ["Answer:" + blanks + "x", "final answer is" + blanks + "x I hope", "1" + blanks + "1,"]:
+        started = time.monotonic()
+        result = score(text, "3", timeout_s=TIMEOUT_S, config=config)
+        assert time.monotonic() - started < TIMEOUT_S + 1.0 and not result.correct
 
 
 def test_python_in_the_answer_is_never_executed(tmp_path):
