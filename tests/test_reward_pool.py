@@ -47,3 +47,16 @@ def test_a_raising_reward_function_scores_parse_error_instead_of_killing_the_bat
 def test_bad_function_path_fails_at_start_up():
     with pytest.raises(ValueError, match="reward.function='tests.nope:f' cannot be imported"):
         RewardPool(RewardConfig(function="tests.nope:f"))
+
+
+def test_a_custom_reward_function_is_held_to_the_deadline(ray_local):
+    import time
+
+    pool = RewardPool(RewardConfig(num_workers=1, timeout_s=1.0, function="tests.slow_reward:spin_reward"))
+    started = time.monotonic()
+    results, metrics = pool.score(["a", "b"], ["1", "2"])
+    elapsed = time.monotonic() - started
+    pool.shutdown()
+    assert [r.reason for r in results] == ["timeout", "timeout"]
+    assert elapsed < 2 * (1.0 + 1.0)  # two items, each within timeout_s + 1 s
+    assert metrics["reward/timeout_rate"] == 1.0
