@@ -25,6 +25,7 @@ class LearnerGroup:
         self.world_size = world_size
         self.mini_batch_size, self.epochs = mini_batch_size, epochs
         self.zero_stage = worker_kwargs["learner"]["zero_stage"]
+        self.padding_free = worker_kwargs["learner"]["padding_free"]  # micro-batches cost real tokens
         self.micro_batch_tokens = micro_batch_tokens
         self.max_len = max_len
         self.placement = placement_group([dict(resources_per_rank) for _ in range(world_size)], strategy="PACK")
@@ -52,7 +53,7 @@ class LearnerGroup:
 
     def _split(self, batch: TrainBatch) -> list[list[list[int]]]:
         lengths = batch.attention_mask.sum(dim=-1).tolist()
-        return plan_micro_batches(lengths, self.world_size, self.micro_batch_tokens)
+        return plan_micro_batches(lengths, self.world_size, self.micro_batch_tokens, padding_free=self.padding_free)
 
     def logprobs(self, batch: TrainBatch, which: str = "policy") -> torch.Tensor:
         """``[B, T]`` log-probs of ``batch`` under the policy or the reference."""

@@ -12,6 +12,11 @@ Every rank must run the same number of backward passes (ZeRO-2/3 reduce gradient
 each backward, so a rank with fewer micro-batches would hang the others), so the plan
 always gives every rank the same number of micro-batches; a rank with nothing to do gets
 empty ones, which the learner runs as a zero-loss pass.
+
+Padding-free (``learner.padding_free``, ``learner.varlen``) a micro-batch's rows run as one
+packed row, so it costs the tokens it holds and the budget bounds their sum instead; the
+rows still go longest first, which keeps rows of similar length together (the packed
+attention pads each row to the micro-batch's longest, see ``packed_attention``).
 """
 
 from __future__ import annotations
@@ -19,19 +24,24 @@ from __future__ import annotations
 import math
 
 
-def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int) -> list[list[list[int]]]:
+def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int, *,
+                       padding_free: bool = False) -> list[list[list[int]]]:
     """``[rank][micro_batch] -> row indices`` (ascending) for rows of ``lengths`` tokens.
 
-    Each micro-batch's padded size (rows x its longest row) stays within ``token_budget``
-    (a single row longer than the budget goes alone), with the fewest micro-batches per
-    rank any such plan can have. Micro-batches are listed heaviest first; a rank's padded
-    tokens are balanced against the others'.
+    Each micro-batch's size stays within ``token_budget`` (a single row longer than the
+    budget goes alone): its padded size (rows x its longest row), or with ``padding_free``
+    its tokens (the sum of its rows' lengths). Padded, the plan has the fewest
+    micro-batches per rank any such plan can have; padding-free, it fills micro-batches in
+    order (next fit), each left at most one row short of the budget. Micro-batches are
+    listed heaviest first; a rank's tokens are balanced against the others'.
     """
     if world_size < 1 or token_budget < 1:
         raise ValueError(f"world_size={world_size} and token_budget={token_budget} must be >= 1")
+    size = real_size if padding_free else padded_size
+    cost = lambda rows: size(rows, lengths)  # noqa: E731
     longest_first = sorted(range(len(lengths)), key=lambda r: (-lengths[r], r))
     # Packing longest first makes the fewest micro-batches in total, hence per rank.
-    per_rank = max(1, math.ceil(len(_pack(longest_first, lengths, token_budget)) / world_size))
+    per_rank = max(1, math.ceil(len(_pack(longest_first, cost, token_budget)) / world_size))
     slots = world_size * per_rank
     # Then the smallest budget that still packs into those slots (fewer micro-batches as the
     # budget grows, so bisect): evener micro-batches, easier to balance over ranks, and a
@@ -39,33 +49,38 @@ def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int) -
     low, high = 1, token_budget
     while low < high:
         middle = (low + high) // 2
-        fits = len(_pack(longest_first, lengths, middle)) <= slots
+        fits = len(_pack(longest_first, cost, middle)) <= slots
         low, high = (low, middle) if fits else (middle + 1, high)
-    micro = _split_to_fill(_pack(longest_first, lengths, low), lengths, slots)
-    return _assign_to_ranks(micro, lengths, world_size, per_rank)
+    micro = _split_to_fill(_pack(longest_first, cost, low), cost, slots)
+    return _assign_to_ranks(micro, cost, world_size, per_rank)
 
 
 def padded_size(rows: list[int], lengths: list[int]) -> int:
-    """Tokens a micro-batch of ``rows`` occupies once padded to its longest row."""
-    return len(rows) * max((lengths[r] for r in rows), default=0)
+    """Tokens a micro-batch of ``rows`` occupies once padded to its longest row (at least 1
+    per row: an empty row still takes a position)."""
+    return len(rows) * max(1, max((lengths[r] for r in rows), default=0)) if rows else 0
 
 
-def _pack(longest_first: list[int], lengths: list[int], token_budget: int) -> list[list[int]]:
+def real_size(rows: list[int], lengths: list[int]) -> int:
+    """Tokens a micro-batch of ``rows`` holds: what it costs packed (at least 1 per row)."""
+    return sum(max(1, lengths[r]) for r in rows)
+
+
+def _pack(longest_first: list[int], cost, token_budget: int) -> list[list[int]]:
     """Rows, taken longest first, filled greedily into micro-batches of consecutive lengths.
-    This makes the fewest micro-batches: whichever one holds the longest row has room for
-    at most ``max(1, budget // longest)`` rows, and taking the longest rows for it leaves
-    the rest no harder to pack."""
+    Padded, this makes the fewest micro-batches: whichever one holds the longest row has
+    room for at most ``max(1, budget // longest)`` rows, and taking the longest rows for it
+    leaves the rest no harder to pack."""
     micro: list[list[int]] = []
     for row in longest_first:
-        # Rows come longest first, so a micro-batch's first row sets its width.
-        if micro and (len(micro[-1]) + 1) * max(1, lengths[micro[-1][0]]) <= token_budget:
+        if micro and cost(micro[-1] + [row]) <= token_budget:
             micro[-1].append(row)
         else:
             micro.append([row])
     return micro
 
 
-def _split_to_fill(micro: list[list[int]], lengths: list[int], slots: int) -> list[list[int]]:
+def _split_to_fill(micro: list[list[int]], cost, slots: int) -> list[list[int]]:
     """Halve the heaviest splittable micro-batch until there are ``slots``: a slot that
     would otherwise run an empty pass takes half of the largest one instead."""
     micro = list(micro)
@@ -73,22 +88,21 @@ def _split_to_fill(micro: list[list[int]], lengths: list[int], slots: int) -> li
         splittable = [i for i, rows in enumerate(micro) if len(rows) > 1]
         if not splittable:
             break  # fewer rows than slots: the rest stay empty
-        heaviest = max(splittable, key=lambda i: (padded_size(micro[i], lengths), -i))
+        heaviest = max(splittable, key=lambda i: (cost(micro[i]), -i))
         rows = micro.pop(heaviest)
         micro[heaviest:heaviest] = [rows[: len(rows) // 2], rows[len(rows) // 2:]]
     return micro
 
 
-def _assign_to_ranks(micro: list[list[int]], lengths: list[int], world_size: int,
-                     per_rank: int) -> list[list[list[int]]]:
-    """Heaviest micro-batch first to the least-loaded rank (padded tokens) that still has a
+def _assign_to_ranks(micro: list[list[int]], cost, world_size: int, per_rank: int) -> list[list[list[int]]]:
+    """Heaviest micro-batch first to the least-loaded rank (by ``cost``) that still has a
     free slot; free slots left at the end become empty micro-batches."""
     plan: list[list[list[int]]] = [[] for _ in range(world_size)]
     loads = [0] * world_size
-    for rows in sorted(micro, key=lambda rows: (-padded_size(rows, lengths), min(rows))):
+    for rows in sorted(micro, key=lambda rows: (-cost(rows), min(rows))):
         rank = min((r for r in range(world_size) if len(plan[r]) < per_rank), key=lambda r: (loads[r], r))
         plan[rank].append(sorted(rows))
-        loads[rank] += padded_size(rows, lengths)
+        loads[rank] += cost(rows)
     for rank_plan in plan:
         rank_plan.extend([] for _ in range(per_rank - len(rank_plan)))
     return plan

@@ -24,6 +24,10 @@ import torch
 from learner.algorithms import algorithm_loss
 from learner.batch import TrainBatch
 from learner.logprobs import sequence_logprobs
+from learner.varlen import pack_rows, packed_attention
+
+# The attention transformers runs on packed rows (learner.padding_free): see learner.varlen.
+PACKED_ATTENTION = "bppo_packed_sdpa"
 
 
 def free_port() -> int:
@@ -110,9 +114,17 @@ class LearnerWorker:
         holds only its partition from the start (the weights reach it through gathers)."""
         from transformers import AutoModelForCausalLM
 
+        attention = {}
+        if self.learner["padding_free"]:
+            from transformers import AttentionInterface
+
+            AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+            attention = {"attn_implementation": PACKED_ATTENTION}
+
         def load():
             return AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code
+                self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code,
+                **attention,
             )
 
         if ds_config["zero_optimization"]["stage"] != 3:
@@ -150,12 +162,20 @@ class LearnerWorker:
     # ---- forward passes -------------------------------------------------------------
 
     def _logprobs(self, model, batch: TrainBatch) -> torch.Tensor:
-        input_ids = batch.input_ids.to(self.device)
-        logits = model(input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device)).logits
-        # The engine samples from softmax(logits / T); the ratio must use the same distribution.
-        # The raw logits go in (no fp32 copy here): sequence_logprobs upcasts a chunk at a time
-        # and, in training, overwrites them with their own gradient.
-        return sequence_logprobs(logits, input_ids, self.temperature)  # [B, T]
+        # The engine samples from softmax(logits / T) within top_p; the ratio must use the same
+        # distribution. The raw logits go in (no fp32 copy here): sequence_logprobs upcasts a
+        # chunk at a time and, in training, overwrites them with their own gradient.
+        if not self.learner["padding_free"]:
+            input_ids = batch.input_ids.to(self.device)
+            logits = model(input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device)).logits
+            return sequence_logprobs(logits, input_ids, self.temperature, top_p=self.top_p)  # [B, T]
+        packed = pack_rows(batch.input_ids, batch.attention_mask).to(self.device)
+        # use_cache=False: a training forward wants no key/value cache (each layer's keys and values
+        # kept for nothing; with one, transformers' own sdpa would also attend across rows).
+        logits = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits
+        logprobs = sequence_logprobs(logits, packed.input_ids, self.temperature, top_p=self.top_p)  # [1, N]
+        # A row's first token was scored from the previous row's last: 0, as at position 0 padded.
+        return packed.unpack(logprobs.masked_fill(packed.starts, 0.0))  # [B, T]
 
     @torch.no_grad()
     def logprobs(self, micro_batches: list[TrainBatch], which: str = "policy") -> list[torch.Tensor]:
@@ -203,6 +223,9 @@ class LearnerWorker:
             self._backward(loss if finite else (logprobs * 0).sum())
             for name, value in metrics.items():
                 sums[name] += value.double().cpu()
+            # Positions the forward computed (packed: the tokens alone) against the tokens.
+            sums["learner/forward_tokens"] += batch.num_tokens if self.learner["padding_free"] else batch.input_ids.numel()
+            sums["learner/real_tokens"] += batch.num_tokens
         flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         skipped = bool(flag.item())
@@ -218,6 +241,7 @@ class LearnerWorker:
         if names:
             dist.all_reduce(totals, op=dist.ReduceOp.SUM)
         result = {n: float(v) for n, v in zip(names, totals.cpu())}
+        result["learner/padding_fraction"] = 1.0 - result["learner/real_tokens"] / result["learner/forward_tokens"]
         result["learner/skipped_nonfinite"] = float(skipped)
         result["learner/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         result["learner/lr"] = float("nan") if skipped else lr
