@@ -33,6 +33,7 @@ from orchestrator.data.synthetic import generate  # noqa: E402
 from orchestrator.ray_cluster import ray_cluster  # noqa: E402
 from rewards.config import RewardConfig  # noqa: E402
 from rewards.pool import RewardPool  # noqa: E402
+from rewards.sandbox import warm_up  # noqa: E402
 from rewards.verify import score  # noqa: E402
 from tests.test_rewards_hostile import HOSTILE  # noqa: E402
 
@@ -78,6 +79,7 @@ def main() -> None:
         pool.shutdown()
     by_kind = {k: sum(r.correct for r, kk in zip(results, kinds) if kk == k) / max(kinds.count(k), 1) for k in set(kinds)}
 
+    warm_up()  # as a reward worker does at start: no check waits for a checker's imports
     latencies = {}
     for name, text in HOSTILE.items():
         t0 = time.perf_counter()
