@@ -46,8 +46,12 @@ def run(algo: str, steps: int, overrides: list[str], run_root: Path) -> dict:
     result = {f"time_{p}_s": round(mean(f"time/{p}"), 4) for p in PHASES}
     result["learner_s"] = round(mean("time/old") + mean("time/ref") + mean("time/update"), 4)
     for key in ("train/tokens", "train/trained_tokens", "train/rows", "response/len_mean",
-                "throughput/gen_tokens_per_s", "throughput/train_tokens_per_s"):
+                "throughput/gen_tokens_per_s", "throughput/train_tokens_per_s", "learner/forward_tokens"):
         result[key.replace("/", "_")] = round(mean(key), 1)
+    # Padding the update's forward passes computed: 1 - real tokens / positions computed
+    # (0 with learner.padding_free); learner tokens/s is throughput_train_tokens_per_s (real
+    # tokens x forward passes / learner seconds).
+    result["learner_padding_fraction"] = round(mean("learner/padding_fraction"), 4)
     result["steps_timed"] = len(timed)
     return result
 
@@ -75,6 +79,7 @@ def main() -> None:
     results["command"] = " ".join(["benchmarks/train_step.py", f"--steps {args.steps}", *args.overrides])
     print(f"{'phase (s/step)':<22}{'GRPO':>10}{'BPPO':>10}")
     for key in [f"time_{p}_s" for p in PHASES] + ["learner_s", "train_tokens", "train_trained_tokens",
+                                                   "learner_padding_fraction",
                                                    "throughput_gen_tokens_per_s", "throughput_train_tokens_per_s"]:
         print(f"{key:<22}{grpo[key]:>10}{bppo[key]:>10}")
     print("speedup:", results["speedup"])
