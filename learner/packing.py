@@ -41,7 +41,7 @@ def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int, *
     cost = lambda rows: size(rows, lengths)  # noqa: E731
     longest_first = sorted(range(len(lengths)), key=lambda r: (-lengths[r], r))
     # Packing longest first makes the fewest micro-batches in total, hence per rank.
-    per_rank = max(1, math.ceil(len(_pack(longest_first, cost, token_budget)) / world_size))
+    per_rank = max(1, math.ceil(len(_pack(longest_first, lengths, token_budget, padding_free)) / world_size))
     slots = world_size * per_rank
     # Then the smallest budget that still packs into those slots (fewer micro-batches as the
     # budget grows, so bisect): evener micro-batches, easier to balance over ranks, and a
@@ -49,9 +49,9 @@ def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int, *
     low, high = 1, token_budget
     while low < high:
         middle = (low + high) // 2
-        fits = len(_pack(longest_first, cost, middle)) <= slots
+        fits = len(_pack(longest_first, lengths, middle, padding_free)) <= slots
         low, high = (low, middle) if fits else (middle + 1, high)
-    micro = _split_to_fill(_pack(longest_first, cost, low), cost, slots)
+    micro = _split_to_fill(_pack(longest_first, lengths, low, padding_free), cost, slots)
     return _assign_to_ranks(micro, cost, world_size, per_rank)
 
 
@@ -66,17 +66,25 @@ def real_size(rows: list[int], lengths: list[int]) -> int:
     return sum(max(1, lengths[r]) for r in rows)
 
 
-def _pack(longest_first: list[int], cost, token_budget: int) -> list[list[int]]:
+def _pack(longest_first: list[int], lengths: list[int], token_budget: int, padding_free: bool) -> list[list[int]]:
     """Rows, taken longest first, filled greedily into micro-batches of consecutive lengths.
     Padded, this makes the fewest micro-batches: whichever one holds the longest row has
     room for at most ``max(1, budget // longest)`` rows, and taking the longest rows for it
-    leaves the rest no harder to pack."""
+    leaves the rest no harder to pack. Each row costs O(1) (the size of a micro-batch with
+    one more row), as this runs once per bisection step."""
     micro: list[list[int]] = []
+    tokens = 0  # the last micro-batch's, at least 1 per row as in real_size
     for row in longest_first:
-        if micro and cost(micro[-1] + [row]) <= token_budget:
-            micro[-1].append(row)
-        else:
-            micro.append([row])
+        length = max(1, lengths[row])
+        if micro:
+            # Rows come longest first, so a micro-batch's first row sets its width.
+            grown = tokens + length if padding_free else (len(micro[-1]) + 1) * max(1, lengths[micro[-1][0]])
+            if grown <= token_budget:
+                micro[-1].append(row)
+                tokens += length
+                continue
+        micro.append([row])
+        tokens = length
     return micro
 
 

