@@ -11,6 +11,7 @@ import torch
 from learner.batch import TrainBatch, pad_rows
 from learner.packing import plan_micro_batches
 from learner.varlen import pack_rows, packed_attention
+from learner.worker import PACKED_ATTENTION
 
 # Rows of 3, 2 and 1 tokens, right-padded to 4 with token 0.
 INPUT_IDS = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [4, 0, 0, 0]])
@@ -110,6 +111,8 @@ def test_worker_packed_logprobs_and_gradients_equal_padded(tiny_model, top_p):
     results = {}
     for padding_free in (False, True):
         worker, model = _worker(tiny_model, padding_free, top_p)
+        # Packed rows run through packed_attention, not transformers' dense-mask sdpa.
+        assert (model.config._attn_implementation == PACKED_ATTENTION) == padding_free
         logprobs = worker._logprobs(model, batch)  # [B, T]
         (logprobs * weights).sum().backward()
         results[padding_free] = logprobs.detach(), {n: p.grad for n, p in model.named_parameters()}
