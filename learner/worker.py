@@ -116,10 +116,7 @@ class LearnerWorker:
 
         attention = {}
         if self.learner["padding_free"]:
-            from transformers import AttentionInterface
-
-            AttentionInterface.register(PACKED_ATTENTION, packed_attention)
-            attention = {"attn_implementation": PACKED_ATTENTION}
+            attention = {"attn_implementation": self._packed_attention()}
 
         def load():
             return AutoModelForCausalLM.from_pretrained(
@@ -131,6 +128,20 @@ class LearnerWorker:
             return load().to(self.device)
         with _zero3_loading(ds_config):
             return load()
+
+    def _packed_attention(self) -> str:
+        """The attention packed rows run with. flash-attn's varlen kernel where it runs (a GPU, half
+        precision, the ``flash_attn`` package): transformers reads each row's extent from the
+        restarting position ids and nothing is re-padded. Elsewhere ``learner.varlen``'s
+        ``packed_attention`` (attention alone re-padded per row, exact)."""
+        import importlib.util
+
+        if self.device.type == "cuda" and self.dtype != "float32" and importlib.util.find_spec("flash_attn"):
+            return "flash_attention_2"
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+        return PACKED_ATTENTION
 
     def _ds_config(self, *, train: bool) -> dict:
         stage = self.learner["zero_stage"]

@@ -128,6 +128,34 @@ def test_worker_packed_logprobs_and_gradients_equal_padded(tiny_model, top_p):
         torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.gpu
+def test_flash_attention_varlen_packed_equals_padded_on_gpu(tiny_model):
+    """On a GPU with flash_attn and bf16, packed rows take flash-attn's varlen kernel; its
+    log-probs on real tokens match the padded forward's to bf16 precision."""
+    pytest.importorskip("flash_attn")
+    from learner.algorithms import GRPOConfig
+    from learner.worker import LearnerWorker
+    from orchestrator.config import LearnerConfig
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(5, 40), (3, 7), (6, 25)]
+    draw = lambda n: torch.randint(1, 300, (n,), generator=generator).tolist()  # noqa: E731
+    input_ids, attention_mask, _, _ = pad_rows([draw(p) for p, _ in shapes], [draw(r) for _, r in shapes], pad_id=0)
+    batch = TrainBatch(input_ids=input_ids, attention_mask=attention_mask, loss_mask=attention_mask.float(),
+                       advantages=torch.zeros(3), group_index=torch.arange(3))
+    results = {}
+    for padding_free in (False, True):
+        worker = LearnerWorker(rank=0, world_size=1, model_path=tiny_model, dtype="bfloat16", temperature=1.0,
+                               total_steps=1, seed=0, algo=GRPOConfig().model_dump(),
+                               learner=LearnerConfig(padding_free=padding_free).model_dump())
+        model = worker._load_model(worker._ds_config(train=True))
+        assert (model.config._attn_implementation == "flash_attention_2") == padding_free
+        with torch.no_grad():
+            results[padding_free] = worker._logprobs(model, batch).float().cpu()
+    real = attention_mask.bool()
+    assert (results[True] - results[False])[real].abs().max() < 0.05  # bf16 logits, two kernels
+
+
 def test_padding_free_plan_bounds_tokens_not_padded_size():
     # [8, 2, 2, 2, 2] at 16: padded, {8, 2} is 2 x 8 = 16 and the rest a second micro-batch
     # (the smallest budget that keeps 2 is 8: {8}, {2, 2, 2, 2}); padding-free all five rows
