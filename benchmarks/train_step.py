@@ -52,6 +52,11 @@ def run(algo: str, steps: int, overrides: list[str], run_root: Path) -> dict:
     # (0 with learner.padding_free); learner tokens/s is throughput_train_tokens_per_s (real
     # tokens x forward passes / learner seconds).
     result["learner_padding_fraction"] = round(mean("learner/padding_fraction"), 4)
+    # The headline: rollout tokens the learner gets through per second of learner time, however
+    # many passes it makes over them (a redundant old-log-prob pass lowers it, as it should).
+    result["learner_tokens_per_s"] = round(result["train_tokens"] / max(result["learner_s"], 1e-9), 1)
+    result["old_logprobs_pass"] = mean("learner/old_logprobs_pass")
+    result["optimizer_steps"] = mean("learner/optimizer_steps")
     result["steps_timed"] = len(timed)
     return result
 
@@ -59,6 +64,7 @@ def run(algo: str, steps: int, overrides: list[str], run_root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--name", default="train_step", help="results file: benchmarks/results/<name>.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -76,14 +82,15 @@ def main() -> None:
         "generate_share_grpo": round(grpo["time_generate_s"] / grpo["time_step_s"], 3),
     }
     results["machine"] = f"{os.cpu_count()} CPUs"
-    results["command"] = " ".join(["benchmarks/train_step.py", f"--steps {args.steps}", *args.overrides])
+    results["command"] = " ".join(["benchmarks/train_step.py", f"--steps {args.steps}", f"--name {args.name}",
+                                   *args.overrides])
     print(f"{'phase (s/step)':<22}{'GRPO':>10}{'BPPO':>10}")
     for key in [f"time_{p}_s" for p in PHASES] + ["learner_s", "train_tokens", "train_trained_tokens",
-                                                   "learner_padding_fraction",
+                                                   "learner_padding_fraction", "learner_tokens_per_s",
                                                    "throughput_gen_tokens_per_s", "throughput_train_tokens_per_s"]:
         print(f"{key:<22}{grpo[key]:>10}{bppo[key]:>10}")
     print("speedup:", results["speedup"])
-    out = save_result("train_step", results)
+    out = save_result(args.name, results)
     print(f"-> {out}")
 
 
