@@ -41,6 +41,8 @@ from vllm.distributed.weight_transfer.base import (
 )
 from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory, WeightTransferTrainerFactory
 
+from rollout.idle_wait import patch_idle_wait
+
 BACKEND = "gloo"
 
 
@@ -298,6 +300,7 @@ def _register() -> None:
 
 
 _register()
+patch_idle_wait()  # this module is imported in every vLLM worker: see rollout.idle_wait
 
 
 class WeightTransferExtension:
