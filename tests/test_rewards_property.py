@@ -10,6 +10,7 @@ one unit in the last decimal place, a/b and (a+1)/b) must never score correct.
 import random
 from fractions import Fraction
 
+from rewards.numbers import terminates  # only to choose which forms a value can take
 from rewards.verify import score
 
 SEED = 12
@@ -36,20 +37,12 @@ def _write(value: Fraction, rng: random.Random) -> str:
         k = rng.randint(1, 4)
         forms += [f"\\frac{{{value.numerator * k}}}{{{value.denominator * k}}}",
                   f"\\dfrac{{{value.numerator}}}{{{value.denominator}}}", f"{value.numerator}/{value.denominator}"]
-    if _terminates(value) and value.denominator != 1:
+    if terminates(value) and value.denominator != 1:
         places = _places(value)
         text = f"{float(value):.{places}f}" if places < 15 else None
         if text is not None and Fraction(text) == value:
             forms += [text, text + "0"]
     return sign + rng.choice(forms)
-
-
-def _terminates(value: Fraction) -> bool:
-    d = value.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
 
 
 def _places(value: Fraction) -> int:
@@ -74,7 +67,7 @@ def _neighbour(value: Fraction, rng: random.Random) -> Fraction:
     if choice < 0.3:
         return value + rng.choice([-1, 1])
     if choice < 0.6:
-        step = Fraction(1, 10 ** max(_places(value), 1)) if _terminates(value) else Fraction(1, 10**4)
+        step = Fraction(1, 10 ** max(_places(value), 1)) if terminates(value) else Fraction(1, 10**4)
         return value + rng.choice([-1, 1]) * step
     if choice < 0.8:
         return Fraction(value.numerator + rng.choice([-1, 1]), value.denominator)
@@ -115,7 +108,7 @@ def test_decimal_approximations_of_non_terminating_fractions():
     checked = 0
     for _ in range(1000):
         value = Fraction(rng.randint(1, 999), rng.choice([3, 6, 7, 9, 11, 12, 13]))
-        if _terminates(value):
+        if terminates(value):
             continue
         places = rng.randint(1, 6)
         rounded = round(value, places)
