@@ -35,7 +35,7 @@ class RolloutGroups:
         sizes = {len(g) for g in self.response_ids}
         if len(sizes) > 1:
             raise ValueError(f"every group needs the same G, got group sizes {sorted(sizes)}")
-        shape = (num_groups, sizes.pop() if sizes else 0)
+        shape = (num_groups, sizes.pop() if sizes else self.rewards.shape[-1])  # no groups: G from the rewards
         for name in ("rewards", "correct", "finished"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:

@@ -180,7 +180,7 @@ class Trainer:
             all_samples += samples
             all_results += results
             groups = [list(zip(samples[i * G:(i + 1) * G], results[i * G:(i + 1) * G])) for i in range(len(indices))]
-            signal = signal_groups(_to_rollout_groups(groups), algo)  # [len(indices)] bool
+            signal = signal_groups(_to_rollout_groups(groups, G), algo)  # [len(indices)] bool
             if round_ == 0:  # what the sampler gives, before any refill
                 metrics["rollout/signal_rate"] = float(signal.float().mean())
                 if algo.name == "bppo":
@@ -201,7 +201,7 @@ class Trainer:
         metrics["rollout/groups"] = float(len(kept))
         metrics["data/epoch"] = float(self.stream.epoch)
         self._record_rollouts(step, sampled)
-        return self._shaped(_to_rollout_groups(kept)), metrics
+        return self._shaped(_to_rollout_groups(kept, G)), metrics
 
     def _shaped(self, groups: RolloutGroups) -> RolloutGroups:
         """DAPO's overlong punishment added to the rewards advantages are computed from (the
@@ -398,10 +398,11 @@ class Trainer:
                 (component.close if name in ("sink", "weight_sync") else component.shutdown)()
 
 
-def _to_rollout_groups(groups: list[list[tuple[Sample, object]]]) -> RolloutGroups:
-    """Rectangular groups; an aborted completion (reward None) gets reward 0 and finished=False."""
+def _to_rollout_groups(groups: list[list[tuple[Sample, object]]], group_size: int) -> RolloutGroups:
+    """Rectangular groups (none when no group had a signal); an aborted completion (reward None)
+    gets reward 0 and finished=False."""
     def table(value) -> torch.Tensor:
-        return torch.tensor([[value(r) for _, r in g] for g in groups], dtype=torch.float32).view(len(groups), -1)
+        return torch.tensor([[value(r) for _, r in g] for g in groups], dtype=torch.float32).view(len(groups), group_size)
 
     finished = table(lambda r: r is not None).bool()
     return RolloutGroups(

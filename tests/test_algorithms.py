@@ -254,3 +254,15 @@ def test_algorithm_loss_needs_old_and_ref_logprobs():
     loss, _ = algorithm_loss(torch.zeros_like(batch.loss_mask), batch, BPPOConfig())
     direct, _ = policy_loss(torch.zeros_like(batch.loss_mask), batch.old_logprobs, batch.advantages, batch.loss_mask)
     assert loss.item() == direct.item()
+
+
+def test_a_step_where_no_group_has_a_signal_gives_an_empty_batch():
+    """BPPO drops groups without a pair before the learner: a step can keep none at all."""
+    from orchestrator.loop import _to_rollout_groups
+
+    groups = _to_rollout_groups([], 4)
+    assert groups.rewards.shape == (0, 4) and groups.correct.shape == (0, 4) and groups.finished is None
+    for algo in (BPPOConfig(), GRPOConfig(filter_groups=True)):
+        batch = build_train_batch(groups, algo, pad_id=PAD)
+        assert batch.input_ids.shape[0] == 0
+        assert signal_groups(groups, algo).shape == (0,)
