@@ -35,6 +35,9 @@ def warm_start_key(config: Config) -> dict:
         "warm_start": config.model.warm_start.model_dump(mode="json"),
         "prompt_template": config.data.prompt_template,
         "source": config.data.source.model_dump(mode="json"),
+        # The band is judged by the built-in verifier whatever reward.function says (below); a
+        # cache made before that rule may hold a model judged by a stand-in reward: not reused.
+        "judge": "built-in verifier",
     }
 
 
@@ -120,7 +123,12 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
         engine_core_process=config.rollout.engine_core_process), start_timeout_s=config.ray.placement_timeout_s)
     sync = WeightSync(fleet, learner, on_gpu=placement.on_gpu, bucket_mb=config.rollout.sync_bucket_mb,
                       timeout_s=config.rollout.sync_timeout_s)
-    rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
+    # The warm start is shared by every run with this data (it is cached by warm_start_key), so
+    # its accuracy band is judged by the built-in verifier, never by a run's custom
+    # reward.function: a stand-in reward (the benchmarks' even-length one) once stopped it after
+    # 25 SFT steps at a "51% accuracy" that was 0% real, and every later run reused that model.
+    rewards = RewardPool(config.reward.model_copy(update={"function": None}),
+                         num_cpus_per_worker=placement.reward_worker_cpus,
                          start_timeout_s=config.ray.placement_timeout_s)
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band

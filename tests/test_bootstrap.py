@@ -33,15 +33,19 @@ def test_sft_examples_mix_concise_and_verbose_solutions_and_end_with_eos(tmp_pat
 
 def test_bootstrap_trains_stops_in_band_and_is_cached(ray_local, tmp_path, monkeypatch):
     monkeypatch.setenv("BPPO_CACHE_DIR", str(tmp_path))
-    config = load_config(["configs/tiny_cpu.yaml"], OVERRIDES)
+    # A run's stand-in reward (even character count: ~50% "correct" for any text) must not judge
+    # the shared warm start: after 3 SFT steps the built-in verifier finds almost nothing right.
+    config = load_config(["configs/tiny_cpu.yaml"], OVERRIDES + ["reward.function=tests.custom_reward:even_length_reward"])
     path = resolve_model_path(config)
     assert path == str(warm_model_dir(config))
     record = json.loads((tmp_path / path.split("/")[-1] / "bootstrap.json").read_text())
     assert record["steps"] == 3  # the band [0, 1] accepts the first check
     history = record["history"]
+    assert history[0]["sampled_accuracy"] < 0.2
     assert history[0]["nll"] < 6.5  # below a uniform guess over the vocabulary, log(640) = 6.46
     stamp = (tmp_path / path.split("/")[-1] / "model.safetensors").stat().st_mtime
     assert resolve_model_path(config) == path  # cached: nothing retrained
     assert (tmp_path / path.split("/")[-1] / "model.safetensors").stat().st_mtime == stamp
+    assert warm_model_dir(load_config(["configs/tiny_cpu.yaml"], OVERRIDES)) == warm_model_dir(config)  # shared
     other = load_config(["configs/tiny_cpu.yaml"], OVERRIDES + ["model.warm_start.seed=1"])
     assert warm_model_dir(other) != warm_model_dir(config)
