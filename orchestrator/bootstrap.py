@@ -144,7 +144,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                 continue
             sync.push()
             quality = answer_quality(fleet, rewards, eval_prompts, held_out, SamplingSettings(
-                n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed))
+                n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed)).metrics()
             accuracy, length = quality["accuracy"], quality["len_mean"]
             history.append({"step": step, "nll": round(nll, 4), "sampled_accuracy": accuracy,
                             "response_len_mean": round(length, 1), "elapsed_s": round(time.perf_counter() - started, 1)})

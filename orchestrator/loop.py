@@ -251,7 +251,8 @@ class Trainer:
         sampling = SamplingSettings(n=1, temperature=0.0, max_tokens=self.config.eval.max_tokens or rollout.max_tokens,
                                     stop=tuple(rollout.stop), seed=0)
         quality = answer_quality(self.fleet, self.rewards, self.test_prompts, self.test_set, sampling)
-        metrics = {f"eval/{name}": value for name, value in quality.items()}
+        self.sink.log_eval(self.step, self.train_elapsed, quality.correct)
+        metrics = {f"eval/{name}": value for name, value in quality.metrics().items()}
         metrics["time/eval"] = time.perf_counter() - started
         return metrics
 

@@ -1,4 +1,5 @@
-"""Where step metrics go: ``<run_dir>/metrics.jsonl`` (always) and wandb (online, offline or off).
+"""Where step metrics go: ``<run_dir>/metrics.jsonl`` (always) and wandb (online, offline or off);
+each evaluation's per-problem outcomes go to ``<run_dir>/evals.jsonl`` (the report's bootstrap).
 
 The same namespaced names go to both (DESIGN §6). On resume the JSONL is cut back to the
 checkpoint's step, so the steps a killed run lost are not counted twice.
@@ -43,10 +44,12 @@ class MetricsSink:
     def __init__(self, run_dir: Path, *, wandb_config, run_config: dict, name: str,
                  resume_id: str | None = None, resume_step: int | None = None) -> None:
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is None:
-            self.path.unlink(missing_ok=True)
-        else:
-            truncate_jsonl(self.path, resume_step)
+        self.evals_path = run_dir / "evals.jsonl"
+        for path in (self.path, self.evals_path):
+            if resume_step is None:
+                path.unlink(missing_ok=True)
+            else:
+                truncate_jsonl(path, resume_step)
         self.run = None
         mode = wandb_mode(wandb_config.mode)
         if mode != "disabled":
@@ -72,6 +75,12 @@ class MetricsSink:
             f.write(json.dumps(record) + "\n")
         if self.run is not None:
             self.run.log(metrics, step=step)
+
+    def log_eval(self, step: int, train_elapsed_s: float, correct: list[bool]) -> None:
+        """One evaluation's outcomes as a 0/1 string in the eval set's order (compact: one char each)."""
+        record = {"step": step, "train_elapsed_s": train_elapsed_s, "correct": "".join("01"[c] for c in correct)}
+        with open(self.evals_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         if self.run is not None:
