@@ -101,7 +101,7 @@ def cmd_compare(args: argparse.Namespace, config: Config) -> int:
     from orchestrator.compare import run_compare
 
     command = " ".join(["bppo compare", *(f"--config {c}" for c in args.config), *args.overrides])
-    run_compare(args.config, args.overrides, command=command)
+    run_compare(args.config, args.overrides, command=command, report_only=args.report_only)
     return 0
 
 
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             command.add_argument("--resume", action="store_true",
                                  help="continue from the latest complete checkpoint in trainer.run_dir")
+        if name == "compare":
+            command.add_argument("--report-only", action="store_true",
+                                 help="write the report from the runs already in trainer.run_dir, without training")
         if name == "data":
             command.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
             command.add_argument("--verify", type=int, default=0, metavar="N",

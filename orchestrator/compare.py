@@ -33,26 +33,37 @@ def bppo_window(config: Config) -> float:
     return {"tokens": prefix.tokens, "divergence": prefix.tokens}.get(prefix.mode, float("inf"))
 
 
-def run_compare(paths: list[str], overrides: list[str], *, command: str, log=print) -> Path:
+def run_compare(paths: list[str], overrides: list[str], *, command: str, report_only: bool = False,
+                log=print) -> Path:
+    """Every arm, then the report; ``report_only`` re-reads the arms' run directories instead of
+    training (the report of runs made earlier, e.g. after a change to the report itself)."""
     from orchestrator.bootstrap import resolve_model_path
     from orchestrator.loop import Trainer
     from orchestrator.ray_cluster import ray_cluster
-    from orchestrator.report import build_report, read_metrics, write_report
 
     config = load_config(paths, overrides)
     arms = {(algo, seed): load_config(paths, [*overrides, *arm_overrides(config, algo, seed)])
             for seed in config.compare.seeds for algo in ALGOS}
-    runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in ALGOS}
-    with ray_cluster(config.ray):
-        resolve_model_path(config, log=log)  # one warm start, shared by every run
-        for (algo, seed), arm in arms.items():
-            log(f"== {algo} seed {seed} -> {arm.trainer.run_dir}", file=sys.stderr)
-            Trainer(arm, log=log).run()
-            runs[algo][seed] = read_metrics(Path(arm.trainer.run_dir))
-    bppo_config = arms[("bppo", config.compare.seeds[0])]
-    report = build_report(runs, group_size=config.rollout.n, window=bppo_window(bppo_config),
-                          target_accuracy=config.compare.target_accuracy)
+    if not report_only:
+        with ray_cluster(config.ray):
+            resolve_model_path(config, log=log)  # one warm start, shared by every run
+            for (algo, seed), arm in arms.items():
+                log(f"== {algo} seed {seed} -> {arm.trainer.run_dir}", file=sys.stderr)
+                Trainer(arm, log=log).run()
+    return write_compare_report(config, arms[("bppo", config.compare.seeds[0])], command=command, log=log)
+
+
+def write_compare_report(config: Config, bppo_config: Config, *, command: str, log=print) -> Path:
+    from orchestrator.report import build_report, load_runs, write_report
+
     out = Path(config.trainer.run_dir)
+    missing = [f"{algo}-seed{seed}" for algo in ALGOS for seed in config.compare.seeds
+               if not (out / f"{algo}-seed{seed}" / "metrics.jsonl").exists()]
+    if missing:
+        raise ValueError(f"{out}: no metrics.jsonl for {', '.join(missing)} (run the compare first)")
+    runs, evals = load_runs(out, ALGOS, config.compare.seeds)
+    report = build_report(runs, group_size=config.rollout.n, window=bppo_window(bppo_config),
+                          target_accuracy=config.compare.target_accuracy, evals=evals)
     written = write_report(report, runs, out, command=command)
     log(f"report: {out / 'report.md'} ({', '.join(p.name for p in written)})")
     return out

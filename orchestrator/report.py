@@ -1,8 +1,9 @@
 """The BPPO-vs-GRPO report: every number is computed here from the runs' ``metrics.jsonl``.
 
 ``summarize_run`` reduces one run's records; ``build_report`` combines runs (one per
-algorithm and seed) into ``report.json``'s structure; ``write_report`` adds
-``report.md`` and the PNG figures. Pure python + matplotlib, no Ray.
+algorithm and seed) into ``report.json``'s structure, with 95% intervals from
+``report_stats``; ``write_report`` adds ``report.md`` (``report_text``) and the PNG figures
+(``report_plots``). Pure python + numpy + matplotlib, no Ray.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import math
 import statistics
 from pathlib import Path
+
+from orchestrator.report_stats import bootstrap, choose_target, read_evals, run_outcomes
 
 WARMUP_STEPS = 1  # step 1 pays engine/learner warm-ups: left out of per-step means
 
@@ -53,14 +56,16 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "eval_curve": [{"train_elapsed_s": t, "accuracy": a, "problems": n, "step": s} for t, a, n, s in evals],
     }
     summary["time_to_target_s"] = time_to_target(summary["eval_curve"], target)
+    summary["steps_to_target"] = time_to_target(summary["eval_curve"], target, mark="step")
     return summary
 
 
-def time_to_target(curve: list[dict], target: float | None) -> float | None:
-    """Training seconds until the first evaluation at or above ``target`` (None: never)."""
+def time_to_target(curve: list[dict], target: float | None, mark: str = "train_elapsed_s") -> float | None:
+    """Training seconds (or, with mark="step", steps) until the first evaluation at or above
+    ``target`` (None: never)."""
     if target is None:
         return None
-    return next((p["train_elapsed_s"] for p in curve if p["accuracy"] >= target - 1e-12), None)
+    return next((p[mark] for p in curve if p["accuracy"] >= target - 1e-12), None)
 
 
 def standard_error(accuracy: float, problems: int) -> float:
@@ -84,21 +89,40 @@ def _over_seeds(runs: list[dict], key: str) -> tuple[float | None, float | None]
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def warm_start(summaries: dict[str, dict[int, dict]]) -> dict:
+    """The shared starting point: every run evaluates the same warm-started model first."""
+    runs = [s for by_seed in summaries.values() for s in by_seed.values()]
+    accuracy = _mean([s["warm_start_eval_accuracy"] for s in runs])
+    problems = runs[0]["eval_problems"]
+    se = standard_error(accuracy, problems) if accuracy is not None else None
+    return {"accuracy": accuracy, "standard_error": se, "problems": problems}
+
+
 def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, window: float,
-                 target_accuracy: float | None = None) -> dict:
-    """``runs[algo][seed] = records``; algo in {grpo, bppo}. Target None = the best eval
-    accuracy both algorithms reach (the lower of their per-seed-mean best accuracies)."""
-    if target_accuracy is None:
-        bests = [_over_seeds([summarize_run(r) for r in runs[a].values()], "best_eval_accuracy")[0] for a in runs]
-        target_accuracy = min(b for b in bests if b is not None) if all(b is not None for b in bests) else None
-    report: dict = {"target_accuracy": target_accuracy, "seeds": sorted({s for a in runs for s in runs[a]})}
+                 target_accuracy: float | None = None, evals: dict[str, dict[int, list[dict]]] | None = None) -> dict:
+    """``runs[algo][seed] = records`` (metrics.jsonl), algo in {grpo, bppo}; ``evals`` the runs'
+    evals.jsonl (per-item outcomes), which give every figure its 95% bootstrap interval.
+    Time to target: see ``report_stats.choose_target`` (None = the highest accuracy every run reached)."""
+    plain = {algo: {seed: summarize_run(records) for seed, records in by_seed.items()} for algo, by_seed in runs.items()}
+    warm = warm_start(plain)
+    curves = {f"{algo.upper()} seed {seed}": ([p["accuracy"] for p in s["eval_curve"]],
+                                              [p["train_elapsed_s"] for p in s["eval_curve"]])
+              for algo, by_seed in plain.items() for seed, s in by_seed.items()}
+    if warm["accuracy"] is None or not all(acc for acc, _ in curves.values()):
+        target, reason = None, "the runs have no evaluation at step 0 (eval.every = 0)"
+    else:
+        target, reason = choose_target(curves, warm["accuracy"], warm["standard_error"], warm["problems"],
+                                       target_accuracy)
+    report: dict = {"target_accuracy": target, "target_reason": reason, "warm_start": warm,
+                    "seeds": sorted({s for a in runs for s in runs[a]})}
     for algo, by_seed in runs.items():
-        per_seed = {seed: summarize_run(records, target_accuracy) for seed, records in by_seed.items()}
+        per_seed = {seed: summarize_run(records, target) for seed, records in by_seed.items()}
         summaries = list(per_seed.values())
         entry = {"per_seed": per_seed}
         for key in ("final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "mean_step_time_s",
                     "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step", "prompt_len_mean",
-                    "mean_response_len_start", "mean_response_len_end", "time_to_target_s", "pair_rate"):
+                    "mean_response_len_start", "mean_response_len_end", "time_to_target_s", "steps_to_target",
+                    "pair_rate"):
             entry[key], entry[f"{key}_std"] = _over_seeds(summaries, key)
         entry["reached_target"] = sum(s["time_to_target_s"] is not None for s in summaries)
         entry["phase_means_s"] = {p: _mean([s["phase_means_s"][p] for s in summaries])
@@ -109,6 +133,7 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
         "step": ratio(grpo["mean_step_time_s"], bppo["mean_step_time_s"]),
         "learner": ratio(grpo["mean_learner_time_s"], bppo["mean_learner_time_s"]),
         "time_to_target": ratio(grpo["time_to_target_s"], bppo["time_to_target_s"]),
+        "steps_to_target": ratio(grpo["steps_to_target"], bppo["steps_to_target"]),
         "train_tokens": ratio(grpo["train_tokens_per_step"], bppo["train_tokens_per_step"]),
     }
     rho = token_ratio_bound(group_size, grpo["prompt_len_mean"] or 0.0, window, grpo["mean_response_len_start"] or 0.0)
@@ -124,7 +149,19 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
         algo: ratio(report[algo]["mean_response_len_end"], report[algo]["mean_response_len_start"])
         for algo in ("grpo", "bppo")
     }
+    report["intervals"] = _intervals(runs, evals, target, auto_target=target_accuracy is None)
     return report
+
+
+def _intervals(runs: dict, evals: dict | None, target: float | None, *, auto_target: bool) -> dict | None:
+    """Bootstrap intervals, or None when a run lacks per-item outcomes (made before evals.jsonl)."""
+    if evals is None:
+        return None
+    outcomes = {algo: {seed: run_outcomes(records, evals.get(algo, {}).get(seed, []), WARMUP_STEPS)
+                       for seed, records in by_seed.items()} for algo, by_seed in runs.items()}
+    if any(o is None for by_seed in outcomes.values() for o in by_seed.values()):
+        return None
+    return bootstrap(outcomes, target, auto_target=auto_target)
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -136,140 +173,18 @@ def fmt(value, digits: int = 2, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
-def _pm(entry: dict, key: str, digits: int = 3) -> str:
-    mean, std = entry.get(key), entry.get(f"{key}_std")
-    if mean is None:
-        return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
-
-
-def render_markdown(report: dict, *, command: str) -> str:
-    grpo, bppo, speedup, bound = report["grpo"], report["bppo"], report["speedup"], report["bound"]
-    problems = next(iter(grpo["per_seed"].values()))["eval_problems"]
-    acc = grpo["final_eval_accuracy"] or 0.0
-    lines = [
-        "# BPPO vs GRPO", "",
-        f"Command: `{command}`  ",
-        f"Seeds: {report['seeds']}; eval: greedy on {problems} held-out problems "
-        f"(one run's accuracy near {acc:.2f} has a standard error of ±{standard_error(acc, problems):.3f}).", "",
-        "| | GRPO | BPPO |", "|---|---|---|",
-        f"| warm-start eval accuracy | {_pm(grpo, 'warm_start_eval_accuracy')} | {_pm(bppo, 'warm_start_eval_accuracy')} |",
-        f"| final eval accuracy | {_pm(grpo, 'final_eval_accuracy')} | {_pm(bppo, 'final_eval_accuracy')} |",
-        f"| best eval accuracy | {_pm(grpo, 'best_eval_accuracy')} | {_pm(bppo, 'best_eval_accuracy')} |",
-        f"| time to target {fmt(report['target_accuracy'], 3)} (s of training) | {_pm(grpo, 'time_to_target_s', 1)} "
-        f"({grpo['reached_target']}/{len(report['seeds'])} seeds) | {_pm(bppo, 'time_to_target_s', 1)} "
-        f"({bppo['reached_target']}/{len(report['seeds'])} seeds) |",
-        f"| mean step time (s) | {_pm(grpo, 'mean_step_time_s')} | {_pm(bppo, 'mean_step_time_s')} |",
-        f"| generation per step (s) | {_pm(grpo, 'mean_generate_time_s')} | {_pm(bppo, 'mean_generate_time_s')} |",
-        f"| learner per step (s): old + ref + update | {_pm(grpo, 'mean_learner_time_s')} | {_pm(bppo, 'mean_learner_time_s')} |",
-        f"| tokens through the learner per step | {_pm(grpo, 'train_tokens_per_step', 0)} | {_pm(bppo, 'train_tokens_per_step', 0)} |",
-        f"| mean response length, start → end (tokens) | {fmt(grpo['mean_response_len_start'], 1)} → "
-        f"{fmt(grpo['mean_response_len_end'], 1)} | {fmt(bppo['mean_response_len_start'], 1)} → "
-        f"{fmt(bppo['mean_response_len_end'], 1)} |",
-        "",
-        "## Speedups", "",
-        f"- Step: **{fmt(speedup['step'])}×** (Amdahl bound {fmt(bound['amdahl'])}× with a pair in every "
-        f"group, {fmt(bound['amdahl_at_pair_rate'])}× at the measured pair rate "
-        f"{fmt(bound['pair_rate'])}: generation is {fmt(100 * bound['generate_share_grpo'], 0)}% of a GRPO "
-        "step and BPPO does not shorten it).",
-        f"- Learner phase: **{fmt(speedup['learner'])}×**, against the token-ratio bound 1/ρ = "
-        f"{fmt(bound['learner'])}× (ρ = (2/G)(P+n)/(P+L) = {fmt(bound['token_ratio'], 3)}; "
-        f"× pair rate = {fmt(bound['token_ratio_at_pair_rate'], 3)}); measured token ratio "
-        f"1/{fmt(speedup['train_tokens'], 1)}.",
-        f"- Time to target accuracy {fmt(report['target_accuracy'], 3)}: **{fmt(speedup['time_to_target'])}×**"
-        + (" (n/a: a run never reached it)" if speedup["time_to_target"] is None else "") + ".",
-        f"- Response length change (end / start): GRPO {fmt(report['response_length_change']['grpo'])}, "
-        f"BPPO {fmt(report['response_length_change']['bppo'])}.",
-        "", "## Why", "",
-        explain(report), "",
-        "Figures: `accuracy_vs_time.png`, `phase_times.png`, `train_tokens.png`, `response_length.png`.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def explain(report: dict) -> str:
-    """A paragraph that reads the measured numbers, whichever way they came out."""
-    speedup, bound = report["speedup"], report["bound"]
-    share = bound["generate_share_grpo"]
-    text = (f"BPPO trains {fmt(speedup['train_tokens'], 1)}× fewer tokens per step, so its learner phase is "
-            f"{fmt(speedup['learner'])}× faster (only {fmt(bound['pair_rate'])} of groups had both a correct and "
-            f"an incorrect response, so BPPO's batch is smaller still than its 2-of-G selection); but generation, "
-            f"{fmt(100 * share, 0)}% of a GRPO step here, is the same work for both, which caps the step speedup "
-            f"at {fmt(bound['amdahl_at_pair_rate'])}× (measured {fmt(speedup['step'])}×).")
-    ttt = speedup["time_to_target"]
-    if ttt is None:
-        text += " One of the runs never reached the target accuracy, so no time-to-target speedup is reported."
-    elif ttt >= (speedup["step"] or 0):
-        text += f" Time to target improved by {fmt(ttt)}×, at least the step speedup: per second, BPPO learned as fast or faster."
-    else:
-        text += (f" Time to target improved by only {fmt(ttt)}× (below the step speedup): per step, the pair "
-                 "carries less signal than all G responses, so BPPO needed more steps.")
-    change = report["response_length_change"]
-    if change["grpo"] and change["bppo"]:
-        text += (f" Response length changed by ×{fmt(change['grpo'])} under GRPO and ×{fmt(change['bppo'])} "
-                 "under BPPO; shorter responses are the route by which BPPO can also cut generation time.")
-    return text
-
-
-def plot_report(report: dict, runs: dict[str, dict[int, list[dict]]], out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"grpo": "tab:blue", "bppo": "tab:orange"}
-    paths = []
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for algo, by_seed in runs.items():
-        for i, seed in enumerate(sorted(by_seed)):
-            curve = report[algo]["per_seed"][seed]["eval_curve"]
-            ax.errorbar([p["train_elapsed_s"] for p in curve], [p["accuracy"] for p in curve],
-                        yerr=[standard_error(p["accuracy"], int(p["problems"])) for p in curve],
-                        color=colors[algo], marker="o", capsize=3, alpha=0.9 if i == 0 else 0.5,
-                        label=algo.upper() if i == 0 else None)
-    if report["target_accuracy"] is not None:
-        ax.axhline(report["target_accuracy"], color="gray", linestyle="--", label="target")
-    ax.set(xlabel="training time (s)", ylabel="eval accuracy (greedy)", title="Accuracy vs wall-clock")
-    ax.legend()
-    paths.append(_save(fig, out_dir / "accuracy_vs_time.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bottom = {a: 0.0 for a in runs}
-    for phase in ("generate", "reward", "select", "old", "ref", "update", "sync"):
-        values = [report[a]["phase_means_s"][phase] or 0.0 for a in runs]
-        ax.bar([a.upper() for a in runs], values, bottom=[bottom[a] for a in runs], label=phase)
-        for a, v in zip(runs, values):
-            bottom[a] += v
-    ax.set(ylabel="seconds per step", title="Time per phase per step")
-    ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "phase_times.png"))
-
-    for key, name, ylabel in (("train/tokens", "train_tokens.png", "tokens through the learner"),
-                              ("response/len_mean", "response_length.png", "mean response length (tokens)")):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for algo, by_seed in runs.items():
-            for i, seed in enumerate(sorted(by_seed)):
-                steps = [r for r in by_seed[seed] if r["step"] > 0 and r.get(key) is not None]
-                ax.plot([r["step"] for r in steps], [r[key] for r in steps], color=colors[algo],
-                        alpha=0.9 if i == 0 else 0.5, label=algo.upper() if i == 0 else None)
-        ax.set(xlabel="step", ylabel=ylabel, title=ylabel[0].upper() + ylabel[1:] + " per step")
-        ax.legend()
-        paths.append(_save(fig, out_dir / name))
-    return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
 def write_report(report: dict, runs: dict[str, dict[int, list[dict]]], out_dir: Path, *, command: str) -> list[Path]:
+    from orchestrator.report_plots import plot_report
+    from orchestrator.report_text import render_markdown
+
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "report.md").write_text(render_markdown(report, command=command))
     return [out_dir / "report.json", out_dir / "report.md", *plot_report(report, runs, out_dir)]
+
+
+def load_runs(root: Path, algos, seeds) -> tuple[dict, dict]:
+    """``(metrics, evals)`` of a compare directory's runs: ``<root>/<algo>-seed<k>/``."""
+    runs = {algo: {seed: read_metrics(root / f"{algo}-seed{seed}") for seed in seeds} for algo in algos}
+    evals = {algo: {seed: read_evals(root / f"{algo}-seed{seed}") for seed in seeds} for algo in algos}
+    return runs, evals

@@ -30,7 +30,11 @@ def test_report_numbers_by_hand():
     report = build_report({"grpo": {0: grpo}, "bppo": {0: bppo}}, group_size=8, window=40.0)
     # target = the lower of the two best accuracies = 0.45; GRPO gets there at step 3 (6 s),
     # BPPO at step 3 (3.75 s)
-    assert report["target_accuracy"] == 0.45
+    # warm start 0.2 on 100 problems: SE 0.04, so a target must be >= 0.28; 0.45 is, and both reach it
+    assert report["target_accuracy"] == 0.45 and report["target_reason"] is None
+    assert report["warm_start"] == {"accuracy": 0.2, "standard_error": pytest.approx(0.04), "problems": 100}
+    assert report["grpo"]["steps_to_target"] == 3 and report["speedup"]["steps_to_target"] == 1.0
+    assert report["intervals"] is None  # no per-item evaluations given
     assert report["grpo"]["time_to_target_s"] == 6.0 and report["bppo"]["time_to_target_s"] == 3.75
     # per-step means skip step 1 (warm-up), which here changes nothing
     assert report["speedup"]["step"] == pytest.approx(2.0 / 1.25)
