@@ -86,10 +86,12 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
 def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     """SFT the tiny model into ``target`` (atomically); returns what ``bootstrap.json`` records."""
     import ray
+    from tqdm import tqdm
     from transformers import AutoTokenizer
 
     from learner.batch import TrainBatch, pad_rows
     from learner.group import LearnerGroup
+    from orchestrator import console
     from orchestrator.data.loaders import load_prompt_set
     from orchestrator.data.problems import render_prompt
     from orchestrator.evaluation import answer_quality
@@ -99,6 +101,8 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     from rollout.types import SamplingSettings
     from rollout.weight_sync import WeightSync
 
+    if console.ROUTER.file is None:  # `bppo bootstrap` alone: beside the cached model
+        console.worker_log(target.parent / f"{target.name}.worker.log")
     warm, started = config.model.warm_start, time.perf_counter()
     base = str(ensure_tiny_model(config.model.tiny))
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -132,6 +136,8 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                          start_timeout_s=config.ray.placement_timeout_s)
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
+    bar = tqdm(total=warm.max_steps, desc=f"warm start (SFT until sampled accuracy >= {low})", unit="step",
+               file=sys.stderr, dynamic_ncols=True)
     try:
         for step in range(1, warm.max_steps + 1):
             chosen = [examples[rng.randrange(len(examples))] for _ in range(warm.batch_size)]
@@ -140,6 +146,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
             batch = TrainBatch(input_ids, attention_mask, loss_mask, torch.zeros(len(chosen)),
                                torch.arange(len(chosen)))
             nll = learner.train(batch, objective="sft")["sft/nll"]
+            bar.update(1)
             if step % warm.eval_every and step != warm.max_steps:
                 continue
             sync.push()
@@ -148,8 +155,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
             accuracy, length = quality["accuracy"], quality["len_mean"]
             history.append({"step": step, "nll": round(nll, 4), "sampled_accuracy": accuracy,
                             "response_len_mean": round(length, 1), "elapsed_s": round(time.perf_counter() - started, 1)})
-            log(f"warm start step {step}: nll {nll:.3f}, sampled accuracy {accuracy:.3f}, "
-                f"mean response {length:.1f} tokens", file=sys.stderr)
+            bar.set_postfix(nll=f"{nll:.3f}", sampled_acc=f"{accuracy:.3f}", len=f"{length:.0f}")
             if accuracy >= low:  # in the band, or past it (eval_every too coarse): stop
                 break
         if not low <= accuracy <= high:
@@ -159,6 +165,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                   "seconds": round(time.perf_counter() - started, 1), "key": warm_start_key(config)}
         _save_atomically(learner, target, record)
     finally:
+        bar.close()
         sync.close()
         fleet.shutdown()
         learner.shutdown()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator import console
 from orchestrator.config import Config
 from orchestrator.config_io import ConfigError, load_config, write_resolved_config
 
@@ -20,6 +21,9 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="YAML config; repeat to merge several, later files win")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted overrides applied last, e.g. rollout.n=8 trainer.steps=20")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the Ray workers' output (vLLM, DeepSpeed) in the terminal too; it is always "
+                             "in <run_dir>/worker.log")
 
 
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
@@ -149,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    console.set_verbose(args.verbose)
     try:
         config = load_config(args.config, args.overrides)
         handler, _ = COMMANDS[args.command]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from orchestrator import console
 from orchestrator.config import Config
 from orchestrator.config_io import load_config
 
@@ -46,6 +47,7 @@ def run_compare(paths: list[str], overrides: list[str], *, command: str, report_
             for seed in config.compare.seeds for algo in ALGOS}
     if not report_only:
         with ray_cluster(config.ray):
+            console.worker_log(Path(config.trainer.run_dir) / "worker.log")  # the warm start's; each arm its own
             resolve_model_path(config, log=log)  # one warm start, shared by every run
             for (algo, seed), arm in arms.items():
                 log(f"== {algo} seed {seed} -> {arm.trainer.run_dir}", file=sys.stderr)

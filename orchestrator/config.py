@@ -227,6 +227,10 @@ class TrainerConfig(_Strict):
     """auto = continue from the latest complete checkpoint in run_dir."""
     parity_every: int = Field(10, ge=0)
     """Check learner vs engine log-probs on fresh samples every this many steps; 0 = never."""
+    parity_warn_above: float | None = Field(1.0, gt=0)
+    """Warn on the terminal when that check's max |learner - engine| log-prob exceeds this
+    (nats). fp32 on CPU measures < 1e-6; bf16 rounding stays well below 1 nat, so a larger gap
+    means a weight sync or sampling-settings mismatch. None = never warn."""
 
 
 class CompareConfig(_Strict):

@@ -23,6 +23,7 @@ from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
 from orchestrator.data.loaders import load_prompt_set
 from orchestrator.data.problems import Problem, render_prompt
+from orchestrator import console
 from orchestrator.evaluation import answer_quality
 from orchestrator.metrics import MetricsSink
 from orchestrator.prompt_stream import PromptStream
@@ -105,14 +106,14 @@ class Trainer:
                 self._stop()
 
     def _loop(self) -> dict[str, float]:
-        from tqdm import tqdm
-
         trainer, every = self.config.trainer, self.config.eval.every
         metrics: dict[str, float] = {}
         if every and self.step == 0:
             self.sink.log(0, self.evaluate())
-        bar = tqdm(total=trainer.steps, initial=self.step, desc=self.config.algo.name, unit="step",
-                   file=sys.stderr, dynamic_ncols=True)
+        progress = console.TrainingProgress(self.config.algo.name.upper(), steps=trainer.steps,
+                                            budget_s=trainer.time_budget_s, step=self.step,
+                                            train_elapsed=self.train_elapsed,
+                                            parity_warn_above=trainer.parity_warn_above)
         while self.step < trainer.steps and not self._out_of_time():
             self.step += 1
             metrics = self.train_step(self.step)
@@ -124,10 +125,8 @@ class Trainer:
             self.sink.log(self.step, metrics)
             if last or (trainer.save_every and self.step % trainer.save_every == 0):
                 self.save()
-            bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}",
-                            step_s=f"{metrics['time/step']:.2f}", refresh=False)
-            bar.update(1)
-        bar.close()
+            progress.update(self.step, metrics)
+        progress.close()
         self.learner.save_pretrained(str(self.run_dir / "final"))
         self.log(f"done: {self.run_dir}/ (metrics.jsonl, checkpoints/, final/)")
         return metrics
@@ -326,6 +325,7 @@ class Trainer:
         placement = plan_placement(config, ray.cluster_resources())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(config, self.run_dir)
+        console.worker_log(self.run_dir / "worker.log")
         self.rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
                                   start_timeout_s=config.ray.placement_timeout_s)
         rollout = config.rollout

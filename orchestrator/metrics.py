@@ -12,6 +12,8 @@ import math
 import os
 from pathlib import Path
 
+from orchestrator import console
+
 
 def wandb_mode(configured: str) -> str:
     """``WANDB_MODE`` wins; ``auto`` is online with an API key, offline without one."""
@@ -59,6 +61,8 @@ class MetricsSink:
                 project=wandb_config.project, group=wandb_config.group, tags=list(wandb_config.tags),
                 name=name, id=resume_id, resume="allow" if resume_id else None, mode=mode,
                 dir=str(run_dir), config=run_config,
+                # its banner lines (run id, sync hints) only with --verbose; warnings always
+                settings=wandb.Settings(quiet=not console.VERBOSE),
             )
 
     @property

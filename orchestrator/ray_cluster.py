@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Iterator
 
 import ray
 
+from orchestrator import console
 from orchestrator.config import RayConfig
 
 
@@ -19,17 +21,21 @@ def ray_cluster(config: RayConfig) -> Iterator[None]:
     a local cluster with ``ray.num_cpus`` CPUs is started here and shut down afterwards
     (``ray stop`` would kill every Ray process of the user, including other runs').
     An already-initialised Ray (e.g. inside a Ray job) is used as is and left running.
+    Worker output is routed by ``console`` (to the run's worker.log; errors to the terminal).
     """
     if ray.is_initialized():
         yield
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
+    common = dict(log_to_driver=True, logging_level=logging.INFO if console.VERBOSE else logging.WARNING,
+                  runtime_env={"worker_process_setup_hook": "orchestrator.console.setup_worker_logging"})
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **common)
     else:
         # address="local": a new cluster even when another one runs on this machine (ray.init
         # would otherwise join the most recently started one).
-        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, **common)
+    console.install_router()
     try:
         yield
     finally:

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator import console
 from orchestrator.config_io import ConfigError, load_config
 
 
@@ -78,6 +79,7 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
     status: dict[str, str] = {}
     times: dict[str, tuple[float, float]] = {}  # trial -> (start, end), unix time, as the trial saw it
     with ray_cluster(config.ray):
+        console.worker_log(Path(config.trainer.run_dir) / "worker.log")  # every trial's worker output
         resolve_model_path(config, log=log)  # one warm start before any trial needs it
         task = ray.remote(num_cpus=0, max_retries=0)(_run_trial)
         pending: dict = {}
