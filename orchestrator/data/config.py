@@ -26,6 +26,12 @@ class SyntheticSource(_Strict):
     """Problem families to draw from; empty = all (see orchestrator.data.synthetic.FAMILIES)."""
     levels: list[Literal[1, 2, 3]] = [1, 2, 3]
     """Difficulty levels to draw from."""
+    mix: list[str] = []
+    """Explicit ``family:level`` pairs drawn uniformly (e.g. ``triangle_angle_sum:1``); when set,
+    it replaces ``families`` x ``levels`` (for a mix where one family's hard level is left out)."""
+    test_buckets: int = Field(20, ge=2)
+    """1 in ``test_buckets`` questions (by a hash of the text) is held out: raise the share
+    (lower this) for a mix of small families, whose held-out set would otherwise be small."""
     seed: int = 0
     """Generator seed: the same seed gives the same problems in the same order."""
 
@@ -38,6 +44,26 @@ class SyntheticSource(_Strict):
         if unknown:
             raise ValueError(f"unknown families {unknown}; allowed: {', '.join(FAMILIES)}")
         return families
+
+    @field_validator("mix")
+    @classmethod
+    def _known_pairs(cls, mix: list[str]) -> list[str]:
+        from orchestrator.data.synthetic import FAMILIES, LEVELS
+
+        for pair in mix:
+            family, _, level = pair.partition(":")
+            if family not in FAMILIES or level not in {str(v) for v in LEVELS}:
+                raise ValueError(f"data.source.mix: {pair!r} is not family:level (families: {', '.join(FAMILIES)}; "
+                                 f"levels: {', '.join(map(str, LEVELS))})")
+        return mix
+
+    def pairs(self) -> list[tuple[str, int]]:
+        """The (family, level) pairs problems are drawn from, uniformly."""
+        from orchestrator.data.synthetic import FAMILIES
+
+        if self.mix:
+            return [(family, int(level)) for family, _, level in (pair.partition(":") for pair in self.mix)]
+        return [(family, level) for family in (self.families or list(FAMILIES)) for level in self.levels]
 
 
 Recipe = Literal["plain", "math_geometry", "geo3k"]

@@ -274,10 +274,11 @@ FAMILIES: dict[str, Callable[[random.Random, int], Draft]] = {
 }
 
 
-def is_test_question(question: str) -> bool:
-    """The split is a hash of the problem text: stable whatever the seed or set size."""
+def is_test_question(question: str, buckets: int = TEST_BUCKETS) -> bool:
+    """The split is a hash of the problem text: stable whatever the seed or set size
+    (1 in ``buckets`` questions is held out)."""
     digest = hashlib.sha256(question.encode()).digest()
-    return int.from_bytes(digest[:4], "big") % TEST_BUCKETS == 0
+    return int.from_bytes(digest[:4], "big") % buckets == 0
 
 
 def _solutions(draft: Draft, answer: str) -> tuple[str, str]:
@@ -298,12 +299,17 @@ def generate(
     seed: int = 0,
     families: list[str] | None = None,
     levels: tuple[int, ...] = LEVELS,
+    mix: list[tuple[str, int]] | None = None,
+    test_buckets: int = TEST_BUCKETS,
 ) -> tuple[list[Problem], list[Problem]]:
-    """``num_train`` and ``num_test`` distinct problems, families and levels drawn uniformly.
+    """``num_train`` and ``num_test`` distinct problems, families and levels drawn uniformly
+    (or, with ``mix``, (family, level) pairs drawn uniformly).
 
     Raises ValueError when the requested families and levels cannot supply that many
     distinct problems (after 50x as many draws as problems asked for).
     """
+    if mix:
+        families, levels = sorted({f for f, _ in mix}), tuple(sorted({v for _, v in mix}))
     names = list(FAMILIES) if not families else families
     unknown = sorted(set(names) - set(FAMILIES))
     if unknown:
@@ -320,14 +326,16 @@ def generate(
         budget -= 1
         if budget < 0:
             raise ValueError(
-                f"only {len(train)} train / {len(test)} test distinct problems found for families "
-                f"{names} and levels {list(levels)}: ask for fewer or allow more"
+                f"only {len(train)} train / {len(test)} test distinct problems found for "
+                + (f"the mix {mix}" if mix else f"families {names} and levels {list(levels)}")
+                + ": ask for fewer or allow more"
             )
-        family, level = rng.choice(names), rng.choice(levels)
+        # (the families x levels draw keeps its two calls: the default data stays what it was)
+        family, level = rng.choice(mix) if mix else (rng.choice(names), rng.choice(levels))
         draft = FAMILIES[family](rng, level)
         if draft.question in seen:  # a problem is its text: equal texts are one problem
             continue
-        in_test = is_test_question(draft.question)
+        in_test = is_test_question(draft.question, test_buckets)
         split = test if in_test else train
         if len(split) >= (num_test if in_test else num_train):
             continue
