@@ -120,7 +120,8 @@ def render_markdown(report: dict, *, command: str) -> str:
 
 def _target_line(report: dict, name: str, label: str) -> str:
     if report["target_accuracy"] is None:
-        return f"- {label}: not measurable ({report['target_reason']})."
+        why = report["target_reason"] if name == "time_to_target" else "as above"
+        return f"- {label}: not measurable ({why})."
     return f"- {label}: **{_with_ci(report['speedup'][name], _interval(report, f'speedup/{name}'), suffix='×')}**."
 
 
