@@ -82,3 +82,18 @@ def test_compare_end_to_end_writes_report_consistent_with_metrics(ray_local, tin
     assert set(report["bound"]) >= {"token_ratio", "amdahl"} and report["seeds"] == [0]
     assert 0 < report["bound"]["token_ratio"] < 1 and math.isfinite(report["bound"]["amdahl"])
     assert "BPPO vs GRPO" in (tmp_path / "report.md").read_text()
+    evals = [json.loads(l) for l in (tmp_path / "grpo-seed0" / "evals.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 1, 2] and all(len(e["correct"]) == 30 for e in evals)
+    assert report["intervals"]["speedup/step"]["ci"] is not None  # per-item outcomes: intervals
+    # --report-only: the same report again from the run directories, nothing trained
+    (tmp_path / "report.json").unlink()
+    run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test", report_only=True)
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+
+
+def test_report_only_without_runs_names_what_is_missing(tmp_path):
+    from orchestrator.compare import run_compare
+
+    with pytest.raises(ValueError, match="no metrics.jsonl for grpo-seed0, grpo-seed1, bppo-seed0, bppo-seed1 "):
+        run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")],
+                    [f"trainer.run_dir={tmp_path}", "compare.seeds=[0,1]"], command="test", report_only=True)

@@ -199,6 +199,10 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
     assert checkpoint.exists(), process.stderr.read()[-3000:] if process.poll() is not None else "timed out"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # the console: vLLM's and DeepSpeed's lines went to the run's worker.log, not the terminal
+    terminal, worker_log = process.stderr.read(), (run_dir / "worker.log").read_text()
+    assert "EngineCore" in worker_log and "RolloutEngine" in worker_log
+    assert "EngineCore" not in terminal and "DeepSpeed" not in terminal, terminal[-2000:]
 
     from orchestrator.loop import Trainer
 
