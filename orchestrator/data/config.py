@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.data.problems import DEFAULT_PROMPT_TEMPLATE
 
@@ -56,6 +56,13 @@ class SyntheticSource(_Strict):
                 raise ValueError(f"data.source.mix: {pair!r} is not family:level (families: {', '.join(FAMILIES)}; "
                                  f"levels: {', '.join(map(str, LEVELS))})")
         return mix
+
+    @model_validator(mode="after")
+    def _mix_or_families(self) -> "SyntheticSource":
+        # by value, not by "was it set": a resolved config lists the defaults and must reload
+        if self.mix and (self.families or list(self.levels) != [1, 2, 3]):
+            raise ValueError("data.source.mix replaces data.source.families and data.source.levels: set one or the other")
+        return self
 
     def pairs(self) -> list[tuple[str, int]]:
         """The (family, level) pairs problems are drawn from, uniformly."""
