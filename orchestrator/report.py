@@ -55,6 +55,11 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "train_elapsed_s": steps[-1].get("time/train_elapsed") if steps else 0.0,
         "eval_curve": [{"train_elapsed_s": t, "accuracy": a, "problems": n, "step": s} for t, a, n, s in evals],
     }
+    return with_target(summary, target)
+
+
+def with_target(summary: dict, target: float | None) -> dict:
+    """Fill in a run summary's training seconds and steps to ``target`` (None: not reached)."""
     summary["time_to_target_s"] = time_to_target(summary["eval_curve"], target)
     summary["steps_to_target"] = time_to_target(summary["eval_curve"], target, mark="step")
     return summary
@@ -115,9 +120,8 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
                                        target_accuracy)
     report: dict = {"target_accuracy": target, "target_reason": reason, "warm_start": warm,
                     "seeds": sorted({s for a in runs for s in runs[a]})}
-    for algo, by_seed in runs.items():
-        per_seed = {seed: summarize_run(records, target) for seed, records in by_seed.items()}
-        summaries = list(per_seed.values())
+    for algo, per_seed in plain.items():
+        summaries = [with_target(summary, target) for summary in per_seed.values()]
         entry = {"per_seed": per_seed}
         for key in ("final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "mean_step_time_s",
                     "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step", "prompt_len_mean",

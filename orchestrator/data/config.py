@@ -65,12 +65,8 @@ class SyntheticSource(_Strict):
         return self
 
     def pairs(self) -> list[tuple[str, int]]:
-        """The (family, level) pairs problems are drawn from, uniformly."""
-        from orchestrator.data.synthetic import FAMILIES
-
-        if self.mix:
-            return [(family, int(level)) for family, _, level in (pair.partition(":") for pair in self.mix)]
-        return [(family, level) for family in (self.families or list(FAMILIES)) for level in self.levels]
+        """``mix`` parsed into (family, level) pairs (empty without a mix)."""
+        return [(family, int(level)) for family, _, level in (pair.partition(":") for pair in self.mix)]
 
 
 Recipe = Literal["plain", "math_geometry", "geo3k"]

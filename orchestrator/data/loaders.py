@@ -43,7 +43,7 @@ def load_prompt_set(config: DataConfig) -> PromptSet:
         train, test = generate(
             source.num_train, source.num_test, seed=source.seed,
             families=source.families or None, levels=tuple(source.levels),
-            mix=source.pairs() if source.mix else None, test_buckets=source.test_buckets,
+            mix=source.pairs() or None, test_buckets=source.test_buckets,
         )
         prompt_set = PromptSet(train, test)
     else:
