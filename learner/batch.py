@@ -45,6 +45,14 @@ class RolloutGroups:
     def group_size(self) -> int:
         return self.rewards.shape[1]
 
+    def pass_rates(self) -> list[float | None]:
+        """Per group: the share of its finished completions the verifier judged correct (None when
+        none finished)."""
+        finished = torch.ones_like(self.correct) if self.finished is None else self.finished
+        counts = finished.sum(dim=1)
+        hits = (self.correct & finished).sum(dim=1)
+        return [None if int(n) == 0 else int(h) / int(n) for h, n in zip(hits, counts)]
+
     def response_lengths(self) -> torch.Tensor:
         """``[num_groups, G]`` long."""
         return torch.tensor(

@@ -136,8 +136,9 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                          start_timeout_s=config.ray.placement_timeout_s)
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
-    bar = tqdm(total=warm.max_steps, desc=f"warm start (SFT until sampled accuracy >= {low})", unit="step",
-               file=sys.stderr, dynamic_ncols=True)
+    # No total: the run ends on the accuracy band, not at max_steps, so an ETA from max_steps lies.
+    bar = tqdm(desc=f"warm start: SFT until sampled accuracy >= {low} (at most {warm.max_steps} steps)",
+               unit="step", file=sys.stderr, dynamic_ncols=True)
     try:
         for step in range(1, warm.max_steps + 1):
             chosen = [examples[rng.randrange(len(examples))] for _ in range(warm.batch_size)]

@@ -1,8 +1,9 @@
 """Atomic checkpoints: written to ``step_N.tmp``, renamed to ``step_N`` only when complete.
 
 A checkpoint holds the DeepSpeed learner state (weights, optimizer, LR schedule, each
-rank's RNG) under ``learner/`` and the trainer's own state (step, policy version, prompt
-stream position, orchestrator RNG, wandb run id) in ``trainer_state.json``. A directory
+rank's RNG) under ``learner/``, the trainer's own state (step, policy version, wandb run id,
+training seconds) in ``trainer_state.json`` and the prompt scheduler's (its order's position,
+every prompt's pass rate per visit) in ``scheduler_state.json``. A directory
 without the ``.tmp`` suffix is complete by construction; a crash mid-write leaves only a
 ``.tmp`` that the next save or resume ignores.
 """
@@ -15,19 +16,23 @@ import shutil
 from pathlib import Path
 
 STATE_FILE = "trainer_state.json"
+SCHEDULER_FILE = "scheduler_state.json"
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def save_checkpoint(run_dir: Path, step: int, learner, trainer_state: dict, *, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, learner, trainer_state: dict, *, keep: int,
+                    scheduler_state: dict | None = None) -> Path:
     final = checkpoints_dir(run_dir) / f"step_{step:06d}"
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     learner.save_checkpoint(str(staging / "learner"), {"step": step})
     (staging / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+    if scheduler_state is not None:  # one line: a pass rate per visit of every prompt
+        (staging / SCHEDULER_FILE).write_text(json.dumps(scheduler_state))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
     for old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
@@ -52,3 +57,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_trainer_state(checkpoint: Path) -> dict:
     return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def load_scheduler_state(checkpoint: Path) -> dict | None:
+    """None for a checkpoint written before the scheduler existed (its trainer state holds the
+    uniform order's position under ``stream``)."""
+    path = checkpoint / SCHEDULER_FILE
+    return json.loads(path.read_text()) if path.exists() else None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from learner.algorithms import AlgoConfig, BPPOConfig
 from orchestrator.data.config import DataConfig
+from orchestrator.scheduling.config import SchedConfig, UniformSched
 from rewards.config import RewardConfig
 
 
@@ -286,6 +287,8 @@ class Config(_Strict):
     """The algorithm: name bppo or grpo (GRPO variants are presets of grpo)."""
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
+    sched: SchedConfig = UniformSched()
+    """Which training prompts each step generates for: uniform, skip, target or curriculum."""
     reward: RewardConfig = RewardConfig()
     rollout: RolloutConfig = RolloutConfig()
     learner: LearnerConfig = LearnerConfig()
@@ -302,7 +305,7 @@ class Config(_Strict):
     @classmethod
     def _default_tags(cls, data):
         """``algo:`` without ``name`` means BPPO, ``data.source:`` without ``kind`` synthetic,
-        as when the section is left out entirely."""
+        ``sched:`` without ``kind`` uniform, as when the section is left out entirely."""
         if isinstance(data, dict):
             data = dict(data)
             if isinstance(data.get("algo"), dict) and "name" not in data["algo"]:
@@ -310,6 +313,8 @@ class Config(_Strict):
             source = data.get("data", {}).get("source") if isinstance(data.get("data"), dict) else None
             if isinstance(source, dict) and "kind" not in source:
                 data["data"] = {**data["data"], "source": {"kind": "synthetic", **source}}
+            if isinstance(data.get("sched"), dict) and "kind" not in data["sched"]:
+                data["sched"] = {"kind": "uniform", **data["sched"]}
         return data
 
     @model_validator(mode="after")

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from learner.advantages import informative_groups
 from learner.algorithms import build_train_batch, overlong_penalty, signal_groups
 from learner.mini_batches import optimizer_steps
 from learner.batch import RolloutGroups, TrainBatch
-from orchestrator.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from orchestrator.checkpoint import latest_checkpoint, load_scheduler_state, load_trainer_state, save_checkpoint
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
 from orchestrator.data.loaders import load_prompt_set
@@ -27,6 +28,7 @@ from orchestrator import console
 from orchestrator.evaluation import answer_quality
 from orchestrator.metrics import MetricsSink
 from orchestrator.prompt_stream import PromptStream
+from orchestrator.scheduling import build_scheduler
 from orchestrator.bootstrap import resolve_model_path
 from rollout.types import Sample, SamplingSettings
 from rewards.verify import reward_metrics
@@ -73,7 +75,8 @@ class Trainer:
         self.test_set, self.test_prompts = self._fitting(prompt_set.test, "test")
         self.step = 0
         self.train_elapsed = 0.0  # seconds spent in training steps (evaluation excluded)
-        self.stream = PromptStream(len(self.train_set), config.trainer.seed)
+        self.scheduler = build_scheduler(config.sched, self.train_set, seed=config.trainer.seed,
+                                         group_size=config.rollout.n)
 
     def _fitting(self, problems: list[Problem], split: str) -> tuple[list[Problem], list[list[int]]]:
         """Problems whose prompt leaves room for ``rollout.max_tokens`` in ``max_model_len``."""
@@ -168,8 +171,9 @@ class Trainer:
         want, per_round = trainer.prompts_per_step, trainer.gen_prompts_per_step or trainer.prompts_per_step
         kept: list[list[tuple[Sample, object]]] = []
         sampled, all_samples, all_results, metrics = [], [], [], {}  # sampled: (prompt, group, trained)
+        useful_groups = 0  # groups that carried a gradient signal, trained or not
         for round_ in range(1 + algo.refill_rounds):
-            indices = self.stream.take(per_round)
+            indices = self.scheduler.take(per_round, step, round_)  # chosen before generating
             answers = [self.train_set[i].answer for i in indices]
             with times("generate"):
                 samples = self.fleet.generate([self.train_prompts[i] for i in indices], self._sampling(step, round_),
@@ -179,7 +183,10 @@ class Trainer:
             all_samples += samples
             all_results += results
             groups = [list(zip(samples[i * G:(i + 1) * G], results[i * G:(i + 1) * G])) for i in range(len(indices))]
-            signal = signal_groups(_to_rollout_groups(groups, G), algo)  # [len(indices)] bool
+            rollout_groups = _to_rollout_groups(groups, G)
+            self.scheduler.observe(indices, rollout_groups.pass_rates(), step)
+            signal = signal_groups(rollout_groups, algo)  # [len(indices)] bool
+            useful_groups += int((signal if algo.name == "bppo" else informative_groups(rollout_groups.rewards)).sum())
             if round_ == 0:  # what the sampler gives, before any refill
                 metrics["rollout/signal_rate"] = float(signal.float().mean())
                 if algo.name == "bppo":
@@ -198,7 +205,12 @@ class Trainer:
         metrics["rollout/usable_group_rate"] = len(kept) / max(1, len(all_samples) // G)
         metrics["rollout/rounds"] = float(round_ + 1)
         metrics["rollout/groups"] = float(len(kept))
-        metrics["data/epoch"] = float(self.stream.epoch)
+        metrics["rollout/useful_groups"] = float(useful_groups)
+        metrics["rollout/sampled_groups"] = float(len(sampled))
+        if useful_groups:  # the generation cost of one group a gradient can use (what scheduling cuts)
+            metrics["rollout/gen_s_per_useful_group"] = times.get("generate") / useful_groups
+        metrics.update(self.scheduler.end_step(step))
+        metrics["data/epoch"] = self.scheduler.epoch
         self._record_rollouts(step, sampled)
         return self._shaped(_to_rollout_groups(kept, G)), metrics
 
@@ -363,7 +375,11 @@ class Trainer:
             self.learner.load_checkpoint(str(checkpoint / "learner"))
             self.step = state["step"]
             self.train_elapsed = state.get("train_elapsed", 0.0)
-            self.stream = PromptStream.restore(len(self.train_set), config.trainer.seed, state["stream"])
+            scheduler_state = load_scheduler_state(checkpoint)
+            if scheduler_state is not None:
+                self.scheduler.load_state(scheduler_state)
+            else:  # an older checkpoint: only the uniform order's position was saved
+                self.scheduler.stream = PromptStream.restore(len(self.train_set), config.trainer.seed, state["stream"])
             self.weight_sync.push(version=state["policy_version"])
             self.log(f"resumed from {checkpoint} (step {self.step})", file=sys.stderr)
         elif self.resume:
@@ -384,13 +400,12 @@ class Trainer:
         state = {
             "step": self.step,
             "policy_version": self.fleet.policy_version,
-            "stream": self.stream.state(),
             "wandb_run_id": self.sink.run_id,
             "train_elapsed": self.train_elapsed,
             "seed": self.config.trainer.seed,
         }
         return save_checkpoint(self.run_dir, self.step, self.learner, state,
-                               keep=self.config.trainer.keep_checkpoints)
+                               keep=self.config.trainer.keep_checkpoints, scheduler_state=self.scheduler.state())
 
     def _stop(self) -> None:
         for name in ("sink", "weight_sync", "fleet", "learner", "rewards"):

@@ -7,7 +7,7 @@ import random
 
 
 class PromptStream:
-    def __init__(self, num_problems: int, seed: int, *, epoch: int = 0, index: int = 0) -> None:
+    def __init__(self, num_problems: int, seed: int | str, *, epoch: int = 0, index: int = 0) -> None:
         if num_problems < 1:
             raise ValueError("the training split is empty: nothing to sample prompts from")
         self.num_problems, self.seed = num_problems, seed
@@ -35,5 +35,5 @@ class PromptStream:
         return {"epoch": self.epoch, "index": self.index}
 
     @classmethod
-    def restore(cls, num_problems: int, seed: int, state: dict) -> "PromptStream":
+    def restore(cls, num_problems: int, seed: int | str, state: dict) -> "PromptStream":
         return cls(num_problems, seed, epoch=state["epoch"], index=state["index"])

@@ -27,6 +27,13 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _per(records: list[dict], numerator: str, denominator: str) -> float | None:
+    """sum(numerator) / sum(denominator) over the records that have both (None: none have)."""
+    pairs = [(r[numerator], r[denominator]) for r in records if numerator in r and denominator in r]
+    total = sum(d for _, d in pairs)
+    return sum(n for n, _ in pairs) / total if pairs and total else None
+
+
 def summarize_run(records: list[dict], target: float | None = None) -> dict:
     """One run: eval curve, phase means, tokens, lengths, time to ``target`` accuracy."""
     steps = [r for r in records if r["step"] > 0]
@@ -48,6 +55,10 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "phase_means_s": {p: phase(p) for p in ("generate", "reward", "select", "old", "ref", "update", "sync")},
         "train_tokens_per_step": _mean([r.get("train/tokens") or 0.0 for r in steps]),
         "pair_rate": _mean([r.get("bppo/pair_rate") for r in steps]),
+        "signal_rate": _mean([r.get("rollout/signal_rate") for r in steps]),
+        "useful_group_rate": _per(steps, "rollout/useful_groups", "rollout/sampled_groups"),
+        # generation seconds per group a gradient could use, over the whole run (what scheduling cuts)
+        "gen_s_per_useful_group": _per(steps, "time/generate", "rollout/useful_groups"),
         "aborted_rate": _mean([r.get("rollout/aborted_rate") for r in steps]),  # early-stopped groups
         "prompt_len_mean": _mean([r.get("response/prompt_len_mean") for r in steps]),
         "mean_response_len_start": _mean(lengths[:edge]),

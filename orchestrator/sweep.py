@@ -109,51 +109,87 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
 
 def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, str], *,
                     baseline: str, target: float | None, times: dict | None = None) -> dict:
-    from orchestrator.report import ratio, read_metrics, summarize_run
+    """One row per trial, with its speedups over the baseline arm's trial at the same grid point.
+    Time to target is per pair (trial, its baseline): the configured target, else the highest
+    accuracy both reached, and only when that is >= 2 standard errors above the warm start and
+    both reached it (``report_stats.choose_target``); otherwise the row says why not."""
+    from orchestrator.report import read_metrics, summarize_run
 
-    records = {n: read_metrics(root / n) for n in trials if status.get(n) == "ok"}
-    if target is None and records:
-        target = min((summarize_run(r)["best_eval_accuracy"] or 0.0) for r in records.values())
+    summaries = {n: summarize_run(read_metrics(root / n)) for n in trials if status.get(n) == "ok"}
     rows = {}
     for name in trials:
-        if name not in records:
+        if name not in summaries:
             rows[name] = {"status": status.get(name, "not run")}
             continue
-        s = summarize_run(records[name], target)
+        s = summaries[name]
         rows[name] = {"status": "ok", **{k: s[k] for k in (
-            "final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "time_to_target_s",
-            "mean_step_time_s", "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step",
-            "mean_response_len_start", "mean_response_len_end", "pair_rate", "aborted_rate", "steps")}}
+            "final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "mean_step_time_s",
+            "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step", "mean_response_len_start",
+            "mean_response_len_end", "pair_rate", "useful_group_rate", "gen_s_per_useful_group", "aborted_rate",
+            "steps")}}
         if times and name in times:
             rows[name]["started_at"], rows[name]["finished_at"] = times[name]
     for name, row in rows.items():
         point = name[name.index("-"):] if "-" in name else ""
-        base = rows.get(baseline + point)
-        if row["status"] != "ok" or not base or base.get("status") != "ok":
+        base_name = baseline + point
+        if row["status"] != "ok" or name == base_name or base_name not in summaries:
             continue
-        for speedup, key in (("step", "mean_step_time_s"), ("learner", "mean_learner_time_s"),
-                             ("generate", "mean_generate_time_s"), ("time_to_target", "time_to_target_s")):
-            row[f"speedup_{speedup}"] = ratio(base[key], row[key])
+        row.update(_versus_baseline(summaries[name], summaries[base_name], target))
     return {"target_accuracy": target, "baseline": baseline, "trials": rows}
+
+
+def _versus_baseline(trial: dict, base: dict, target: float | None) -> dict:
+    from orchestrator.report import ratio, standard_error, time_to_target
+    from orchestrator.report_stats import choose_target
+
+    row = {f"speedup_{speedup}": ratio(base[key], trial[key]) for speedup, key in (
+        ("step", "mean_step_time_s"), ("learner", "mean_learner_time_s"), ("generate", "mean_generate_time_s"),
+        ("gen_per_useful_group", "gen_s_per_useful_group"))}
+    warm, problems = base["warm_start_eval_accuracy"], base["eval_problems"]
+    curves = {label: ([p["accuracy"] for p in s["eval_curve"]], [p["train_elapsed_s"] for p in s["eval_curve"]])
+              for label, s in (("this trial", trial), ("the baseline", base))}
+    if warm is None or not all(acc for acc, _ in curves.values()):
+        pair_target, reason = None, "no evaluation at step 0 (eval.every = 0)"
+    else:
+        pair_target, reason = choose_target(curves, warm, standard_error(warm, problems), problems, target)
+    row.update(target_accuracy=pair_target, target_reason=reason,
+               time_to_target_s=time_to_target(trial["eval_curve"], pair_target),
+               baseline_time_to_target_s=time_to_target(base["eval_curve"], pair_target))
+    row["speedup_time_to_target"] = ratio(row["baseline_time_to_target_s"], row["time_to_target_s"])
+    return row
 
 
 def render_sweep(summary: dict) -> str:
     from orchestrator.report import fmt as f
 
-    lines = [f"# Sweep (target accuracy {f(summary['target_accuracy'], 3)}, speedups vs {summary['baseline']})", "",
+    configured = summary["target_accuracy"]
+    how = (f"target accuracy {f(configured, 3)}" if configured is not None else
+           "target per pair: the highest accuracy the trial and its baseline both reached")
+    lines = [f"# Sweep (speedups vs {summary['baseline']}; time to target: {how}, measured only when it is "
+             "at least 2 standard errors above the warm start and both reached it)", "",
              f"Command: `{summary.get('command', '')}`", "",
-             "| trial | status | final acc | time to target (s) | step (s) | generate (s) | learner (s) | tokens/step | "
-             "length start → end | aborted | step speedup | generate speedup | learner speedup | time-to-target speedup |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| trial | status | final acc | step (s) | generate (s) | learner (s) | tokens/step | "
+             "length start → end | aborted | useful groups | gen s / useful group | step speedup | generate speedup | "
+             "learner speedup | gen / useful group speedup | target | time to target (s): trial / baseline | "
+             "time-to-target speedup |",
+             "|" + "---|" * 18]
+    notes = []
     for name, r in summary["trials"].items():
         if r["status"] != "ok":
-            lines.append(f"| {name} | {r['status']} |" + " |" * 12)
+            lines.append(f"| {name} | {r['status']} |" + " |" * 16)
             continue
+        if r.get("target_reason"):
+            notes.append(f"- {name}: time to target not measurable: {r['target_reason']}.")
+        baseline_row = "speedup_step" not in r
         lines.append(
-            f"| {name} | ok | {f(r['final_eval_accuracy'], 3)} | {f(r['time_to_target_s'], 1)} | "
+            f"| {name} | ok | {f(r['final_eval_accuracy'], 3)} | "
             f"{f(r['mean_step_time_s'], 2)} | {f(r['mean_generate_time_s'], 2)} | {f(r['mean_learner_time_s'], 2)} | "
             f"{f(r['train_tokens_per_step'], 0)} | "
             f"{f(r['mean_response_len_start'], 1)} → {f(r['mean_response_len_end'], 1)} | {f(r.get('aborted_rate'), 2)} | "
-            f"{f(r.get('speedup_step'), 2)} | {f(r.get('speedup_generate'), 2)} | {f(r.get('speedup_learner'), 2)} | "
-            f"{f(r.get('speedup_time_to_target'), 2)} |")
-    return "\n".join(lines) + "\n"
+            f"{f(r.get('useful_group_rate'), 2)} | {f(r.get('gen_s_per_useful_group'), 3)} | "
+            + ("baseline | | | | | | |" if baseline_row else
+               f"{f(r.get('speedup_step'), 2)} | {f(r.get('speedup_generate'), 2)} | {f(r.get('speedup_learner'), 2)} | "
+               f"{f(r.get('speedup_gen_per_useful_group'), 2)} | "
+               f"{f(r.get('target_accuracy'), 3)} | {f(r.get('time_to_target_s'), 1)} / "
+               f"{f(r.get('baseline_time_to_target_s'), 1)} | {f(r.get('speedup_time_to_target'), 2)} |"))
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config_io import ConfigError
-from orchestrator.sweep import expand_trials
+from orchestrator.sweep import expand_trials, render_sweep, summarize_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs/sweep_bppo_vs_grpo.yaml")
@@ -58,6 +58,50 @@ def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
         assert row["steps"] == 2
     bppo, grpo = summary["trials"]["bppo_tokens"], summary["trials"]["grpo"]
     assert bppo["speedup_step"] == pytest.approx(grpo["mean_step_time_s"] / bppo["mean_step_time_s"])
-    assert grpo["speedup_step"] == pytest.approx(1.0)
+    assert "speedup_step" not in grpo  # the baseline row
     table = (tmp_path / "sweep.md").read_text()
     assert "| bppo_tokens | ok |" in table and "| grpo | ok |" in table
+
+
+def _write_run(run_dir: Path, curve: list[tuple[int, float, float]], step_s: float) -> None:
+    """A metrics.jsonl with evaluations (step, training seconds, accuracy on 500 problems)."""
+    run_dir.mkdir(parents=True)
+    records = []
+    for step in range(0, curve[-1][0] + 1):
+        record = {"step": step}
+        if step:
+            record.update({"time/step": step_s, "time/generate": step_s / 2, "response/len_mean": 40.0,
+                           "time/train_elapsed": step * step_s})
+        for at, elapsed, accuracy in curve:
+            if at == step:
+                record.update({"eval/accuracy": accuracy, "eval/problems": 500.0, "time/train_elapsed": elapsed})
+        records.append(record)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_time_to_target_is_per_pair_and_only_beyond_two_standard_errors(tmp_path):
+    """Warm start 0.30 on 500 problems: SE sqrt(0.3 * 0.7 / 500) = 0.0205, so a target needs
+    >= 0.30 + 2 * 0.0205 = 0.341. bppo vs grpo: the highest accuracy both reached is
+    min(0.42, 0.44) = 0.42; grpo first reaches it at 100 s, bppo at 60 s: 100 / 60 = 1.667.
+    collapsed vs grpo: min(0.42, 0.30) = 0.30 < 0.341: not measurable, and the row says so."""
+    _write_run(tmp_path / "grpo", [(0, 0.0, 0.30), (10, 50.0, 0.36), (20, 100.0, 0.42)], step_s=5.0)
+    _write_run(tmp_path / "bppo", [(0, 0.0, 0.30), (10, 30.0, 0.40), (20, 60.0, 0.44)], step_s=3.0)
+    _write_run(tmp_path / "collapsed", [(0, 0.0, 0.30), (10, 50.0, 0.10), (20, 100.0, 0.02)], step_s=5.0)
+    trials = {name: [] for name in ("grpo", "bppo", "collapsed")}
+    summary = summarize_sweep(tmp_path, trials, {name: "ok" for name in trials}, baseline="grpo", target=None)
+    bppo, collapsed, grpo = (summary["trials"][n] for n in ("bppo", "collapsed", "grpo"))
+    assert bppo["target_accuracy"] == 0.42 and bppo["target_reason"] is None
+    assert (bppo["time_to_target_s"], bppo["baseline_time_to_target_s"]) == (60.0, 100.0)
+    assert bppo["speedup_time_to_target"] == pytest.approx(100 / 60)
+    assert bppo["speedup_step"] == pytest.approx(5.0 / 3.0)
+    assert collapsed["target_accuracy"] is None and collapsed["speedup_time_to_target"] is None
+    assert "0.300, is less than 2 standard errors above the warm start (0.300 ± 0.020 on 500" in collapsed["target_reason"]
+    assert "speedup_time_to_target" not in grpo
+    table = render_sweep(summary)
+    assert "| 0.420 | 60.0 / 100.0 | 1.67 |" in table
+    assert "- collapsed: time to target not measurable: the highest accuracy every run reached, 0.300" in table
+    # a configured target applies to every pair, with the same 2-SE floor
+    fixed = summarize_sweep(tmp_path, trials, {name: "ok" for name in trials}, baseline="grpo", target=0.40)
+    assert fixed["trials"]["bppo"]["speedup_time_to_target"] == pytest.approx(100 / 30)
+    assert "collapsed never reached" not in fixed["trials"]["collapsed"]["target_reason"]
+    assert "this trial never reached the target 0.400" in fixed["trials"]["collapsed"]["target_reason"]

@@ -80,11 +80,16 @@ def _identity_or_none(engine):
         return None
 
 
+# The BPPO run and the killed one draw prompts with the target scheduler: equal prompts after the
+# resume then also show its statistics came back exactly from the checkpoint.
+TARGET_SCHED = {"sched.kind": "target", "sched.pool_by": "[family,level]", "sched.cooldown_steps": 4}
+
+
 @pytest.fixture(scope="module")
 def runs(ray_local, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {
-        "bppo": _train(root / "bppo", tiny_model, kill_engine_at=3, **{"trainer.steps": 4}),
+        "bppo": _train(root / "bppo", tiny_model, kill_engine_at=3, **{"trainer.steps": 4, **TARGET_SCHED}),
         # verl-style: 2 mini-batches of 4 groups, 2 epochs = 4 optimizer steps per batch, at an LR
         # that moves the tiny policy past the clip range within them
         "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo",
@@ -176,7 +181,7 @@ def test_run_directory_has_config_checkpoints_model_and_wandb_files(runs):
     rollouts = _records(run_dir, "rollouts.jsonl")
     assert [r["step"] for r in rollouts] == [1, 2, 3, 4]
     seen = [pid for r in rollouts for pid in r["problem_ids"]]
-    assert len(seen) == len(set(seen)) == 4 * 8  # no prompt twice within the epoch
+    assert len(seen) == len(set(seen)) == 4 * 8  # no prompt twice: its cooldown outlasts the run
 
 
 def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_model):
@@ -186,7 +191,7 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
     at steps 3-4 also show the restarted engine sampled with the newest weights."""
     run_dir = runs["root"] / "killed"
     command = [sys.executable, "-m", "orchestrator.cli", "train", "--config", PRESET,
-               *_overrides(run_dir, tiny_model, **{"trainer.steps": 4})]
+               *_overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})]
     # Its own wandb service, as a fresh launch would have (not this process's, inherited).
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     env["PYTHONPATH"] = str(ROOT)
@@ -206,7 +211,8 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
 
     from orchestrator.loop import Trainer
 
-    Trainer(load_config([PRESET], _overrides(run_dir, tiny_model, **{"trainer.steps": 4})), resume=True).run()
+    Trainer(load_config([PRESET], _overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})),
+            resume=True).run()
     resumed, reference = _records(run_dir), runs["bppo"]
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]  # lost steps are not counted twice
     resumed_rollouts = _records(run_dir, "rollouts.jsonl")
@@ -217,3 +223,6 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
         assert got["rewards"] == want["rewards"], got["step"]  # same weights + seeds -> same samples
     assert resumed[-1]["sync/policy_version"] == 4
     assert resumed[3]["loss/pg"] == pytest.approx(reference[3]["loss/pg"], abs=1e-5)
+    # the scheduler's statistics (a pass rate per visit of every prompt) end where the reference's do
+    final = "checkpoints/step_000004/scheduler_state.json"
+    assert (run_dir / final).read_text() == (runs["root"] / "bppo" / final).read_text()
