@@ -54,9 +54,13 @@ def resolve_model_path(config: Config, *, log=print) -> str:
         return str(ensure_tiny_model(config.model.tiny))
     target = warm_model_dir(config)
     if not (target / "bootstrap.json").exists():
+        from orchestrator import console
         from orchestrator.ray_cluster import ray_cluster
 
         with ray_cluster(config.ray):
+            if console.ROUTER.file is None:  # `bppo bootstrap` alone: beside the cached model, before
+                # the heavy imports below (Ray's autoscaler reports a few seconds after start-up)
+                console.worker_log(target.parent / f"{target.name}.worker.log")
             bootstrap(config, target, log=log)
     return str(target)
 

@@ -102,6 +102,9 @@ class Trainer:
         from orchestrator.ray_cluster import ray_cluster
 
         with ray_cluster(self.config.ray):
+            # Route the workers' output first: Ray's autoscaler reports a few seconds after start-up.
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            console.worker_log(self.run_dir / "worker.log")
             self._start()
             try:
                 return self._loop()
@@ -335,9 +338,7 @@ class Trainer:
 
         config = self.config
         placement = plan_placement(config, ray.cluster_resources())
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(config, self.run_dir)
-        console.worker_log(self.run_dir / "worker.log")
         self.rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
                                   start_timeout_s=config.ray.placement_timeout_s)
         rollout = config.rollout

@@ -177,13 +177,17 @@ def _time_to_target_sentence(report: dict) -> str:
     steps_ratio, steps_ci = speedup["steps_to_target"], _interval(report, "speedup/steps_to_target")
     steps = _with_ci(steps_ratio, steps_ci, suffix="×")
     per_step = relation(steps_ratio, steps_ci, 1.0)
+    product = (f"steps-to-target ratio × step speedup = {fmt(steps_ratio)} × {fmt(speedup['step'])} = "
+               f"{fmt(steps_ratio * speedup['step'])}×" if steps_ratio and speedup["step"] else None)
     if per_step == "same":
-        text += (f" Per step the two learned alike (steps-to-target ratio {steps}), so the time-to-target speedup "
-                 f"comes from the step speedup ({fmt(speedup['step'])}×).")
+        text += (f" Per step the two were not distinguishable (steps-to-target ratio {steps}"
+                 + (", an interval that includes 1)" if steps_ci else ")"))
     elif per_step == "above":
         text += (f" BPPO also needed fewer steps (steps-to-target ratio {steps}): per step its pair carried more "
-                 f"signal than all G responses, on top of the step speedup ({fmt(speedup['step'])}×).")
+                 f"signal than all G responses, on top of its faster steps")
     elif per_step == "below":
         text += (f" BPPO needed more steps (steps-to-target ratio {steps}): per step the pair carried less signal "
-                 f"than all G responses, which takes back part of the step speedup ({fmt(speedup['step'])}×).")
+                 f"than all G responses, which takes back part of its faster steps")
+    if per_step is not None:
+        text += f"; the time-to-target speedup ≈ {product}." if product else "."
     return text

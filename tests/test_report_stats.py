@@ -76,8 +76,8 @@ def test_pairing_makes_a_pure_time_difference_exact():
     text = render_markdown(report, command="test")
     assert "| lift over the warm start (final − warm) | 0.400 [" in text
     assert "+14.1 SE" in text  # 0.4 / sqrt(0.2 * 0.8 / 200) = 0.4 / 0.02828
-    assert "Per step the two learned alike (steps-to-target ratio 1.00× [1.00, 1.00]), so the time-to-target " \
-        "speedup comes from the step speedup (2.00×)" in text
+    assert "Per step the two were not distinguishable (steps-to-target ratio 1.00× [1.00, 1.00], an interval " \
+        "that includes 1); the time-to-target speedup ≈ steps-to-target ratio × step speedup = 1.00 × 2.00 = 2.00×." in text
     assert "BPPO needed more steps" not in text and "improved by only" not in text
 
 
@@ -91,6 +91,7 @@ def test_bppo_losing_is_said_plainly():
     text = render_markdown(report, command="test")
     assert "BPPO reached 0.600 later than GRPO" in text and "BPPO loses here" in text
     assert "BPPO needed more steps (steps-to-target ratio 0.25× [0.25, 0.25]): per step the pair carried less" in text
+    assert "the time-to-target speedup ≈ steps-to-target ratio × step speedup = 0.25 × 1.60 = 0.40×." in text
 
 
 def test_indistinguishable_when_the_interval_holds_one():
@@ -104,7 +105,7 @@ def test_indistinguishable_when_the_interval_holds_one():
     assert low <= 1.0 <= high
     text = render_markdown(report, command="test")
     assert "the two are indistinguishable" in text and "an interval that includes 1" in text
-    assert "Per step the two learned alike (steps-to-target ratio 1.50× [0.67, 1.50])" in text
+    assert "Per step the two were not distinguishable (steps-to-target ratio 1.50× [0.67, 1.50]" in text
 
 
 def test_no_target_when_nothing_rose_beyond_noise():
@@ -133,3 +134,4 @@ def test_fewer_steps_adds_to_the_step_speedup():
     text = render_markdown(report, command="test")
     assert "BPPO reached 0.600 sooner: time-to-target speedup 6.40× [6.40, 6.40]." in text
     assert "BPPO also needed fewer steps (steps-to-target ratio 4.00× [4.00, 4.00])" in text
+    assert "= 4.00 × 1.60 = 6.40×." in text

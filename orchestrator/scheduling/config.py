@@ -49,6 +49,7 @@ class SkipSched(_Estimates):
     (hard) times the same ``1 - explore`` (our extension: in a short run most prompts are seen once)."""
 
     kind: Literal["skip"] = "skip"
+    """Scheduler tag (the discriminator of ``sched``)."""
     window: int = Field(1, ge=1)
     """Consecutive zero-variance visits that mark a prompt easy or hard."""
     explore_init: float = Field(0.5, gt=0.0, le=1.0)
@@ -77,6 +78,7 @@ class TargetSched(_Estimates):
     ``p``; a prompt drawn in the last ``cooldown_steps`` steps is not drawn again."""
 
     kind: Literal["target"] = "target"
+    """Scheduler tag (the discriminator of ``sched``)."""
     target: float = Field(0.5, gt=0.0, lt=1.0)
     """Pass rate aimed at (0.5: a group of G most likely holds a correct and an incorrect answer)."""
     width: float = Field(0.2, gt=0.0)
@@ -94,6 +96,7 @@ class CurriculumSched(_Strict):
     pass rate stopped improving."""
 
     kind: Literal["curriculum"] = "curriculum"
+    """Scheduler tag (the discriminator of ``sched``)."""
     scores: str = "meta:level"
     """Where each prompt's complexity comes from: ``meta:<key>`` (a numeric meta field, e.g. the
     synthetic ``level``) or the path of a ``bppo data score`` output (``scores.jsonl``)."""
@@ -105,7 +108,9 @@ class CurriculumSched(_Strict):
     """``steps``: move on after ``stage_steps``; ``plateau``: also move on once the stage's pass rate
     (mean over ``patience`` steps) has not beaten its best by ``min_delta`` for ``patience`` steps."""
     patience: int = Field(5, ge=1)
+    """Steps per window of the plateau test (it needs two windows of the stage)."""
     min_delta: float = Field(0.02, ge=0.0)
+    """Improvement in pass rate that counts as still learning."""
     cumulative: bool = False
     """Keep the earlier (less complex) bins in the pool of later stages."""
 
