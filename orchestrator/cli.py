@@ -75,6 +75,99 @@ def _verify_gold_answers(config: Config, problems: list) -> None:
         print(f"  not verified: {row}")
 
 
+def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
+    """MagicVL-2B's complexity score per prompt -> scores.jsonl + scores_summary.json."""
+    from orchestrator.data.complexity import ScoreWeights
+    from orchestrator.data.model_stats import check_model_dir, default_device
+    from orchestrator.data.scores import ScoreSettings, score_problems, write_scores
+
+    if (args.small_model is None) != (args.large_model is None):
+        print("error: --small-model and --large-model go together (the task term compares the two)", file=sys.stderr)
+        return 2
+    if args.text_weight == 0 and (args.small_model is None or args.task_weight == 0):
+        print("error: --text-weight 0 leaves no score (there is no task term to carry it)", file=sys.stderr)
+        return 2
+    settings = ScoreSettings(
+        model=check_model_dir(args.model, "--model") if args.model else _policy_path(config),
+        small_model=check_model_dir(args.small_model, "--small-model") if args.small_model else None,
+        large_model=check_model_dir(args.large_model, "--large-model") if args.large_model else None,
+        beta=args.beta, delta=args.delta, weights=ScoreWeights(text=args.text_weight, task=args.task_weight),
+        batch_tokens=args.batch_tokens, device=default_device(),
+    )
+    problems = _data_split(config, args.split)
+    _set_threads(args)
+    started = time.perf_counter()
+    rows, summary = score_problems(problems, config.data.prompt_template, config.data.chat_template, settings)
+    paths = write_scores(_data_out(args, config), rows, summary)
+    weights, means = summary["weights"], summary["means"]
+    if summary["task_term"]:
+        print(f"task term: {means['task']:.3f} of the problems need the larger model "
+              f"(loss_small > {settings.beta} * loss_large > {settings.delta})")
+    else:
+        print("task term left out (no --small-model/--large-model): S = S_text, weights renormalised")
+    print(f"scored {len(rows)} {args.split} problems in {time.perf_counter() - started:.1f} s with "
+          f"S = {weights['text']:g} * S_text + {weights['task']:g} * S_task; mean length {means['length']:.1f} "
+          f"tokens, TTR {means['ttr']:.3f}, perplexity {means['perplexity']:.3f}, S {means['score']:.3f} "
+          f"-> {paths[0]} (+ {paths[1].name})")
+    return 0
+
+
+def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
+    """Ruyi2.5's filters, clustering and max-min selection -> curated.jsonl + curate_report.json."""
+    from orchestrator.data.curate import CurateSettings, curate, write_curated
+    from orchestrator.data.model_stats import check_model_dir, default_device
+
+    room = config.rollout.max_model_len - config.rollout.max_tokens
+    settings = CurateSettings(
+        model=check_model_dir(args.model, "--model") if args.model else _policy_path(config),
+        size=args.size, leaves=args.clusters, groups=args.groups, seed=args.seed,
+        min_prompt_tokens=args.min_prompt_tokens,
+        max_prompt_tokens=args.max_prompt_tokens if args.max_prompt_tokens is not None else room,
+        near_duplicate_threshold=args.near_dup_threshold, drop_easiest=args.drop_easiest,
+        batch_tokens=args.batch_tokens, device=default_device(),
+    )
+    problems = _data_split(config, args.split)
+    _set_threads(args)
+    started = time.perf_counter()
+    curated, report = curate(problems, config.data.prompt_template, config.data.chat_template, settings)
+    paths = write_curated(_data_out(args, config), curated, report)
+    removed = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in report["removed"].items())
+    pairwise, nearest = report["mean_pairwise_cosine_distance"], report["mean_nearest_neighbour_cosine_distance"]
+    print(f"{len(problems)} {args.split} problems: removed {removed}; pool {report['pool']} in "
+          f"{report['clusters']['leaves']} clusters / {report['clusters']['groups']} groups")
+    print(f"curated {len(curated)} in {time.perf_counter() - started:.1f} s; cosine distance, mean pairwise "
+          f"{pairwise['curated']:.4f} (a random subset of the same size: {pairwise['random_same_size']:.4f}), "
+          f"to the nearest neighbour {nearest['curated']:.4f} ({nearest['random_same_size']:.4f}) "
+          f"-> {paths[0]} (+ {paths[1].name})")
+    return 0
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _data_split(config: Config, split: str) -> list:
+    from orchestrator.data.loaders import load_prompt_set
+
+    return getattr(load_prompt_set(config.data), split)
+
+
+def _data_out(args: argparse.Namespace, config: Config) -> Path:
+    return Path(args.out or Path(config.trainer.run_dir) / "data")
+
+
+def _policy_path(config: Config) -> str:
+    """The policy's directory: model.path, or the (cached) warm-started tiny model."""
+    from orchestrator.bootstrap import resolve_model_path
+
+    path = resolve_model_path(config)
+    print(f"model: {path} (the policy; --model for another)", file=sys.stderr)
+    return path
+
+
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     """Run the RL loop; ``--resume`` continues from the run directory's latest checkpoint."""
     from orchestrator.loop import Trainer
@@ -124,7 +217,14 @@ COMMANDS = {
     "train": (cmd_train, "run BPPO or GRPO training (Ray + vLLM + DeepSpeed)"),
     "compare": (cmd_compare, "run GRPO and BPPO with identical settings and write the speedup report"),
     "sweep": (cmd_sweep, "run a grid of trials (algorithm arms x settings) and tabulate speedups"),
-    "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool"),
+    "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool; "
+                       "`bppo data score` / `bppo data curate`: complexity scores, a curated subset"),
+}
+DATA_TOOLS = {
+    "score": (cmd_data_score, "MagicVL-2B's complexity score of every prompt (length, TTR, perplexity, "
+                              "small/large-model task term) -> scores.jsonl + scores_summary.json"),
+    "curate": (cmd_data_curate, "Ruyi2.5's pipeline: length/duplicate/easy-prompt filters, clustering, greedy "
+                                "max-min selection -> curated.jsonl + curate_report.json"),
 }
 
 
@@ -151,12 +251,85 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _number(cast, *, minimum=None, above=None, maximum=None, below=None):
+    """An argparse type: ``cast`` within bounds; argparse names the flag in its error line."""
+    import operator
+
+    bounds = [(minimum, operator.ge, ">="), (above, operator.gt, ">"), (maximum, operator.le, "<="),
+              (below, operator.lt, "<")]
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {'an integer' if cast is int else 'a number'}")
+        for bound, holds, sign in bounds:
+            if bound is not None and not holds(value, bound):  # NaN holds no bound
+                raise argparse.ArgumentTypeError(f"{text!r}: must be {sign} {bound}")
+        if value != value:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a number")
+        return value
+    return parse
+
+
+def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
+    """The parser of ``bppo data score`` / ``bppo data curate`` (reached through ``main``)."""
+    from orchestrator.data.scores import DEFAULT_BETA, DEFAULT_DELTA
+
+    _, help_text = DATA_TOOLS[tool]
+    parser = argparse.ArgumentParser(prog=f"bppo data {tool}", description=help_text)
+    _add_config_args(parser)
+    parser.add_argument("--split", choices=["train", "test"], default="train", help="which split (default: train)")
+    parser.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
+    parser.add_argument("--model", metavar="PATH", help="a local Hugging Face causal LM directory (default: the "
+                        "policy, i.e. model.path or the warm-started tiny model)")
+    parser.add_argument("--batch-tokens", type=_number(int, minimum=1), default=8192, metavar="N",
+                        help="rows x longest row per forward pass (default: 8192)")
+    parser.add_argument("--threads", type=_number(int, minimum=1), metavar="N",
+                        help="torch CPU threads (default: one per core); on a CPU other work keeps busy, 1 can "
+                             "be several times faster, since the threads no longer wait for each other")
+    if tool == "score":
+        parser.add_argument("--small-model", metavar="PATH", help="M_s of the task term (with --large-model)")
+        parser.add_argument("--large-model", metavar="PATH", help="M_l of the task term (with --small-model)")
+        parser.add_argument("--beta", type=_number(float, above=0), default=DEFAULT_BETA, metavar="B",
+                            help=f"task term: loss_small > beta * loss_large > delta (default: {DEFAULT_BETA})")
+        parser.add_argument("--delta", type=_number(float, minimum=0), default=DEFAULT_DELTA, metavar="D",
+                            help=f"task term: floor on beta * loss_large, nats/token (default: {DEFAULT_DELTA})")
+        parser.add_argument("--text-weight", type=_number(float, minimum=0), default=0.5, metavar="W",
+                            help="lambda_text of S (default: 0.5)")
+        parser.add_argument("--task-weight", type=_number(float, minimum=0), default=0.5, metavar="W",
+                            help="lambda_task of S (default: 0.5; without a task term S = S_text)")
+    else:
+        parser.add_argument("--size", type=_number(int, minimum=1), required=True, metavar="N",
+                            help="target number of curated problems")
+        parser.add_argument("--clusters", type=_number(int, minimum=1), default=16, metavar="K",
+                            help="k-means leaf clusters (default: 16)")
+        parser.add_argument("--groups", type=_number(int, minimum=1), default=4, metavar="G",
+                            help="groups the leaf centroids are merged into, average linkage (default: 4)")
+        parser.add_argument("--seed", type=_number(int, minimum=0), default=0, metavar="S", help="k-means seed (default: 0)")
+        parser.add_argument("--min-prompt-tokens", type=_number(int, minimum=0), default=4, metavar="N",
+                            help="drop shorter prompts (default: 4)")
+        parser.add_argument("--max-prompt-tokens", type=_number(int, minimum=1), metavar="N",
+                            help="drop longer prompts (default: rollout.max_model_len - rollout.max_tokens)")
+        parser.add_argument("--near-dup-threshold", type=_number(float, above=0, maximum=1), default=0.8,
+                            metavar="J", help="word-3-gram Jaccard of a near duplicate (default: 0.8)")
+        parser.add_argument("--drop-easiest", type=_number(float, minimum=0, below=1), default=0.1,
+                            metavar="FRACTION", help="share of prompts dropped as easiest: lowest perplexity "
+                            "of the gold response under --model (default: 0.1)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `bppo data score|curate ...` have parsers of their own: `data`'s positional overrides
+    # (KEY=VALUE) leave no room for a sub-command there, and no override is a bare word.
+    # Intermixed: their overrides may come after the flags too.
+    tool = argv[1] if len(argv) > 1 and argv[0] == "data" and argv[1] in DATA_TOOLS else None
+    args = build_data_tool_parser(tool).parse_intermixed_args(argv[2:]) if tool else build_parser().parse_args(argv)
     console.set_verbose(args.verbose)
     try:
         config = load_config(args.config, args.overrides)
-        handler, _ = COMMANDS[args.command]
+        handler, _ = DATA_TOOLS[tool] if tool else COMMANDS[args.command]
         return handler(args, config)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
