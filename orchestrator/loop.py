@@ -75,8 +75,7 @@ class Trainer:
         self.test_set, self.test_prompts = self._fitting(prompt_set.test, "test")
         self.step = 0
         self.train_elapsed = 0.0  # seconds spent in training steps (evaluation excluded)
-        self.scheduler = build_scheduler(config.sched, self.train_set, seed=config.trainer.seed,
-                                         group_size=config.rollout.n)
+        self.scheduler = build_scheduler(config.sched, self.train_set, seed=config.trainer.seed)
 
     def _fitting(self, problems: list[Problem], split: str) -> tuple[list[Problem], list[list[int]]]:
         """Problems whose prompt leaves room for ``rollout.max_tokens`` in ``max_model_len``."""

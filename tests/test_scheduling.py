@@ -93,23 +93,23 @@ def test_uniform_is_the_seeded_epoch_order():
 # ---- skip (GRESO) --------------------------------------------------------------------------
 
 
-def _skip(num_prompts=10, group_size=2, **settings) -> SkipScheduler:
-    return SkipScheduler(PromptStats([0] * num_prompts), 0, SkipSched(**settings), group_size)
+def _skip(num_prompts=10, **settings) -> SkipScheduler:
+    return SkipScheduler(PromptStats([0] * num_prompts, pool_decay=0.5), 0, SkipSched(**settings))
 
 
 def test_zero_variance_odds_from_the_record_or_the_pool():
     scheduler = _skip(window=2, use_pool=True)
-    for rate, step in ((1.0, 1), (1.0, 2)):
-        scheduler.stats.record(0, rate, step)
-    for rate, step in ((0.0, 1), (1.0, 2)):
-        scheduler.stats.record(1, rate, step)
-    scheduler.stats.record(2, 0.0, 1)
-    assert scheduler.zero_variance_odds(0, 0.9) == {"easy": 1.0, "hard": 0.0}  # both visits all correct
-    assert scheduler.zero_variance_odds(1, 0.5) == {"easy": 0.0, "hard": 0.0}  # mixed record
-    assert scheduler.zero_variance_odds(2, 0.1) == {"easy": 0.0, "hard": 0.0}  # 1 visit < window: no call
-    # never seen, pool estimate 0.3, G = 2: easy 0.3^2 = 0.09, hard 0.7^2 = 0.49
-    assert scheduler.zero_variance_odds(5, 0.3) == pytest.approx({"easy": 0.09, "hard": 0.49})
-    assert _skip(use_pool=False).zero_variance_odds(5, 0.3) == {"easy": 0.0, "hard": 0.0}  # GRESO exactly
+    assert scheduler.zero_variance_odds(5) == {"easy": 0.0, "hard": 0.0}  # nothing seen yet: never skip
+    # the pool's groups, in order: all correct, all correct, mixed, all wrong, all wrong
+    for index, rate, step in ((0, 1.0, 1), (0, 1.0, 2), (1, 0.5, 1), (1, 0.0, 2), (2, 0.0, 1)):
+        scheduler.stats.record(index, rate, step)
+    assert scheduler.zero_variance_odds(0) == {"easy": 1.0, "hard": 0.0}  # both visits all correct
+    assert scheduler.zero_variance_odds(1) == {"easy": 0.0, "hard": 0.0}  # mixed record
+    assert scheduler.zero_variance_odds(2) == {"easy": 0.0, "hard": 0.0}  # 1 visit < window: no call
+    # never seen: the pool's moving shares (decay 0.5): easy 1, 1, 0.5, 0.25, 0.125;
+    # hard 0, 0, 0, 0.5, 0.75
+    assert scheduler.zero_variance_odds(5) == pytest.approx({"easy": 0.125, "hard": 0.75})
+    assert _skip(use_pool=False).zero_variance_odds(5) == {"easy": 0.0, "hard": 0.0}  # GRESO exactly
 
 
 def test_skip_passes_over_prompts_marked_easy_or_hard_before_generating():
@@ -278,10 +278,10 @@ def _run(scheduler, steps) -> list[list[int]]:
 ])
 def test_a_restored_scheduler_continues_exactly_as_the_uninterrupted_one(sched):
     problems = [SimpleNamespace(id=f"p{i}", meta={"family": "ab"[i % 2], "level": 1 + i % 3}) for i in range(30)]
-    uninterrupted = build_scheduler(sched, problems, seed=3, group_size=4)
+    uninterrupted = build_scheduler(sched, problems, seed=3)
     _run(uninterrupted, range(1, 5))
     saved = json.loads(json.dumps(uninterrupted.state()))  # as the checkpoint writes it
-    resumed = build_scheduler(sched, problems, seed=3, group_size=4)
+    resumed = build_scheduler(sched, problems, seed=3)
     resumed.load_state(saved)
     assert resumed.state() == uninterrupted.state()
     assert _run(resumed, range(5, 9)) == _run(uninterrupted, range(5, 9))

@@ -45,8 +45,8 @@ class SkipSched(_Estimates):
     all wrong ("hard") is skipped before generation with probability ``1 - explore`` (one
     exploration probability per kind, adapted each step towards a target share of zero-variance
     groups, never below ``min_explore``: nothing is skipped forever). A prompt never seen is
-    skipped with its pool's predicted zero-variance probability ``p^G`` (easy) or ``(1-p)^G``
-    (hard) times the same ``1 - explore`` (our extension: in a short run most prompts are seen once)."""
+    skipped with its pool's recent share of all-correct (easy) or all-wrong (hard) groups times
+    the same ``1 - explore`` (our extension: in a short run most prompts are seen once)."""
 
     kind: Literal["skip"] = "skip"
     """Scheduler tag (the discriminator of ``sched``)."""

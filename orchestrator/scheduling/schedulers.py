@@ -71,29 +71,30 @@ class Scheduler:
 class SkipScheduler(Scheduler):
     """GRESO: walk the uniform order, skipping predicted zero-variance prompts (see SkipSched)."""
 
-    def __init__(self, stats: PromptStats, seed: int, config: SkipSched, group_size: int) -> None:
+    def __init__(self, stats: PromptStats, seed: int, config: SkipSched) -> None:
         super().__init__(stats, seed)
-        self.config, self.group_size = config, group_size
+        self.config = config
         self.explore = {"easy": config.explore_init, "hard": config.explore_init}
         self._outcomes = {"easy": 0, "hard": 0, "groups": 0}
 
-    def zero_variance_odds(self, index: int, estimate: float) -> dict[str, float]:
+    def zero_variance_odds(self, index: int) -> dict[str, float]:
         """Probability the prompt's next group is all correct (easy) / all wrong (hard): its record
-        when it has ``window`` visits (certain if they all were), else the pool's prediction."""
+        when it has ``window`` visits (certain if they all were), else, never seen, its pool's
+        recent shares of such groups."""
         recent = self.stats.pass_rates[index][-self.config.window:]
         if len(recent) == self.config.window:
             return {"easy": float(all(r == 1.0 for r in recent)), "hard": float(all(r == 0.0 for r in recent))}
         if self.stats.visits(index) == 0 and self.config.use_pool:
-            return {"easy": estimate ** self.group_size, "hard": (1.0 - estimate) ** self.group_size}
+            return self.stats.pool_zero_variance(index)
         return {"easy": 0.0, "hard": 0.0}
 
     def _choose(self, count: int, step: int, round_: int) -> list[int]:
-        rng, estimates = self._rng("skip", step, round_), self.stats.estimates()
+        rng = self._rng("skip", step, round_)
         chosen: list[int] = []
         for scanned in range(10 * len(self.stats) + count):
             index = self.stream.take(1)[0]
             # After a whole pass of candidates, take the rest unconditionally: never loop forever.
-            odds = self.zero_variance_odds(index, float(estimates[index])) if scanned < len(self.stats) else {}
+            odds = self.zero_variance_odds(index) if scanned < len(self.stats) else {}
             skip = sum(p * (1.0 - self.explore[kind]) for kind, p in odds.items())
             if rng.random() < skip:
                 self._skipped += 1
@@ -250,7 +251,7 @@ def plateaued(rates: Sequence[float], patience: int, min_delta: float) -> bool:
     return max(means[-patience:]) < best_before + min_delta
 
 
-def build_scheduler(config, problems: Sequence, *, seed: int, group_size: int) -> Scheduler:
+def build_scheduler(config, problems: Sequence, *, seed: int) -> Scheduler:
     """The scheduler ``sched`` describes, over the training ``problems``."""
     from orchestrator.scheduling.stats import pool_indices
 
@@ -262,7 +263,7 @@ def build_scheduler(config, problems: Sequence, *, seed: int, group_size: int) -
     if isinstance(config, UniformSched):
         return Scheduler(stats, seed)
     if isinstance(config, SkipSched):
-        return SkipScheduler(stats, seed, config, group_size)
+        return SkipScheduler(stats, seed, config)
     if isinstance(config, TargetSched):
         return TargetScheduler(stats, seed, config)
     return CurriculumScheduler(stats, seed, config, complexity_scores(config.scores, problems))

@@ -19,6 +19,10 @@ class PromptStats:
         self.last_step: list[int] = [-1] * len(self.pool_of)  # -1: never visited
         self.pool_rate: list[float | None] = [None] * (int(self.pool_of.max(initial=-1)) + 1)
         self.overall_rate: float | None = None  # None until the first group
+        # per pool, moving shares of all-correct and all-wrong groups: prompts differ within a pool,
+        # so these run far above the pool's p^G and (1-p)^G (the demo: 35% all wrong vs 10%)
+        self.pool_easy: list[float | None] = [None] * len(self.pool_rate)
+        self.pool_hard: list[float | None] = [None] * len(self.pool_rate)
         self._recent_sum = np.zeros(len(self.pool_of))  # over each prompt's last `memory` visits
         self._recent_count = np.zeros(len(self.pool_of))
 
@@ -32,6 +36,8 @@ class PromptStats:
         self._refresh_recent(index)
         pool = int(self.pool_of[index])
         self.pool_rate[pool] = _moving(self.pool_rate[pool], pass_rate, self.pool_decay)
+        self.pool_easy[pool] = _moving(self.pool_easy[pool], float(pass_rate == 1.0), self.pool_decay)
+        self.pool_hard[pool] = _moving(self.pool_hard[pool], float(pass_rate == 0.0), self.pool_decay)
         self.overall_rate = _moving(self.overall_rate, pass_rate, self.pool_decay)
 
     def visits(self, index: int) -> int:
@@ -50,6 +56,12 @@ class PromptStats:
         prior = pools[self.pool_of] if len(pools) else np.full(len(self), fallback)
         return (self.prior_visits * prior + self._recent_sum) / (self.prior_visits + self._recent_count)
 
+    def pool_zero_variance(self, index: int) -> dict[str, float]:
+        """The prompt's pool's recent shares of all-correct ("easy") and all-wrong ("hard")
+        groups (0 before the pool has any)."""
+        pool = int(self.pool_of[index])
+        return {"easy": self.pool_easy[pool] or 0.0, "hard": self.pool_hard[pool] or 0.0}
+
     def seen_fraction(self) -> float:
         return sum(step >= 0 for step in self.last_step) / max(1, len(self))
 
@@ -58,7 +70,8 @@ class PromptStats:
 
     def state(self) -> dict:
         return {"pass_rates": self.pass_rates, "last_step": self.last_step,
-                "pool_rate": self.pool_rate, "overall_rate": self.overall_rate}
+                "pool_rate": self.pool_rate, "overall_rate": self.overall_rate,
+                "pool_easy": self.pool_easy, "pool_hard": self.pool_hard}
 
     def load_state(self, state: dict) -> None:
         if len(state["pass_rates"]) != len(self) or len(state["pool_rate"]) != len(self.pool_rate):
@@ -70,6 +83,7 @@ class PromptStats:
         self.last_step = list(state["last_step"])
         self.pool_rate = list(state["pool_rate"])
         self.overall_rate = state["overall_rate"]
+        self.pool_easy, self.pool_hard = list(state["pool_easy"]), list(state["pool_hard"])
         for index in range(len(self)):
             self._refresh_recent(index)
 
