@@ -11,8 +11,8 @@ prompts is not meaningful (a model cut in half without retraining is worse every
 specifically on harder prompts). Give two trained models of different sizes for that.
 
 The prompts are all 13 synthetic families (tiny_cpu.yaml's mix has too few distinct
-questions for 10,000). Each command runs once per thread setting (``--threads``: torch's
-default of one per core, then 1), in this process, through ``orchestrator.cli.main`` as on the
+questions for 10,000). Each command runs once per thread setting (``--threads``: 1, then
+torch's default of one per core), in this process, through ``orchestrator.cli.main`` as on the
 command line; its time includes loading the prompt set and the models. Prints and writes
 benchmarks/results/data_tools.json, with the load average, since other work on the machine
 changes these times several-fold.
@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=2_000, help="bppo data curate --size")
-    parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 0],
                         help="torch threads per run, 0 = the default (one per core); each setting runs both commands")
     options = parser.parse_args()
     policy = warm_model_dir(load_config([CONFIG], []))
@@ -90,27 +90,30 @@ def main() -> None:
     default_threads, runs, load_before = torch.get_num_threads(), [], _load_average()
     with tempfile.TemporaryDirectory() as scratch:
         small = fewer_layers(str(policy), 2, Path(scratch) / "small")
-        for threads in options.threads:
-            out = str(Path(scratch) / f"out{threads}")
-            flags = ["--threads", str(threads)] if threads else []
-            score_args = ["data", "score", "--config", CONFIG, *overrides, "--model", str(policy),
-                          "--small-model", small, "--large-model", str(policy), *flags]
-            curate_args = ["data", "curate", "--config", CONFIG, *overrides, "--model", str(policy),
-                           "--size", str(options.size), *flags]
-            torch.set_num_threads(default_threads)
-            score_s, _ = timed([*score_args, "--out", out])
-            torch.set_num_threads(default_threads)
-            curate_s, _ = timed([*curate_args, "--out", out])
-            shown = {str(policy): "POLICY", small: "SMALL"}  # temp and cache paths, named instead
-            runs.append({"threads": threads or default_threads, "score_s": round(score_s, 1),
-                         "curate_s": round(curate_s, 1), "load_average": _load_average(),
-                         "score_command": "bppo " + " ".join(shown.get(a, a) for a in score_args),
-                         "curate_command": "bppo " + " ".join(shown.get(a, a) for a in curate_args)})
-            summary = json.loads((Path(out) / "scores_summary.json").read_text())
-            report = json.loads((Path(out) / "curate_report.json").read_text())
+        commands = {
+            "score": ["data", "score", "--config", CONFIG, *overrides, "--model", str(policy),
+                      "--small-model", small, "--large-model", str(policy)],
+            "curate": ["data", "curate", "--config", CONFIG, *overrides, "--model", str(policy),
+                       "--size", str(options.size)],
+        }
+        shown = {str(policy): "POLICY", small: "SMALL", CONFIG: "configs/tiny_cpu.yaml"}  # not temp/cache paths
+        for argv in commands.values():  # thread settings alternate within a command: same conditions
+            for threads in options.threads:
+                flags = ["--threads", str(threads)] if threads else []
+                torch.set_num_threads(default_threads)
+                seconds, _ = timed([*argv, *flags, "--out", str(Path(scratch) / f"out{threads}")])
+                runs.append({"command": "bppo " + " ".join(shown.get(a, a) for a in [*argv, *flags]),
+                             "threads": threads or default_threads, "seconds": round(seconds, 1),
+                             "load_average": _load_average()})
+        outs = [Path(scratch) / f"out{threads}" for threads in options.threads]
+        summary = json.loads((outs[0] / "scores_summary.json").read_text())
+        report = json.loads((outs[0] / "curate_report.json").read_text())
+        identical = {name: len({(out / name).read_bytes() for out in outs}) == 1
+                     for name in ("scores.jsonl", "scores_summary.json", "curated.jsonl", "curate_report.json")}
     result = {
         "problems": options.problems, "cores": os.cpu_count(), "load_average_before": load_before,
         "policy": str(policy), "small_model": "SMALL: the policy's first 2 of 4 blocks", "runs": runs,
+        "outputs_identical_across_thread_settings": identical,
         "score": {"forward_passes": 2, "means": summary["means"]},
         "curate": {"removed": report["removed"], "pool": report["pool"], "selected": report["selected"],
                    "mean_pairwise_cosine_distance": report["mean_pairwise_cosine_distance"],
@@ -118,8 +121,7 @@ def main() -> None:
     }
     path = save_result("data_tools", result)
     for run in runs:
-        print(f"{run['threads']} thread(s): score {run['score_s']} s, curate {run['curate_s']} s "
-              f"for {options.problems} prompts")
+        print(f"{run['seconds']:7.1f} s  {run['threads']} thread(s)  {run['command']}")
     print(f"-> {path}")
 
 

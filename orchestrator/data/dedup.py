@@ -1,7 +1,10 @@
 """Exact and near-duplicate prompts, found deterministically (the hard filters of ``bppo data curate``).
 
 Exact: equal after normalisation (Unicode NFKC, lowercase, whitespace collapsed).
-Near: word-3-gram (shingle) Jaccard similarity >= a threshold. Candidate pairs come from
+Near: the same numbers (as a multiset) and word-3-gram (shingle) Jaccard similarity >= a
+threshold. In a math prompt a changed number is a different problem however alike the words:
+on 10,000 synthetic prompts, Jaccard alone (0.8) took "a rectangle with sides 48 and 49" for a
+copy of "... sides 48 and 29", 416 times. Candidate pairs come from
 MinHash with locality-sensitive banding (so 10,000 prompts are not 50 million pair
 comparisons); every candidate is then checked with the exact Jaccard of its shingle sets,
 so nothing is dropped on an estimate. Hashes are blake2b mixed with fixed salts,
@@ -27,6 +30,7 @@ SHINGLE_WORDS = 3
 NUM_PERMUTATIONS = 128
 _PERMUTATION_SEED = 20_240_613  # fixed: the dedup result must not depend on --seed
 _SPACES = re.compile(r"\s+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def normalise(text: str) -> str:
@@ -54,6 +58,11 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> frozenset[str]:
     if len(tokens) <= size:
         return frozenset([" ".join(tokens)])
     return frozenset(" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
+
+
+def numbers(text: str) -> tuple[str, ...]:
+    """The numbers in ``text``, sorted (a reworded question may name them in another order)."""
+    return tuple(sorted(_NUMBER.findall(unicodedata.normalize("NFKC", text))))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -94,12 +103,14 @@ def bands_for(threshold: float) -> int:
 
 
 def near_duplicates(texts: list[str], threshold: float, *, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """Indices of texts whose shingle Jaccard with an earlier kept text is >= ``threshold``.
-    ``skip`` (e.g. the exact duplicates) takes no part: neither kept nor reported."""
+    """Indices of texts with the same ``numbers`` as an earlier kept text and a shingle Jaccard
+    >= ``threshold`` with it. ``skip`` (e.g. the exact duplicates) takes no part: neither kept
+    nor reported."""
     if not 0 < threshold <= 1:
         raise ValueError(f"near-duplicate threshold {threshold}: expected 0 < threshold <= 1")
     indices = [i for i in range(len(texts)) if i not in skip]
     sets = [shingles(texts[i]) for i in indices]
+    number_keys = [numbers(texts[i]) for i in indices]
     signatures = minhash_signatures(sets)
     bands = bands_for(threshold)
     rows = NUM_PERMUTATIONS // bands
@@ -108,7 +119,8 @@ def near_duplicates(texts: list[str], threshold: float, *, skip: set[int] | froz
     for position, index in enumerate(indices):
         keys = [signatures[position, band * rows:(band + 1) * rows].tobytes() for band in range(bands)]
         candidates = sorted({kept for band, key in enumerate(keys) for kept in buckets[band].get(key, ())})
-        if any(jaccard(sets[position], sets[kept]) >= threshold for kept in candidates):
+        if any(number_keys[kept] == number_keys[position] and jaccard(sets[position], sets[kept]) >= threshold
+               for kept in candidates):
             duplicates.append(index)
             continue
         for band, key in enumerate(keys):  # only kept texts are ever compared against
