@@ -25,6 +25,7 @@ bench: setup
 	$(PY) benchmarks/early_stop.py
 	$(PY) benchmarks/learner_memory.py
 	$(PY) benchmarks/engine_core.py
+	$(PY) benchmarks/data_tools.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

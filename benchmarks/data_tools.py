@@ -38,19 +38,6 @@ sys.path.insert(0, str(ROOT))
 CONFIG = str(ROOT / "configs" / "tiny_cpu.yaml")
 
 
-def fewer_layers(model_dir: str, layers: int, out: Path) -> str:
-    """A copy of ``model_dir`` with only its first ``layers`` transformer blocks."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.model.layers = model.model.layers[:layers]
-    model.config.num_hidden_layers = layers
-    model.config.layer_types = model.config.layer_types[:layers]
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
-    return str(out)
-
-
 def timed(argv: list[str]) -> tuple[float, str]:
     """(seconds, stdout) of one ``bppo`` command run in this process."""
     from orchestrator.cli import main
@@ -76,6 +63,7 @@ def main() -> None:
 
     from orchestrator.bootstrap import warm_model_dir
     from orchestrator.config_io import load_config
+    from orchestrator.data.model_stats import first_blocks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=10_000)
@@ -89,7 +77,7 @@ def main() -> None:
     overrides = ["data.source.mix=[]", f"data.source.num_train={options.problems}", "data.source.test_buckets=20"]
     default_threads, runs, load_before = torch.get_num_threads(), [], _load_average()
     with tempfile.TemporaryDirectory() as scratch:
-        small = fewer_layers(str(policy), 2, Path(scratch) / "small")
+        small = first_blocks(str(policy), 2, Path(scratch) / "small")
         commands = {
             "score": ["data", "score", "--config", CONFIG, *overrides, "--model", str(policy),
                       "--small-model", small, "--large-model", str(policy)],

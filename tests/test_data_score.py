@@ -13,7 +13,7 @@ from orchestrator.data.complexity import (
     task_complexity, text_complexity, type_token_ratio, words,
 )
 from orchestrator.data.model_stats import (
-    encode_pairs, fit_to_context, load_causal_lm, masked_mean, pair_stats, plan_batches, response_mean_nll,
+    encode_pairs, first_blocks, fit_to_context, load_causal_lm, masked_mean, pair_stats, plan_batches, response_mean_nll,
 )
 
 TINY_CPU = "configs/tiny_cpu.yaml"
@@ -123,21 +123,8 @@ def test_load_scores_and_its_errors(tmp_path):
         load_scores(tmp_path / "missing.jsonl")
 
 
-def fewer_layers(model_dir: str, layers: int, out) -> str:
-    """A copy of ``model_dir`` keeping its first ``layers`` blocks: a cheap, weaker "small model"."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.model.layers = model.model.layers[:layers]
-    model.config.num_hidden_layers = layers
-    model.config.layer_types = model.config.layer_types[:layers]
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
-    return str(out)
-
-
 def test_score_command_rows_summary_and_determinism(tiny_model, tmp_path, capsys):
-    small = fewer_layers(tiny_model, 1, tmp_path / "small")
+    small = first_blocks(tiny_model, 1, tmp_path / "small")
     args = ["data", "score", "--config", TINY_CPU, "data.source.num_train=40", "--model", tiny_model,
             "--small-model", small, "--large-model", tiny_model, "--beta", "1.05", "--delta", "0.1"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0

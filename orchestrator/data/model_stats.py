@@ -163,3 +163,18 @@ def pad_token_id(tokenizer) -> int:
         if value is not None:
             return int(value)
     return 0
+
+
+def first_blocks(model_dir: str, layers: int, out: Path) -> str:
+    """A copy of ``model_dir`` keeping only its first ``layers`` transformer blocks: a cheap,
+    weaker "small model" for the task term when no second trained model is at hand (its verdicts
+    then say how much the later blocks add, not what a smaller trained model could do)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.model.layers = model.model.layers[:layers]
+    model.config.num_hidden_layers = layers
+    model.config.layer_types = model.config.layer_types[:layers]
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return str(out)
