@@ -16,7 +16,7 @@ import numpy as np
 
 from orchestrator.prompt_stream import PromptStream
 from orchestrator.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
-from orchestrator.scheduling.stats import PromptStats
+from orchestrator.scheduling.stats import PromptStats, pool_indices
 
 
 class Scheduler:
@@ -253,13 +253,13 @@ def plateaued(rates: Sequence[float], patience: int, min_delta: float) -> bool:
 
 def build_scheduler(config, problems: Sequence, *, seed: int) -> Scheduler:
     """The scheduler ``sched`` describes, over the training ``problems``."""
-    from orchestrator.scheduling.stats import pool_indices
 
-    metas = [problem.meta for problem in problems]
-    estimates = config if isinstance(config, (SkipSched, TargetSched)) else None
-    pools = pool_indices(metas, estimates.pool_by) if estimates else [0] * len(problems)
-    stats = PromptStats(pools, **({} if estimates is None else dict(
-        memory=estimates.memory, prior_visits=estimates.prior_visits, pool_decay=estimates.pool_decay)))
+    if isinstance(config, (SkipSched, TargetSched)):  # the schedulers that read pooled estimates
+        pools = pool_indices([problem.meta for problem in problems], config.pool_by)
+        stats = PromptStats(pools, memory=config.memory, prior_visits=config.prior_visits,
+                            pool_decay=config.pool_decay)
+    else:
+        stats = PromptStats([0] * len(problems))
     if isinstance(config, UniformSched):
         return Scheduler(stats, seed)
     if isinstance(config, SkipSched):
