@@ -88,7 +88,7 @@ def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
         print("error: --text-weight 0 leaves no score (there is no task term to carry it)", file=sys.stderr)
         return 2
     settings = ScoreSettings(
-        model=check_model_dir(args.model, "--model") if args.model else _policy_path(config),
+        model=_tool_model(args, config),
         small_model=check_model_dir(args.small_model, "--small-model") if args.small_model else None,
         large_model=check_model_dir(args.large_model, "--large-model") if args.large_model else None,
         beta=args.beta, delta=args.delta, weights=ScoreWeights(text=args.text_weight, task=args.task_weight),
@@ -115,11 +115,11 @@ def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
 def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
     """Ruyi2.5's filters, clustering and max-min selection -> curated.jsonl + curate_report.json."""
     from orchestrator.data.curate import CurateSettings, curate, write_curated
-    from orchestrator.data.model_stats import check_model_dir, default_device
+    from orchestrator.data.model_stats import default_device
 
     room = config.rollout.max_model_len - config.rollout.max_tokens
     settings = CurateSettings(
-        model=check_model_dir(args.model, "--model") if args.model else _policy_path(config),
+        model=_tool_model(args, config),
         size=args.size, leaves=args.clusters, groups=args.groups, seed=args.seed,
         min_prompt_tokens=args.min_prompt_tokens,
         max_prompt_tokens=args.max_prompt_tokens if args.max_prompt_tokens is not None else room,
@@ -168,6 +168,13 @@ def _data_split(config: Config, split: str) -> list:
 
 def _data_out(args: argparse.Namespace, config: Config) -> Path:
     return Path(args.out or Path(config.trainer.run_dir) / "data")
+
+
+def _tool_model(args: argparse.Namespace, config: Config) -> str:
+    """``--model``, checked, or the policy."""
+    from orchestrator.data.model_stats import check_model_dir
+
+    return check_model_dir(args.model, "--model") if args.model else _policy_path(config)
 
 
 def _policy_path(config: Config) -> str:

@@ -55,7 +55,6 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "phase_means_s": {p: phase(p) for p in ("generate", "reward", "select", "old", "ref", "update", "sync")},
         "train_tokens_per_step": _mean([r.get("train/tokens") or 0.0 for r in steps]),
         "pair_rate": _mean([r.get("bppo/pair_rate") for r in steps]),
-        "signal_rate": _mean([r.get("rollout/signal_rate") for r in steps]),
         "useful_group_rate": _per(steps, "rollout/useful_groups", "rollout/sampled_groups"),
         # generation seconds per group a gradient could use, over the whole run (what scheduling cuts)
         "gen_s_per_useful_group": _per(steps, "time/generate", "rollout/useful_groups"),
