@@ -105,6 +105,8 @@ def test_load_scores_and_its_errors(tmp_path):
     good = tmp_path / "scores.jsonl"
     good.write_text('{"id": "a", "score": 0.25, "text": 0.5}\n\n{"id": "b", "score": 1}\n')
     assert load_scores(good) == {"a": 0.25, "b": 1.0}
+    with pytest.raises(ScoresError, match=r"row 3: 'text' must be a finite number, got None \(its columns: id, score\)"):
+        load_scores(good, "text")  # another column: b has none
     cases = {
         '{"id": "a", "score": 0.1}\n{"id": "b", "score": \n': "row 2: not valid JSON",
         '{"id": "a"}\n': "row 1: 'score' must be a finite number, got None",

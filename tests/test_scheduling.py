@@ -16,7 +16,8 @@ from orchestrator.prompt_stream import PromptStream
 from orchestrator.scheduling import build_scheduler
 from orchestrator.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
 from orchestrator.scheduling.schedulers import (
-    CurriculumScheduler, Scheduler, SkipScheduler, TargetScheduler, complexity_scores, plateaued, stage_pools,
+    CurriculumScheduler, Scheduler, SkipScheduler, TargetScheduler, complexity_scores, plateaued, score_bins,
+    stage_pools,
 )
 from orchestrator.scheduling.stats import PromptStats, pool_indices
 
@@ -253,6 +254,32 @@ def test_complexity_from_meta_names_the_bad_problem():
     assert complexity_scores("meta:level", problems[:1]) == [2.0]
     with pytest.raises(ValueError, match=r"training problem 1 \(b\) has meta\['level'\]='hard', not a number"):
         complexity_scores("meta:level", problems)
+
+
+def test_score_bins_cut_each_pool_into_quantile_bins():
+    # pool 0 = prompts 0-3, scores 3 1 2 2: sorted 1 (rank 0), 2, 2 (ranks 1-2, one below them),
+    # 3 (three below): bins floor(2 * below / 4) = 0, 0, 0, 1 -> prompt 0 alone in bin 1.
+    # pool 1 = prompts 4-5, scores 5 4: 4 -> bin 0, 5 (one below) -> floor(2 * 1 / 2) = 1.
+    # (pool, bin) by first appearance: (0,1)=0 (0,0)=1 (1,1)=2 (1,0)=3
+    assert score_bins([0, 0, 0, 0, 1, 1], [3, 1, 2, 2, 5, 4], 2) == [0, 1, 1, 1, 2, 3]
+    assert score_bins([0, 0, 1], [1, 2, 3], 1) == [0, 0, 1]  # one bin: the pools unchanged
+
+
+def test_pooled_schedulers_read_a_score_column_and_bin_each_pool(tmp_path):
+    problems = [SimpleNamespace(id=f"p{i}", meta={"family": "ab"[i % 2]}) for i in range(6)]
+    # perplexities: family a (p0 p2 p4) 1.5 1.1 1.9, family b (p1 p3 p5) 1.2 1.0 1.3
+    rows = [{"id": f"p{i}", "score": 0.5, "perplexity": ppl} for i, ppl in enumerate([1.5, 1.2, 1.1, 1.0, 1.9, 1.3])]
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sched = SkipSched(pool_by=["family"], pool_scores=str(scores), score_field="perplexity", pool_score_bins=2)
+    # family a: 1.1 (0 below) -> bin 0, 1.5 (1 below) -> floor(2/3) = 0, 1.9 (2 below) -> floor(4/3) = 1;
+    # family b: 1.0 -> 0, 1.2 -> 0, 1.3 -> 1. Pairs in prompt order: (a,0) (b,0) (a,0) (b,0) (a,1) (b,1)
+    assert build_scheduler(sched, problems, seed=0).stats.pool_of.tolist() == [0, 1, 0, 1, 2, 3]
+    assert complexity_scores(str(scores), problems, field="perplexity")[:2] == [1.5, 1.2]
+    with pytest.raises(ValueError, match=r"row 1: 'ttr' must be a finite number, got None \(its columns: id, score, perplexity\)"):
+        build_scheduler(SkipSched(pool_scores=str(scores), score_field="ttr"), problems, seed=0)
+    with pytest.raises(ValueError, match=r"sched.pool_scores=meta:level: training problem 0 \(p0\) has meta\['level'\]=None"):
+        build_scheduler(TargetSched(pool_scores="meta:level"), problems, seed=0)
 
 
 # ---- resume and config ---------------------------------------------------------------------

@@ -125,10 +125,11 @@ class ScoresError(ValueError):
     """A scores file cannot be used; the message names the file and the row."""
 
 
-def load_scores(path: str | Path) -> dict[str, float]:
-    """Problem id -> combined score S from a ``scores.jsonl`` that ``bppo data score`` wrote.
-    Raises ``ScoresError`` naming the file and row for a row that is not an object with a
-    string ``id`` and a finite numeric ``score``, for a repeated id, and for an empty file."""
+def load_scores(path: str | Path, field: str = "score") -> dict[str, float]:
+    """Problem id -> the ``field`` column (default: the combined score S) of a ``scores.jsonl``
+    that ``bppo data score`` wrote. Raises ``ScoresError`` naming the file and row for a row that
+    is not an object with a string ``id`` and a finite numeric ``field`` (the task columns are
+    null when no task term was computed), for a repeated id, and for an empty file."""
     path = Path(path)
     if not path.is_file():
         raise ScoresError(f"{path}: no such file (bppo data score writes it)")
@@ -143,11 +144,12 @@ def load_scores(path: str | Path) -> dict[str, float]:
                 raise ScoresError(f"{path}: row {number}: not valid JSON ({error.msg})") from None
             if not isinstance(row, dict):
                 raise ScoresError(f"{path}: row {number}: expected an object, got {type(row).__name__}")
-            problem_id, score = row.get("id"), row.get("score")
+            problem_id, score = row.get("id"), row.get(field)
             if not isinstance(problem_id, str) or not problem_id:
                 raise ScoresError(f"{path}: row {number}: 'id' must be a non-empty string, got {problem_id!r}")
             if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise ScoresError(f"{path}: row {number}: 'score' must be a finite number, got {score!r}")
+                raise ScoresError(f"{path}: row {number}: {field!r} must be a finite number, got {score!r}"
+                                  + (f" (its columns: {', '.join(row)})" if field not in row else ""))
             if problem_id in scores:
                 raise ScoresError(f"{path}: row {number}: id {problem_id!r} appears twice")
             scores[problem_id] = float(score)

@@ -16,13 +16,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
-class _Estimates(_Strict):
+class _ScoreColumn(_Strict):
+    """Which column a score source (``scores``, ``pool_scores``) reads from a scores file."""
+
+    score_field: str = "score"
+    """The column of a ``bppo data score`` file that a score source reads: ``score`` (MagicVL's
+    combined S), ``text``, ``task``, ``perplexity``, ``length``, ``ttr``, ``loss_small``, ``loss_large``."""
+
+
+class _Estimates(_ScoreColumn):
     """How a prompt's pass rate is estimated from its visits (shared by skip and target)."""
 
     pool_by: list[str] = []
     """Problem meta keys whose values pool prompts (e.g. ``[family, level]`` for the synthetic
     data, ``[level]`` for MATH): a prompt never seen takes its pool's recent pass rate, and a seen
     one is shrunk towards it. Empty: one pool, the whole training set."""
+    pool_scores: str | None = None
+    """A per-prompt score that cuts each ``pool_by`` pool further into ``pool_score_bins``
+    equal-count quantile bins (ties kept together), so a never-seen prompt is predicted from
+    prompts like it rather than from its whole family: ``meta:<key>`` or the path of a ``bppo
+    data score`` output (column ``score_field``). The gold response's perplexity under the
+    warm-start policy (``score_field: perplexity``) separates the groups that come back all wrong."""
+    pool_score_bins: int = Field(4, ge=1)
+    """Quantile bins of ``pool_scores`` per pool."""
     prior_visits: float = Field(1.0, gt=0.0)
     """Weight of the pool's pass rate in a prompt's estimate, in visits: the estimate is
     ``(prior_visits * pool + sum of the prompt's recent pass rates) / (prior_visits + recent visits)``."""
@@ -89,7 +105,7 @@ class TargetSched(_Estimates):
     """Steps before a drawn prompt can be drawn again (fresh prompts over repeats)."""
 
 
-class CurriculumSched(_Strict):
+class CurriculumSched(_ScoreColumn):
     """MagicVL-2B's curriculum: prompts ranked by a complexity score and cut into ``stages``
     equal-count quantile bins; training starts on the least complex bin and moves on after
     ``stage_steps`` steps, or earlier when ``advance`` is ``plateau`` and the stage's training
@@ -99,7 +115,8 @@ class CurriculumSched(_Strict):
     """Scheduler tag (the discriminator of ``sched``)."""
     scores: str = "meta:level"
     """Where each prompt's complexity comes from: ``meta:<key>`` (a numeric meta field, e.g. the
-    synthetic ``level``) or the path of a ``bppo data score`` output (``scores.jsonl``)."""
+    synthetic ``level``) or the path of a ``bppo data score`` output (``scores.jsonl``, column
+    ``score_field``)."""
     stages: int = Field(3, ge=1)
     """Quantile bins of the score, trained in increasing order."""
     stage_steps: int = Field(20, ge=1)

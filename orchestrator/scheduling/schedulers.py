@@ -256,6 +256,10 @@ def build_scheduler(config, problems: Sequence, *, seed: int) -> Scheduler:
 
     if isinstance(config, (SkipSched, TargetSched)):  # the schedulers that read pooled estimates
         pools = pool_indices([problem.meta for problem in problems], config.pool_by)
+        if config.pool_scores is not None:
+            scores = complexity_scores(config.pool_scores, problems, field=config.score_field,
+                                       key="sched.pool_scores")
+            pools = score_bins(pools, scores, config.pool_score_bins)
         stats = PromptStats(pools, memory=config.memory, prior_visits=config.prior_visits,
                             pool_decay=config.pool_decay)
     else:
@@ -266,26 +270,44 @@ def build_scheduler(config, problems: Sequence, *, seed: int) -> Scheduler:
         return SkipScheduler(stats, seed, config)
     if isinstance(config, TargetSched):
         return TargetScheduler(stats, seed, config)
-    return CurriculumScheduler(stats, seed, config, complexity_scores(config.scores, problems))
+    return CurriculumScheduler(stats, seed, config, complexity_scores(config.scores, problems,
+                                                                      field=config.score_field))
 
 
-def complexity_scores(source: str, problems: Sequence) -> list[float]:
-    """Each problem's complexity from ``meta:<key>`` or a ``bppo data score`` file, by problem id."""
+def score_bins(pools: Sequence[int], scores: Sequence[float], bins: int) -> list[int]:
+    """Each pool cut into ``bins`` equal-count quantile bins of ``scores`` (``stage_pools``' rule:
+    tied scores share a bin); the (pool, bin) pairs are numbered in order of first appearance."""
+    members: dict[int, list[int]] = {}
+    for index, pool in enumerate(pools):
+        members.setdefault(pool, []).append(index)
+    pool_bin = [(0, 0)] * len(pools)
+    for pool, indices in members.items():
+        for bin_, positions in enumerate(stage_pools([scores[i] for i in indices], bins)):
+            for position in positions:
+                pool_bin[indices[position]] = (pool, bin_)
+    numbering: dict[tuple[int, int], int] = {}
+    return [numbering.setdefault(pair, len(numbering)) for pair in pool_bin]
+
+
+def complexity_scores(source: str, problems: Sequence, *, field: str = "score",
+                      key: str = "sched.scores") -> list[float]:
+    """Each problem's score from ``meta:<key>`` or the ``field`` column of a ``bppo data score``
+    file, by problem id; ``key`` names the config entry in errors."""
     if source.startswith("meta:"):
-        key = source.removeprefix("meta:")
+        meta_key = source.removeprefix("meta:")
         scores = []
         for row, problem in enumerate(problems):
-            value = problem.meta.get(key)
+            value = problem.meta.get(meta_key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"sched.scores={source}: training problem {row} ({problem.id}) has "
-                                 f"meta[{key!r}]={value!r}, not a number")
+                raise ValueError(f"{key}={source}: training problem {row} ({problem.id}) has "
+                                 f"meta[{meta_key!r}]={value!r}, not a number")
             scores.append(float(value))
         return scores
     from orchestrator.data.complexity import load_scores
 
-    by_id = load_scores(source)
+    by_id = load_scores(source, field)
     missing = [problem.id for problem in problems if problem.id not in by_id]
     if missing:
-        raise ValueError(f"sched.scores={source}: no score for {len(missing)} training problems "
+        raise ValueError(f"{key}={source}: no score for {len(missing)} training problems "
                          f"(first: {missing[0]!r}); score this prompt set with `bppo data score`")
     return [by_id[problem.id] for problem in problems]
