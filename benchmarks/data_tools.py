@@ -12,7 +12,7 @@ specifically on harder prompts). Give two trained models of different sizes for 
 
 The prompts are all 13 synthetic families (tiny_cpu.yaml's mix has too few distinct
 questions for 10,000). Each command runs once per thread setting (``--threads``: 1, then
-torch's default of one per core), in this process, through ``orchestrator.cli.main`` as on the
+torch's default of one per core), in this process, through ``cli.main.main`` as on the
 command line; its time includes loading the prompt set and the models. Prints and writes
 benchmarks/results/data_tools.json, with the load average, since other work on the machine
 changes these times several-fold.
@@ -40,7 +40,7 @@ CONFIG = str(ROOT / "configs" / "tiny_cpu.yaml")
 
 def timed(argv: list[str]) -> tuple[float, str]:
     """(seconds, stdout) of one ``bppo`` command run in this process."""
-    from orchestrator.cli import main
+    from cli.main import main
 
     stdout = io.StringIO()
     started = time.perf_counter()
@@ -61,9 +61,9 @@ def _load_average() -> list[float]:
 def main() -> None:
     import torch
 
-    from orchestrator.bootstrap import warm_model_dir
+    from models.sources import warm_model_dir
     from orchestrator.config_io import load_config
-    from orchestrator.data.model_stats import first_blocks
+    from prompts.tools.model_stats import first_blocks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=10_000)

@@ -32,10 +32,10 @@ def measure(separate_process: bool, repeats: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from orchestrator.bootstrap import resolve_model_path
+    from models.sources import resolve_model_path
     from orchestrator.config_io import load_config
-    from orchestrator.data.loaders import load_prompt_set
-    from orchestrator.data.problems import render_prompt
+    from prompts.loaders import load_prompt_set
+    from prompts.problems import render_prompt
     from rollout.engine import RolloutEngine
     from rollout.types import SamplingSettings
 
@@ -91,7 +91,7 @@ def _sync_times(engine, model, repeats: int) -> list[float]:
     from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
 
     from learner.worker import free_port
-    from rollout.weight_transfer import trainer_init_info
+    from weight_sync.transfer import trainer_init_info
 
     init = trainer_init_info("gloo", rank=0, master_address="127.0.0.1", master_port=free_port(), world_size=2,
                              bucket_bytes=512 * 2**20, timeout_s=120)

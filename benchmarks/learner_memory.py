@@ -116,7 +116,7 @@ def child(variant: str, dtype_name: str, temperature: float) -> dict:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from learner.losses import policy_loss
+    from learner.losses import LossSettings, policy_loss
 
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=1,
@@ -134,7 +134,7 @@ def child(variant: str, dtype_name: str, temperature: float) -> dict:
 
     def step(ids, advantages, mask):
         logprobs = learner_logprobs(ids)
-        loss, _ = policy_loss(logprobs, logprobs.detach(), advantages, mask, agg_mode="token-mean")
+        loss, _ = policy_loss(logprobs, logprobs.detach(), advantages, mask, LossSettings(agg_mode="token-mean"))
         loss.backward()
         return loss.detach()
 

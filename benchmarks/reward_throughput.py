@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from orchestrator.config import RayConfig  # noqa: E402
-from orchestrator.data.synthetic import generate  # noqa: E402
+from prompts.synthetic import generate  # noqa: E402
 from orchestrator.ray_cluster import ray_cluster  # noqa: E402
 from rewards.config import RewardConfig  # noqa: E402
 from rewards.pool import RewardPool  # noqa: E402

@@ -96,9 +96,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from orchestrator.config_io import load_config
-    from orchestrator.data.loaders import load_prompt_set
-    from orchestrator.scheduling.schedulers import complexity_scores, score_bins
-    from orchestrator.scheduling.stats import pool_indices
+    from prompts.loaders import load_prompt_set
+    from prompts.scheduling.schedulers import complexity_scores, score_bins
+    from prompts.scheduling.stats import pool_indices
 
     config = load_config([str(args.run / "config.yaml")], [])
     problems = load_prompt_set(config.data).train

@@ -17,7 +17,7 @@ from results_io import save_result  # benchmarks/ is the script's own directory
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.data.synthetic import generate  # noqa: E402
+from prompts.synthetic import generate  # noqa: E402
 from rewards.verify import score  # noqa: E402
 
 

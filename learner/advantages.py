@@ -1,4 +1,4 @@
-"""Group-relative advantages (DESIGN §3), pure torch.
+"""Group-relative advantages (docs/design.md §3), pure torch.
 
 Both GRPO and BPPO compute advantages over the FULL group of G completions of a
 prompt; BPPO selects its pair only afterwards, so the pair's advantages carry the

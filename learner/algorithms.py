@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from learner.advantages import group_advantages, informative_groups
 from learner.batch import RolloutGroups, TrainBatch, pad_rows
-from learner.losses import policy_loss
+from learner.losses import AGG_MODES, KL_KINDS, LossSettings, policy_loss
 from learner.selection import divergence_points, prefix_mask, select_pairs, truncation_length
 
-AggMode = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
+AggMode = Literal[AGG_MODES]
+_LOSS_DEFAULTS = LossSettings()  # the loss's own defaults are the configs' defaults
 
 
 class _Strict(BaseModel):
@@ -29,18 +30,18 @@ class _Strict(BaseModel):
 class _LossSettings(_Strict):
     """Settings every algorithm shares: advantages, clipping, KL, refill."""
 
-    clip_low: float = Field(0.2, ge=0.0, lt=1.0)
+    clip_low: float = Field(_LOSS_DEFAULTS.clip_low, ge=0.0, lt=1.0)
     """Lower clip range eps_low: the ratio is clipped below at 1 - clip_low."""
-    clip_high: float = Field(0.2, ge=0.0)
+    clip_high: float = Field(_LOSS_DEFAULTS.clip_high, ge=0.0)
     """Upper clip range eps_high: the ratio is clipped above at 1 + clip_high (DAPO: 0.28)."""
-    clip_ratio_c: float | None = Field(3.0, gt=1.0)
+    clip_ratio_c: float | None = Field(_LOSS_DEFAULTS.clip_ratio_c, gt=1.0)
     """Dual-clip bound c (verl's clip_ratio_c, same default): for a negative advantage the
     token's loss is capped at -c A, so a token whose probability rose far above the old
     policy's cannot take an unbounded step. It acts only when the ratio exceeds c, i.e. with
     several optimizer steps per batch or stale behaviour log-probs. null = off."""
-    kl_coef: float = Field(0.0, ge=0.0)
+    kl_coef: float = Field(_LOSS_DEFAULTS.kl_coef, ge=0.0)
     """beta, the KL penalty weight; > 0 loads a frozen reference model on the learner."""
-    kl_kind: Literal["k1", "k2", "k3"] = "k3"
+    kl_kind: Literal[KL_KINDS] = _LOSS_DEFAULTS.kl_kind
     """KL estimator against the reference; k3 = exp(d) - d - 1 is non-negative."""
     norm_by_std: bool = True
     """Divide group-centred rewards by the group std (GRPO); false gives Dr.GRPO's r - mean."""
@@ -57,12 +58,10 @@ class _LossSettings(_Strict):
     overlong_penalty: float = Field(1.0, ge=0.0)
     """The most the overlong punishment subtracts (DAPO's penalty factor)."""
 
-    def loss_kwargs(self) -> dict:
-        """Keyword arguments for ``learner.losses.policy_loss``."""
-        return dict(
-            clip_low=self.clip_low, clip_high=self.clip_high, clip_ratio_c=self.clip_ratio_c,
-            agg_mode=self.agg_mode, kl_coef=self.kl_coef, kl_kind=self.kl_kind,
-        )
+    def loss_settings(self) -> LossSettings:
+        """What ``learner.losses.policy_loss`` takes from this config."""
+        return LossSettings(clip_low=self.clip_low, clip_high=self.clip_high, clip_ratio_c=self.clip_ratio_c,
+                            agg_mode=self.agg_mode, kl_coef=self.kl_coef, kl_kind=self.kl_kind)
 
 
 class GRPOConfig(_LossSettings):
@@ -121,7 +120,7 @@ def grpo_train_batch(groups: RolloutGroups, algo: GRPOConfig, *, pad_id: int, se
 
 
 def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int, seed: int = 0) -> TrainBatch:
-    """DESIGN §3 BPPO: full-group advantages, then the pair, then the prefix, cut physically."""
+    """docs/design.md §3, BPPO: full-group advantages, then the pair, then the prefix, cut physically."""
     # With early-stopped groups, "full group" = the completions that finished (the others
     # were aborted once the pair was known: no reward, never selected).
     advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps,
@@ -166,12 +165,15 @@ def signal_groups(groups: RolloutGroups, algo: BPPOConfig | GRPOConfig) -> torch
 def _check_pair_signs(advantages: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, pairs: list[int],
                       rewards: torch.Tensor) -> None:
     """BPPO pushes the correct completion up and the incorrect one down: a reward that scores an
-    incorrect completion at or above a correct one (format weight >= accuracy weight, a custom
-    reward) would train the pair the wrong way round. Config validation rules it out for the
-    built-in reward; this catches the rest before any update."""
+    incorrect completion above a correct one (format weight >= accuracy weight, a custom reward)
+    would train the pair the wrong way round, and one that scores them equal but away from the
+    group mean pushes both the same way. Config validation rules it out for the built-in reward;
+    this catches the rest before any update. A pair at the group mean (both advantages 0) only
+    carries no signal and passes."""
     for g in pairs:
         p, n = int(pos[g]), int(neg[g])
-        if advantages[g, p] < advantages[g, n]:
+        a_pos, a_neg = float(advantages[g, p]), float(advantages[g, n])
+        if a_pos < a_neg or (a_pos == a_neg != 0.0):
             raise ValueError(
                 f"group {g}: the correct completion {p} has reward {float(rewards[g, p]):g} and the incorrect "
                 f"completion {n} {float(rewards[g, n]):g}; BPPO needs every correct completion to score above "
@@ -256,9 +258,9 @@ def algorithm_loss(
         batch.old_logprobs,
         batch.advantages,
         batch.loss_mask,
+        algo.loss_settings(),
         ref_logprobs=batch.ref_logprobs if algo.kl_coef > 0 else None,
         global_tokens=global_tokens,
         global_seqs=global_seqs,
         max_len=max_len,
-        **algo.loss_kwargs(),
     )

@@ -1,4 +1,4 @@
-"""Clipped policy-gradient loss with a KL penalty (DESIGN §3), pure torch.
+"""Clipped policy-gradient loss with a KL penalty (docs/design.md §3), pure torch.
 
 Two layers, both public:
 - ``token_terms`` gives the per-token pieces (ratio, clipped pg loss, KL) so tests
@@ -28,6 +28,27 @@ LOG_RATIO_CLAMP = 20.0
 # k3 = e^d - d - 1 grows exponentially in d = ref - logp; a few outlier tokens would dominate the
 # KL term and its gradient. verl clamps the estimator to [-10, 10] (k3 itself is >= 0).
 K3_CLAMP = 10.0
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The knobs of the clipped policy loss, in one place: ``token_terms`` and ``policy_loss`` take
+    this, and the algorithm configs (``learner.algorithms``) build it from their validated fields."""
+
+    clip_low: float = 0.2  # eps_low: the ratio is clipped below at 1 - clip_low
+    clip_high: float = 0.2  # eps_high: clipped above at 1 + clip_high (DAPO: 0.28)
+    clip_ratio_c: float | None = 3.0  # dual-clip bound c for A < 0; None = off
+    agg_mode: str = "seq-mean-token-mean"  # one of AGG_MODES
+    kl_coef: float = 0.0  # beta; > 0 needs reference log-probs
+    kl_kind: str = "k3"  # one of KL_KINDS
+
+    def __post_init__(self) -> None:
+        if self.clip_ratio_c is not None and self.clip_ratio_c <= 1.0:
+            raise ValueError(f"clip_ratio_c must be > 1 (or None), got {self.clip_ratio_c}")
+        if self.agg_mode not in AGG_MODES:
+            raise ValueError(f"agg_mode must be one of {AGG_MODES}, got {self.agg_mode!r}")
+        if self.kl_kind not in KL_KINDS:
+            raise ValueError(f"kl kind must be one of {KL_KINDS}, got {self.kl_kind!r}")
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
@@ -65,22 +86,18 @@ def token_terms(
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
+    settings: LossSettings = LossSettings(),
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    clip_ratio_c: float | None = 3.0,
     ref_logprobs: torch.Tensor | None = None,
-    kl_kind: str = "k3",
 ) -> TokenTerms:
     """Per-token clipped surrogate and KL; ``advantages`` is ``[B]`` or ``[B, T]``.
 
-    ``clip_ratio_c`` is dual-clip PPO's bound (Ye et al. 2020, verl's ``clip_ratio_c``): for
-    A < 0 the clipped surrogate ``max(-A rho, -A clip(rho))`` grows without bound in rho, so a
-    token whose probability rose far above the old policy's could take an arbitrarily large
+    ``settings.clip_ratio_c`` is dual-clip PPO's bound (Ye et al. 2020, verl's ``clip_ratio_c``):
+    for A < 0 the clipped surrogate ``max(-A rho, -A clip(rho))`` grows without bound in rho, so
+    a token whose probability rose far above the old policy's could take an arbitrarily large
     step; dual-clip caps that loss at ``-c A``. None switches it off.
     """
-    if clip_ratio_c is not None and clip_ratio_c <= 1.0:
-        raise ValueError(f"clip_ratio_c must be > 1 (or None), got {clip_ratio_c}")
+    clip_low, clip_high, clip_ratio_c = settings.clip_low, settings.clip_high, settings.clip_ratio_c
     if logprobs.shape != old_logprobs.shape or logprobs.shape != mask.shape or logprobs.dim() != 2:
         raise ValueError(
             "logprobs, old_logprobs and mask must share one [B, T] shape, got "
@@ -104,7 +121,8 @@ def token_terms(
     kl = None
     if ref_logprobs is not None:
         zero = torch.zeros_like(logprobs)
-        kl = kl_penalty(torch.where(is_token, logprobs, zero), torch.where(is_token, ref_logprobs, zero), kl_kind)
+        kl = kl_penalty(torch.where(is_token, logprobs, zero), torch.where(is_token, ref_logprobs, zero),
+                        settings.kl_kind)
     return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token,
                       dual_clipped=dual_clipped, kl=kl)
 
@@ -153,40 +171,33 @@ def policy_loss(
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
+    settings: LossSettings = LossSettings(),
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    clip_ratio_c: float | None = 3.0,
-    agg_mode: str = "seq-mean-token-mean",
     ref_logprobs: torch.Tensor | None = None,
-    kl_coef: float = 0.0,
-    kl_kind: str = "k3",
     global_tokens: torch.Tensor | float | None = None,
     global_seqs: torch.Tensor | float | None = None,
     max_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped policy loss: per token ``-min(rho A, clip(rho, 1-clip_low, 1+clip_high) A) + kl_coef k``,
-    dual-clipped at ``-clip_ratio_c A`` for A < 0 (see ``token_terms``).
+    dual-clipped at ``-clip_ratio_c A`` for A < 0 (see ``token_terms``), aggregated by
+    ``settings.agg_mode``.
 
     Tensors are ``[B, T]`` (``advantages`` may be ``[B]``); ``mask`` is 1 on trained tokens.
     Returns ``(loss, metrics)``; each metric is a detached tensor aggregated with the
     same normalisers as the loss (``loss/clip_frac`` always per token), so summing the
     metrics of an optimizer step's micro-batches gives the full-batch value.
     """
-    if kl_coef != 0.0 and ref_logprobs is None:
+    if settings.kl_coef != 0.0 and ref_logprobs is None:
         raise ValueError("kl_coef != 0 needs ref_logprobs")
-    terms = token_terms(
-        logprobs, old_logprobs, advantages, mask,
-        clip_low=clip_low, clip_high=clip_high, clip_ratio_c=clip_ratio_c, ref_logprobs=ref_logprobs,
-        kl_kind=kl_kind,
-    )
+    terms = token_terms(logprobs, old_logprobs, advantages, mask, settings, ref_logprobs=ref_logprobs)
+    agg_mode = settings.agg_mode
     norms = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len)
     pg_loss = aggregate(terms.pg, mask, agg_mode, **norms)
     loss = pg_loss
     metrics = {"loss/pg": pg_loss.detach()}
     if terms.kl is not None:
         kl_loss = aggregate(terms.kl, mask, agg_mode, **norms)
-        loss = pg_loss + kl_coef * kl_loss
+        loss = pg_loss + settings.kl_coef * kl_loss
         metrics["loss/kl"] = kl_loss.detach()
     with torch.no_grad():
         metrics["loss/clip_frac"] = aggregate(

@@ -1,4 +1,4 @@
-"""BPPO's binary selection and prefix windows (DESIGN §3, steps 2-4), pure torch."""
+"""BPPO's binary selection and prefix windows (docs/design.md §3, steps 2-4), pure torch."""
 
 from __future__ import annotations
 

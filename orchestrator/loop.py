@@ -1,8 +1,8 @@
-"""The training loop of DESIGN §2. ``Trainer.train_step`` reads top to bottom as the step:
+"""The training loop of docs/design.md §2. ``Trainer.train_step`` reads top to bottom as the step:
 rollout, rewards, advantages + selection + truncation, learner, weight sync, metrics.
 
 Everything heavy is a Ray actor behind a small handle (``rollout.fleet.EngineFleet``,
-``rewards.pool.RewardPool``, ``learner.group.LearnerGroup``); this file only decides what
+``rewards.pool.RewardPool``, ``learner.world.LearnerWorld``); this file only decides what
 to call when and what to record.
 """
 
@@ -22,14 +22,14 @@ from learner.batch import RolloutGroups, TrainBatch
 from orchestrator.checkpoint import latest_checkpoint, load_scheduler_state, load_trainer_state, save_checkpoint
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
-from orchestrator.data.loaders import load_prompt_set
-from orchestrator.data.problems import Problem, render_prompt
+from prompts.loaders import load_prompt_set
+from prompts.problems import Problem, render_prompt
 from orchestrator import console
 from orchestrator.evaluation import answer_quality
 from orchestrator.metrics import MetricsSink
-from orchestrator.prompt_stream import PromptStream
-from orchestrator.scheduling import build_scheduler
-from orchestrator.bootstrap import resolve_model_path
+from prompts.stream import PromptStream
+from prompts.scheduling import build_scheduler
+from models.sources import resolve_model_path
 from rollout.types import Sample, SamplingSettings
 from rewards.verify import reward_metrics
 
@@ -327,47 +327,17 @@ class Trainer:
     # ---- start, checkpoint, stop ------------------------------------------------------
 
     def _start(self) -> None:
-        import ray
-
-        from learner.group import LearnerGroup
-        from orchestrator.placement import plan_placement
-        from rewards.pool import RewardPool
-        from rollout.fleet import EngineFleet
-        from rollout.weight_sync import WeightSync
+        from orchestrator.actors import start_actor_stack
 
         config = self.config
-        placement = plan_placement(config, ray.cluster_resources())
         write_resolved_config(config, self.run_dir)
-        self.rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
-                                  start_timeout_s=config.ray.placement_timeout_s)
-        rollout = config.rollout
-        self.fleet = EngineFleet(
-            num_engines=rollout.num_engines, resources_per_engine=placement.engine,
-            engine_kwargs=dict(
-                model_path=self.model_path, dtype=config.model.dtype, max_model_len=rollout.max_model_len,
-                tensor_parallel_size=rollout.tensor_parallel_size,
-                gpu_memory_utilization=rollout.gpu_memory_utilization, enforce_eager=rollout.enforce_eager,
-                cpu_kv_cache_gib=rollout.cpu_kv_cache_gib, trust_remote_code=config.model.trust_remote_code,
-                seed=config.trainer.seed, engine_core_process=rollout.engine_core_process,
-            ),
-            start_timeout_s=config.ray.placement_timeout_s,
-        )
-        self.learner = LearnerGroup(
-            world_size=config.learner.world_size, micro_batch_tokens=config.learner.micro_batch_tokens,
-            mini_batch_size=config.learner.mini_batch_size, epochs=config.learner.epochs,
-            resources_per_rank=placement.learner_rank, max_len=rollout.max_tokens,
-            placement_timeout_s=config.ray.placement_timeout_s,
-            worker_kwargs=dict(
-                model_path=self.model_path, learner=config.learner.model_dump(), algo=config.algo.model_dump(),
-                dtype=config.model.dtype, temperature=rollout.temperature, top_p=rollout.top_p,
-                # The LR schedule counts optimizer steps: several per rollout batch with mini-batches.
-                total_steps=config.trainer.steps * optimizer_steps(
-                    config.trainer.prompts_per_step, config.learner.mini_batch_size, config.learner.epochs),
-                seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
-            ),
-        )
-        self.weight_sync = WeightSync(self.fleet, self.learner, on_gpu=placement.on_gpu,
-                                      bucket_mb=rollout.sync_bucket_mb, timeout_s=rollout.sync_timeout_s)
+        # The LR schedule counts optimizer steps: several per rollout batch with mini-batches.
+        total_steps = config.trainer.steps * optimizer_steps(
+            config.trainer.prompts_per_step, config.learner.mini_batch_size, config.learner.epochs)
+        self.actors = start_actor_stack(config, self.model_path, total_steps=total_steps,
+                                        max_len=config.rollout.max_tokens)
+        self.rewards, self.fleet = self.actors.rewards, self.actors.fleet
+        self.learner, self.weight_sync = self.actors.learner, self.actors.weight_sync
         checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
         state = {}
         if checkpoint is not None:
@@ -408,10 +378,13 @@ class Trainer:
                                keep=self.config.trainer.keep_checkpoints, scheduler_state=self.scheduler.state())
 
     def _stop(self) -> None:
-        for name in ("sink", "weight_sync", "fleet", "learner", "rewards"):
-            component = getattr(self, name, None)
-            if component is not None:
-                (component.close if name in ("sink", "weight_sync") else component.shutdown)()
+        sink, actors = getattr(self, "sink", None), getattr(self, "actors", None)
+        try:
+            if sink is not None:
+                sink.close()
+        finally:
+            if actors is not None:
+                actors.close()
 
 
 def _to_rollout_groups(groups: list[list[tuple[Sample, object]]], group_size: int) -> RolloutGroups:

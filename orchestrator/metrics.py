@@ -1,7 +1,7 @@
 """Where step metrics go: ``<run_dir>/metrics.jsonl`` (always) and wandb (online, offline or off);
 each evaluation's per-problem outcomes go to ``<run_dir>/evals.jsonl`` (the report's bootstrap).
 
-The same namespaced names go to both (DESIGN §6). On resume the JSONL is cut back to the
+The same namespaced names go to both (docs/design.md §6). On resume the JSONL is cut back to the
 checkpoint's step, so the steps a killed run lost are not counted twice.
 """
 
@@ -68,10 +68,6 @@ class MetricsSink:
     @property
     def run_id(self) -> str | None:
         return None if self.run is None else self.run.id
-
-    @property
-    def wandb_dir(self) -> str | None:
-        return None if self.run is None else self.run.dir
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, **{k: _plain(v) for k, v in sorted(metrics.items())}}

@@ -222,8 +222,3 @@ def run_reward_function(function: str, completion: str, ground_truth: str, *, ti
     reply = _run({"kind": "function", "function": function, "completion": completion,
                   "ground_truth": ground_truth, "timeout_s": timeout_s, "config": config}, timeout_s)
     return reply if isinstance(reply, CheckOutcome) else CheckOutcome(None, result=reply["result"])
-
-
-def shutdown_checkers() -> None:
-    """Kill this process's idle checker children (they also die at interpreter exit)."""
-    _POOL.shutdown()

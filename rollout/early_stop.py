@@ -1,4 +1,4 @@
-"""Early-stopped groups (DESIGN §3.7): our reading of Ruyi2.5's "adaptive completion scheduling".
+"""Early-stopped groups (docs/design.md §3.7): our reading of Ruyi2.5's "adaptive completion scheduling".
 
 BPPO trains on the shortest correct and the shortest incorrect completion of each group.
 When the G completions of a prompt start decoding together, they finish in order of length,

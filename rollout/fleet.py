@@ -2,7 +2,7 @@
 
 Each engine is a Ray actor with ``max_restarts``: when one dies, Ray starts it again from
 the model it was created with, so before retrying a call the fleet waits for it and calls
-``on_restart`` (``rollout.weight_sync.WeightSync.catch_up``: a rebuilt transfer group and the
+``on_restart`` (``weight_sync.driver.WeightSync.catch_up``: a rebuilt transfer group and the
 newest weights). A restarted engine never samples with stale weights.
 """
 
@@ -62,18 +62,11 @@ class EngineFleet:
         )
         return [sample for part in results for sample in part]
 
-    def score(self, sequences: list[list[int]], engine_index: int = 0) -> list[list[float]]:
-        """Per-token log-probs of whole sequences under one engine's current weights."""
-        return ray.get(self.engines[engine_index].score.remote(sequences))
-
     def set_version(self, version: int) -> int:
         """Stamp the policy version on every engine (after a completed weight transfer)."""
         self.policy_version = version
         self._call_all(lambda engine, _: engine.set_version.remote(version))
         return version
-
-    def versions(self) -> list[int]:
-        return ray.get([e.version.remote() for e in self.engines])
 
     def _call_all(self, call, skip=lambda i: False) -> list:
         results: list = [[] for _ in self.engines]
@@ -131,7 +124,7 @@ class EngineFleet:
                 except ray.exceptions.GetTimeoutError:
                     raise TimeoutError(
                         f"rollout engine {i} ({what}) did not start within {self.start_timeout_s:g} s "
-                        f"(rollout.start_timeout_s); free in the cluster: {ray.available_resources()}") from None
+                        f"(ray.placement_timeout_s); free in the cluster: {ray.available_resources()}") from None
         return identities
 
     def shutdown(self, timeout_s: float = 30.0) -> None:

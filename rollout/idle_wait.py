@@ -10,7 +10,7 @@ of a core for the first second of the learner phase, which is all of BPPO's lear
 fifth of GRPO's. Here a reader always waits on the queue's notification socket instead (the
 writer notifies every write, so no message is missed; a decode step costs one poll syscall).
 
-Imported in every vLLM worker through ``rollout.weight_transfer`` (the worker extension);
+Imported in every vLLM worker through ``weight_sync.transfer`` (the worker extension);
 ``patch_idle_wait`` does nothing when CUDA is available.
 """
 

@@ -25,6 +25,6 @@ TEST_TINY = dict(num_layers=2, tokenizer_problems=300)
 def tiny_model(tmp_path_factory) -> str:
     """The tiny Qwen2 model + tokenizer, built by the project's own builder in a temp dir."""
     from orchestrator.config import TinyModelConfig
-    from orchestrator.tiny_model import ensure_tiny_model
+    from models.tiny import ensure_tiny_model
 
     return str(ensure_tiny_model(TinyModelConfig(**TEST_TINY), root=tmp_path_factory.mktemp("models")))

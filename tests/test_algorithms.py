@@ -175,6 +175,11 @@ def test_bppo_refuses_a_pair_whose_signs_are_reversed():
         build_train_batch(groups, BPPOConfig(), pad_id=PAD)
     groups.rewards[2] = torch.tensor([0.5, 0.5, 0.5, 0.5])  # equal: no signal, but not reversed
     assert build_train_batch(groups, BPPOConfig(), pad_id=PAD).advantages[2:].eq(0).all()
+    # equal pair off the group mean: mean 0.375, both advantages (0.5 - 0.375) / std > 0 would push
+    # the incorrect completion up exactly as hard as the correct one
+    groups.rewards[2] = torch.tensor([0.0, 0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="group 2: the correct completion 1 has reward 0.5 and the incorrect completion 2 0.5"):
+        build_train_batch(groups, BPPOConfig(), pad_id=PAD)
 
 
 def test_overlong_penalty_is_dapos_soft_punishment():
@@ -197,7 +202,7 @@ def test_engine_logprobs_travel_with_their_tokens():
 
 
 def test_truncated_forward_gives_the_prefix_logprobs_of_the_full_forward():
-    """DESIGN §3.5: cutting to prompt + n before the forward changes no kept log-prob."""
+    """docs/design.md §3.5: cutting to prompt + n before the forward changes no kept log-prob."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)

@@ -2,7 +2,8 @@
 
 import json
 
-from orchestrator.bootstrap import resolve_model_path, sft_examples, warm_model_dir
+from models.sources import resolve_model_path, warm_model_dir
+from models.warm_start import sft_examples
 from orchestrator.config_io import load_config
 from tests.conftest import TEST_TINY
 
@@ -17,11 +18,11 @@ def test_sft_examples_mix_concise_and_verbose_solutions_and_end_with_eos(tmp_pat
     monkeypatch.setenv("BPPO_CACHE_DIR", str(tmp_path))
     from transformers import AutoTokenizer
 
-    from orchestrator.tiny_model import ensure_tiny_model
+    from models.tiny import ensure_tiny_model
 
     config = load_config(["configs/tiny_cpu.yaml"], OVERRIDES + ["model.warm_start.verbose_fraction=0.5"])
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_model(config.model.tiny))
-    from orchestrator.data.loaders import load_prompt_set
+    from prompts.loaders import load_prompt_set
 
     examples = sft_examples(config, tokenizer, load_prompt_set(config.data).train)
     assert len(examples) == 200 and all(r[-1] == tokenizer.eos_token_id for _, r in examples)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.report import amdahl_bound, build_report, summarize_run, time_to_target, token_ratio_bound
+from experiments.report import amdahl_bound, build_report, summarize_run, time_to_target, token_ratio_bound
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_report_numbers_by_hand():
 
 
 def test_compare_end_to_end_writes_report_consistent_with_metrics(ray_local, tiny_model, tmp_path):
-    from orchestrator.compare import run_compare
+    from experiments.compare import run_compare
 
     overrides = [
         f"model.path={tiny_model}", f"trainer.run_dir={tmp_path}", "trainer.steps=2", "trainer.time_budget_s=null",
@@ -92,7 +92,7 @@ def test_compare_end_to_end_writes_report_consistent_with_metrics(ray_local, tin
 
 
 def test_report_only_without_runs_names_what_is_missing(tmp_path):
-    from orchestrator.compare import run_compare
+    from experiments.compare import run_compare
 
     with pytest.raises(ValueError, match="no metrics.jsonl for grpo-seed0, grpo-seed1, bppo-seed0, bppo-seed1 "):
         run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")],

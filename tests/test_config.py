@@ -159,8 +159,30 @@ def test_resolved_config_round_trips(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left behind
 
 
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_bppo_config_output_of_every_preset_loads_back_to_the_same_config(preset, tmp_path, capsys):
+    from cli.main import main
+
+    assert main(["config", "--config", str(preset)]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert load_config([str(printed)]) == load_config([str(preset)])
+
+
+@pytest.mark.parametrize("recipe, question, answer", [
+    ("plain", "question", "answer"), ("math_geometry", "problem", "solution"), ("geo3k", "problem", "answer")])
+def test_a_file_recipes_columns_are_resolved_into_the_written_config(recipe, question, answer, tmp_path):
+    source = f"data.source={{kind: file, train_path: x.jsonl, recipe: {recipe}}}"
+    config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [source])
+    assert (config.data.columns.question, config.data.columns.answer) == (question, answer)
+    assert load_config([str(write_resolved_config(config, tmp_path))]) == config
+    # a column the config names wins over the recipe's; the other keeps the recipe's name
+    partial = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [source, "data.columns.question=q"])
+    assert (partial.data.columns.question, partial.data.columns.answer) == ("q", answer)
+
+
 def _bppo(*args):
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_help_lists_the_commands():

@@ -7,17 +7,17 @@ import math
 import pytest
 import torch
 
-from orchestrator.cli import main
-from orchestrator.data.complexity import words
-from orchestrator.data.config import DataConfig, FileSource
-from orchestrator.data.curate import CurateSettings, easiest, hard_filters
-from orchestrator.data.dedup import exact_duplicates, jaccard, near_duplicates, normalise, numbers, shingles
-from orchestrator.data.diversity import (
+from cli.main import main
+from prompts.tools.complexity import words
+from prompts.config import DataConfig, FileSource
+from prompts.tools.curate import CurateSettings, easiest, hard_filters
+from prompts.tools.dedup import exact_duplicates, jaccard, near_duplicates, normalise, numbers, shingles
+from prompts.tools.diversity import (
     agglomerate, kmeans, max_min_order, mean_nearest_neighbour_cosine_distance, mean_pairwise_cosine_distance,
     select_diverse, split_budget, unit_rows,
 )
-from orchestrator.data.loaders import load_prompt_set
-from orchestrator.data.synthetic import generate
+from prompts.loaders import load_prompt_set
+from prompts.synthetic import generate
 
 TINY_CPU = "configs/tiny_cpu.yaml"
 

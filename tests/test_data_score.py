@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from orchestrator.cli import main
-from orchestrator.data.complexity import (
+from cli.main import main
+from prompts.tools.complexity import (
     ScoresError, ScoreWeights, combined_scores, load_scores, min_max_normalise, needs_larger_model, perplexity,
     task_complexity, text_complexity, type_token_ratio, words,
 )
-from orchestrator.data.model_stats import (
+from prompts.tools.model_stats import (
     encode_pairs, first_blocks, fit_to_context, load_causal_lm, masked_mean, pair_stats, plan_batches, response_mean_nll,
 )
 

@@ -51,7 +51,7 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
     import ray
     from transformers import AutoModelForCausalLM
 
-    from learner.group import LearnerGroup
+    from learner.world import LearnerWorld
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     batch = _batch(model.config.vocab_size, model)
@@ -61,7 +61,7 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
 
     lengths = batch.attention_mask.sum(-1).tolist()
     for world_size, budget in ((1, 10_000), (2, 20)):  # (2, 20): 2 ranks x several micro-batches
-        group = LearnerGroup(
+        group = LearnerWorld(
             world_size=world_size, micro_batch_tokens=budget, resources_per_rank={"CPU": 0.5}, max_len=32,
             worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",
                                temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
@@ -99,13 +99,13 @@ def test_non_finite_loss_skips_the_step_without_touching_weights_or_schedule(ray
     import ray
     from transformers import AutoModelForCausalLM
 
-    from learner.group import LearnerGroup
+    from learner.world import LearnerWorld
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     batch = _batch(model.config.vocab_size, model)
     poisoned = copy.deepcopy(batch)
     poisoned.advantages[3] = float("nan")  # e.g. a reward function that returned NaN
-    group = LearnerGroup(
+    group = LearnerWorld(
         world_size=1, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
         worker_kwargs=dict(model_path=tiny_model, algo=GRPOConfig().model_dump(), dtype="float32",
                            temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
@@ -149,7 +149,7 @@ def test_mini_batches_and_epochs_are_sequential_steps_where_clipping_acts(ray_lo
     import ray
     from transformers import AutoModelForCausalLM
 
-    from learner.group import LearnerGroup
+    from learner.world import LearnerWorld
 
     lr = 1e-2  # large enough that the policy moves past the clip range within a few steps
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
@@ -161,7 +161,7 @@ def test_mini_batches_and_epochs_are_sequential_steps_where_clipping_acts(ray_lo
     for clip_high in (0.2, 0.28):
         algo = GRPOConfig(agg_mode="token-mean", clip_low=0.2, clip_high=clip_high)
         expected, ref_clip = _sequential_reference(model, batch, algo, steps, lr)
-        group = LearnerGroup(
+        group = LearnerWorld(
             world_size=1, micro_batch_tokens=10_000, resources_per_rank={"CPU": 0.5}, max_len=32,
             mini_batch_size=3, epochs=2,
             worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from orchestrator.data.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
-from orchestrator.data.loaders import DataError, load_prompt_set
+from prompts.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
+from prompts.loaders import DataError, load_prompt_set
 
 
 def _jsonl(path, rows):

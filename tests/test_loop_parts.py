@@ -14,7 +14,7 @@ from orchestrator.checkpoint import complete_checkpoints, latest_checkpoint, loa
 from orchestrator.config import Config
 from orchestrator.metrics import truncate_jsonl, wandb_mode
 from orchestrator.placement import PlacementError, plan_placement
-from orchestrator.prompt_stream import PromptStream
+from prompts.stream import PromptStream
 
 
 def _padded(rows, lengths):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from learner.losses import aggregate, kl_penalty, policy_loss, token_terms
+from learner.losses import LossSettings, aggregate, kl_penalty, policy_loss, token_terms
 
 E03, EM05 = math.exp(0.3), math.exp(-0.5)  # 1.3498588, 0.6065307
 
@@ -45,7 +45,7 @@ def test_token_terms_by_hand():
 )
 def test_policy_loss_aggregations(agg_mode, expected):
     logprobs, old, advantages, mask = _case()
-    loss, metrics = policy_loss(logprobs, old, advantages, mask, agg_mode=agg_mode)
+    loss, metrics = policy_loss(logprobs, old, advantages, mask, LossSettings(agg_mode=agg_mode))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert metrics["loss/pg"].item() == pytest.approx(expected, rel=1e-6)
     assert metrics["loss/clip_frac"].item() == pytest.approx(2 / 5)
@@ -56,7 +56,7 @@ def test_policy_loss_aggregations(agg_mode, expected):
 
 def test_gradient_flows_only_through_unclipped_tokens():
     logprobs, old, advantages, mask = _case()
-    loss, _ = policy_loss(logprobs, old, advantages, mask, agg_mode="token-mean")
+    loss, _ = policy_loss(logprobs, old, advantages, mask, LossSettings(agg_mode="token-mean"))
     loss.backward()
     # d(-A rho)/dlogp = -A rho on unclipped tokens, 0 on clipped and masked ones; / 5 tokens.
     expected = torch.tensor([[-1.0 / 5, 0.0, -EM05 / 5], [2 * E03 / 5, 0.0, 0.0]])
@@ -69,8 +69,8 @@ def test_asymmetric_clip_range():
     mask = torch.ones(1, 1)
     advantages = torch.tensor([1.0])
     # clip_high 0.2: rho 1.25 is clipped to 1.2; clip_high 0.28 (DAPO): not clipped.
-    assert policy_loss(logprobs, old, advantages, mask, clip_high=0.2)[0].item() == pytest.approx(-1.2)
-    assert policy_loss(logprobs, old, advantages, mask, clip_high=0.28)[0].item() == pytest.approx(-1.25)
+    assert policy_loss(logprobs, old, advantages, mask, LossSettings(clip_high=0.2))[0].item() == pytest.approx(-1.2)
+    assert policy_loss(logprobs, old, advantages, mask, LossSettings(clip_high=0.28))[0].item() == pytest.approx(-1.25)
 
 
 @pytest.mark.parametrize("kind, expected", [("k1", 0.5), ("k2", 0.125), ("k3", EM05 + 0.5 - 1)])
@@ -96,7 +96,7 @@ def test_kl_term_added_with_its_coefficient():
     logprobs, old, advantages, mask = _case()
     ref = old - 0.1  # d = ref - logp
     loss, metrics = policy_loss(
-        logprobs, old, advantages, mask, agg_mode="token-mean", ref_logprobs=ref, kl_coef=0.1
+        logprobs, old, advantages, mask, LossSettings(agg_mode="token-mean", kl_coef=0.1), ref_logprobs=ref
     )
     d = (ref - logprobs.detach()) * mask
     k3 = (torch.exp(d) - d - 1) * mask
@@ -104,7 +104,7 @@ def test_kl_term_added_with_its_coefficient():
     assert metrics["loss/kl"].item() == pytest.approx(expected_kl, rel=1e-6)
     assert loss.item() == pytest.approx(metrics["loss/pg"].item() + 0.1 * expected_kl, rel=1e-6)
     with pytest.raises(ValueError, match="ref_logprobs"):
-        policy_loss(logprobs, old, advantages, mask, kl_coef=0.1)
+        policy_loss(logprobs, old, advantages, mask, LossSettings(kl_coef=0.1))
 
 
 @pytest.mark.parametrize("agg_mode", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
@@ -114,7 +114,7 @@ def test_all_masked_rows_give_finite_zero_with_gradient(agg_mode):
     ref = torch.full((2, 2), float("nan"))
     mask = torch.zeros(2, 2)
     loss, metrics = policy_loss(
-        logprobs, old, torch.tensor([1.0, -1.0]), mask, agg_mode=agg_mode, ref_logprobs=ref, kl_coef=0.1
+        logprobs, old, torch.tensor([1.0, -1.0]), mask, LossSettings(agg_mode=agg_mode, kl_coef=0.1), ref_logprobs=ref
     )
     assert loss.item() == 0.0
     loss.backward()
@@ -142,15 +142,15 @@ def test_micro_batches_with_global_normalisers_sum_to_the_full_batch(agg_mode):
     advantages = torch.randn(B)
     mask = (torch.rand(B, T) > 0.3).float()
     mask[2] = 0  # an empty row must not upset the counts
-    kwargs = dict(agg_mode=agg_mode, ref_logprobs=ref, kl_coef=0.05)
-    full, full_metrics = policy_loss(logprobs, old, advantages, mask, **kwargs)
+    settings = LossSettings(agg_mode=agg_mode, kl_coef=0.05)
+    full, full_metrics = policy_loss(logprobs, old, advantages, mask, settings, ref_logprobs=ref)
     (full_grad,) = torch.autograd.grad(full, logprobs)
 
     norms = dict(global_tokens=mask.sum(), global_seqs=(mask.sum(-1) > 0).sum(), max_len=T)
     total, summed_metrics = 0.0, {}
     for rows in (slice(0, 1), slice(1, 4), slice(4, 6)):  # uneven micro-batches / ranks
-        part, metrics = policy_loss(logprobs[rows], old[rows], advantages[rows], mask[rows], ref_logprobs=ref[rows],
-                                    kl_coef=0.05, agg_mode=agg_mode, **norms)
+        part, metrics = policy_loss(logprobs[rows], old[rows], advantages[rows], mask[rows], settings,
+                                    ref_logprobs=ref[rows], **norms)
         total = total + part
         for key, value in metrics.items():
             summed_metrics[key] = summed_metrics.get(key, 0.0) + value
@@ -176,22 +176,22 @@ def test_dual_clip_caps_the_loss_of_negative_advantages_by_hand():
     old = torch.zeros(2, 2)
     advantages = torch.tensor([-1.0, 1.0])
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    terms = token_terms(logprobs, old, advantages, mask, clip_ratio_c=3.0)
+    terms = token_terms(logprobs, old, advantages, mask, LossSettings(clip_ratio_c=3.0))
     torch.testing.assert_close(terms.pg[0], torch.tensor([3.0, math.exp(0.5)]))
     assert terms.pg[1, 0].item() == pytest.approx(-1.2)
     assert terms.dual_clipped.tolist() == [[True, False], [False, False]]
     assert terms.clipped.tolist() == [[False, False], [True, False]]
-    off = token_terms(logprobs, old, advantages, mask, clip_ratio_c=None)
+    off = token_terms(logprobs, old, advantages, mask, LossSettings(clip_ratio_c=None))
     assert off.pg[0, 0].item() == pytest.approx(math.exp(1.5))
     assert not off.dual_clipped.any()
-    loss, metrics = policy_loss(logprobs, old, advantages, mask, agg_mode="token-mean", clip_ratio_c=3.0)
+    loss, metrics = policy_loss(logprobs, old, advantages, mask, LossSettings(agg_mode="token-mean", clip_ratio_c=3.0))
     assert loss.item() == pytest.approx((3.0 + math.exp(0.5) - 1.2) / 3)
     assert metrics["loss/dual_clip_frac"].item() == pytest.approx(1 / 3)
     loss.backward()
     # Only the unclipped tok (0, 1) carries a gradient: d(-A rho)/dlogp = rho / 3.
     torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, math.exp(0.5) / 3], [0.0, 0.0]]))
     with pytest.raises(ValueError, match="clip_ratio_c must be > 1"):
-        token_terms(logprobs, old, advantages, mask, clip_ratio_c=1.0)
+        LossSettings(clip_ratio_c=1.0)
 
 
 def test_log_ratio_is_clamped_so_the_ratio_stays_finite():
@@ -199,7 +199,7 @@ def test_log_ratio_is_clamped_so_the_ratio_stays_finite():
     # e^200 does not); the clamp gives e^20 and, for A < 0 without dual-clip, a finite loss.
     logprobs = torch.tensor([[200.0, -200.0]])
     old = torch.zeros(1, 2)
-    terms = token_terms(logprobs, old, torch.tensor([-1.0]), torch.ones(1, 2), clip_ratio_c=None)
+    terms = token_terms(logprobs, old, torch.tensor([-1.0]), torch.ones(1, 2), LossSettings(clip_ratio_c=None))
     torch.testing.assert_close(terms.ratio, torch.tensor([[math.exp(20.0), math.exp(-20.0)]]))
     assert torch.isfinite(terms.pg).all()
 

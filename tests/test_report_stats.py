@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.report import build_report
-from orchestrator.report_stats import choose_target, first_reach, interval, speedup
-from orchestrator.report_text import relation, render_markdown
+from experiments.report import build_report
+from experiments.report_stats import choose_target, first_reach, interval, speedup
+from experiments.report_text import relation, render_markdown
 
 PROBLEMS = 200
 

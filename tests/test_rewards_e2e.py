@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config_io import load_config
-from orchestrator.data.synthetic import generate
+from prompts.synthetic import generate
 from rewards.pool import RewardPool
 
 PRESET = str(Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml")

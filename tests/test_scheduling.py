@@ -12,14 +12,14 @@ import torch
 
 from learner.batch import RolloutGroups
 from orchestrator.config_io import ConfigError, load_config
-from orchestrator.prompt_stream import PromptStream
-from orchestrator.scheduling import build_scheduler
-from orchestrator.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
-from orchestrator.scheduling.schedulers import (
+from prompts.stream import PromptStream
+from prompts.scheduling import build_scheduler
+from prompts.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
+from prompts.scheduling.schedulers import (
     CurriculumScheduler, Scheduler, SkipScheduler, TargetScheduler, complexity_scores, plateaued, score_bins,
     stage_pools,
 )
-from orchestrator.scheduling.stats import PromptStats, pool_indices
+from prompts.scheduling.stats import PromptStats, pool_indices
 
 
 # ---- statistics ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config_io import ConfigError
-from orchestrator.sweep import expand_trials, render_sweep, summarize_sweep
+from experiments.sweep import expand_trials, render_sweep, summarize_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs/sweep_bppo_vs_grpo.yaml")
@@ -39,7 +39,7 @@ def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
 
 
 def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
-    from orchestrator.sweep import run_sweep
+    from experiments.sweep import run_sweep
 
     overrides = [
         f"model.path={tiny_model}", f"trainer.run_dir={tmp_path}", "trainer.steps=2", "trainer.time_budget_s=null",

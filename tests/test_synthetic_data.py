@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from orchestrator.data.problems import Problem, format_prompt
-from orchestrator.data.synthetic import FAMILIES, generate
+from prompts.problems import Problem, format_prompt
+from prompts.synthetic import FAMILIES, generate
 from rewards.equivalence import answers_match
 from rewards.verify import score
 
@@ -90,7 +90,7 @@ def test_chat_template_wraps_the_prompt():
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    from orchestrator.data.problems import render_prompt
+    from prompts.problems import render_prompt
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
     problem = Problem(id="1", question="Find x.", answer="1")
@@ -107,8 +107,8 @@ def test_chat_template_wraps_the_prompt():
 def test_a_mix_of_family_level_pairs_and_a_larger_held_out_share():
     from collections import Counter
 
-    from orchestrator.data.config import SyntheticSource
-    from orchestrator.data.synthetic import is_test_question
+    from prompts.config import SyntheticSource
+    from prompts.synthetic import is_test_question
 
     source = SyntheticSource(num_train=400, num_test=100, test_buckets=5,
                              mix=["triangle_angle_sum:1", "supplementary_angles:2"])

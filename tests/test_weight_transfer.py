@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
-from rollout.weight_transfer import plan_buckets
+from weight_sync.transfer import plan_buckets
 from orchestrator.config import LearnerConfig
+from tests.engine_probes import engine_versions
 
 MB = 2**20
 
@@ -30,14 +31,14 @@ def _free_port() -> int:
 
 
 def _receiver_that_dies(port: int) -> None:
-    from rollout.weight_transfer import _open_group
+    from weight_sync.transfer import _open_group
 
     _open_group("127.0.0.1", port, 1, 2, timeout_s=30)
     time.sleep(0.5)  # joined the group, then dies before the broadcast
 
 
 def test_a_broadcast_whose_receiver_died_fails_within_its_timeout():
-    from rollout.weight_transfer import _broadcast, _close_group, _open_group
+    from weight_sync.transfer import _broadcast, _close_group, _open_group
 
     port = _free_port()
     receiver = multiprocessing.get_context("spawn").Process(target=_receiver_that_dies, args=(port,))
@@ -57,19 +58,19 @@ def test_a_broadcast_whose_receiver_died_fails_within_its_timeout():
 def test_nccl_sync_matches_learner_weights(ray_local, tiny_model):
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs (one engine, one learner rank): NCCL cannot put two ranks on one device")
-    from learner.group import LearnerGroup
+    from learner.world import LearnerWorld
     from rollout.fleet import EngineFleet
-    from rollout.weight_sync import WeightSync
+    from weight_sync.driver import WeightSync
 
     fleet = EngineFleet(num_engines=1, resources_per_engine={"GPU": 1}, engine_kwargs=dict(
         model_path=tiny_model, max_model_len=128, gpu_memory_utilization=0.3, seed=0))
-    learner = LearnerGroup(world_size=1, micro_batch_tokens=4096, resources_per_rank={"GPU": 1}, max_len=32,
+    learner = LearnerWorld(world_size=1, micro_batch_tokens=4096, resources_per_rank={"GPU": 1}, max_len=32,
                            worker_kwargs=dict(model_path=tiny_model, algo={"name": "grpo"}, dtype="float32",
                                               temperature=1.0, total_steps=1, seed=0, learner=LearnerConfig(
                                                   zero_stage=0, lr=1e-3, weight_decay=0.0, warmup_steps=0,
                                                   lr_schedule="constant", max_grad_norm=1.0,
                                                   gradient_checkpointing=False).model_dump()))
     sync = WeightSync(fleet, learner, on_gpu=True, bucket_mb=1, timeout_s=120)
-    assert sync.push() == 1 and fleet.versions() == [1]
-    assert sync.push(version=7) == 7 and fleet.versions() == [7]
+    assert sync.push() == 1 and engine_versions(fleet) == [1]
+    assert sync.push(version=7) == 7 and engine_versions(fleet) == [7]
     sync.close()

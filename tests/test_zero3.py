@@ -26,9 +26,9 @@ ALGO = GRPOConfig(kl_coef=0.1, clip_low=0.02, clip_high=0.02)  # kl_coef > 0: th
 
 
 def _group(tiny_model: str):
-    from learner.group import LearnerGroup
+    from learner.world import LearnerWorld
 
-    return LearnerGroup(
+    return LearnerWorld(
         world_size=2, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
         worker_kwargs=dict(model_path=tiny_model, algo=ALGO.model_dump(), dtype="float32", temperature=1.0,
                            total_steps=10, seed=0, learner=LearnerConfig(
@@ -123,7 +123,7 @@ def test_policy_and_reference_are_built_partitioned_with_the_model_weights(setup
 
 
 def _train_every_rank(learner, batch) -> list[dict]:
-    """``LearnerGroup.train``'s dispatch, answering every rank's metrics (and never waiting forever)."""
+    """``LearnerWorld.train``'s dispatch, answering every rank's metrics (and never waiting forever)."""
     import ray
 
     norms = dict(global_tokens=float(batch.loss_mask.sum()),

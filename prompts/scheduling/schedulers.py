@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orchestrator.prompt_stream import PromptStream
-from orchestrator.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
-from orchestrator.scheduling.stats import PromptStats, pool_indices
+from prompts.stream import PromptStream
+from prompts.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
+from prompts.scheduling.stats import PromptStats, pool_indices
 
 
 class Scheduler:
@@ -303,7 +303,7 @@ def complexity_scores(source: str, problems: Sequence, *, field: str = "score",
                                  f"meta[{meta_key!r}]={value!r}, not a number")
             scores.append(float(value))
         return scores
-    from orchestrator.data.complexity import load_scores
+    from prompts.tools.complexity import load_scores
 
     by_id = load_scores(source, field)
     missing = [problem.id for problem in problems if problem.id not in by_id]

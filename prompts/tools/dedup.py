@@ -24,7 +24,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from orchestrator.data.complexity import words
+from prompts.tools.complexity import words
 
 SHINGLE_WORDS = 3
 NUM_PERMUTATIONS = 128

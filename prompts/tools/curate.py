@@ -4,7 +4,7 @@ In order, each step counted in the report:
 
 1. hard quality filters: prompt length in tokens outside [min, max]; exact duplicates of
    the question (+ choices) after normalisation; near duplicates (word-3-gram Jaccard >=
-   threshold), first occurrence kept (``orchestrator.data.dedup``);
+   threshold), first occurrence kept (``prompts.tools.dedup``);
 2. one forward pass of the policy (or ``--model``) over prompt + response: the prompt's
    embedding (mean last hidden state over its tokens) and the response's loss;
 3. instruction-side pruning of low-value queries: the ``drop_easiest`` share of prompts
@@ -12,7 +12,7 @@ In order, each step counted in the report:
    such a prompt gives a group of equal rewards, hence no advantage and no gradient; the
    report states the perplexity at which the cut fell;
 4. hierarchical clustering and per-cluster greedy max-min selection down to ``size``
-   (``orchestrator.data.diversity``).
+   (``prompts.tools.diversity``).
 
 The curated problems are written in ``bppo data``'s row format (``curated.jsonl``, loadable
 with ``data.source.kind=file``), in prompt-set order, with ``curate_report.json``.
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.data.dedup import exact_duplicates, near_duplicates
-from orchestrator.data.diversity import (
+from prompts.tools.dedup import exact_duplicates, near_duplicates
+from prompts.tools.diversity import (
     mean_nearest_neighbour_cosine_distance, mean_pairwise_cosine_distance, select_diverse, unit_rows,
 )
-from orchestrator.data.outputs import json_text, jsonl_text, write_atomically
-from orchestrator.data.problems import Problem, format_prompt, render_prompt
-from orchestrator.data.scores import response_text
+from prompts.tools.outputs import json_text, jsonl_text, write_atomically
+from prompts.problems import Problem, format_prompt, render_prompt
+from prompts.tools.scores import response_text
 
 CURATED_FILE = "curated.jsonl"
 REPORT_FILE = "curate_report.json"
@@ -88,7 +88,7 @@ def easiest(indices: list[int], losses: list[float], share: float) -> list[int]:
 def curate(problems: list[Problem], template: str, chat_template: bool,
            settings: CurateSettings) -> tuple[list[Problem], dict]:
     """(curated problems in prompt-set order, the report record)."""
-    from orchestrator.data.model_stats import encode_pairs, load_causal_lm, pad_token_id, pair_stats
+    from prompts.tools.model_stats import encode_pairs, load_causal_lm, pad_token_id, pair_stats
 
     model, tokenizer = load_causal_lm(settings.model, settings.device)
     prompts = [render_prompt(p, template, tokenizer=tokenizer, chat_template=chat_template) for p in problems]

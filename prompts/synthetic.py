@@ -17,7 +17,7 @@ from typing import Callable
 import sympy
 from sympy import Rational, pi, sqrt
 
-from orchestrator.data.problems import Problem
+from prompts.problems import Problem
 
 LEVELS = (1, 2, 3)
 TEST_BUCKETS = 20  # 1 in 20 parameter sets is reserved for the test split

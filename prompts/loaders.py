@@ -10,18 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from orchestrator.data.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
-from orchestrator.data.problems import Problem
-from orchestrator.data.synthetic import generate
+from prompts.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
+from prompts.problems import Problem
+from prompts.synthetic import generate
 from rewards.extract import last_boxed
 
 logger = logging.getLogger(__name__)
 
-RECIPE_COLUMNS = {
-    "plain": ColumnMap(),
-    "math_geometry": ColumnMap(question="problem", answer="solution"),
-    "geo3k": ColumnMap(question="problem", answer="answer"),
-}
 _IMAGE_TOKEN = re.compile(r"<image>\s*")
 
 
@@ -47,7 +42,7 @@ def load_prompt_set(config: DataConfig) -> PromptSet:
         )
         prompt_set = PromptSet(train, test)
     else:
-        columns = config.columns if config.columns.model_fields_set else RECIPE_COLUMNS[source.recipe]
+        columns = config.columns
         skipped = [0]
         splits = []
         for split in ("train", "test"):

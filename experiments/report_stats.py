@@ -21,6 +21,16 @@ LEVEL = 0.95
 MIN_TARGET_SES = 2.0  # a time-to-target target closer than this to the warm start is noise's
 
 
+def standard_error(accuracy: float, problems: int) -> float:
+    """The binomial standard error of an accuracy measured on ``problems`` items."""
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / problems) if problems else 0.0
+
+
+def fmt(value, digits: int = 2, suffix: str = "") -> str:
+    """A number for a report table; "n/a" for a figure that was not measured."""
+    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
+
+
 @dataclass(frozen=True)
 class RunOutcomes:
     """One run (algorithm, seed): its evaluations item by item, and its per-step times."""

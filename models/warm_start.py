@@ -1,8 +1,8 @@
 """``bppo bootstrap``: the tiny model, warm-started by SFT until RL has something to improve.
 
-The built tiny model (``orchestrator.tiny_model``: tokenizer + random Qwen2) is trained on
+The built tiny model (``models.tiny``: tokenizer + random Qwen2) is trained on
 synthetic problems with worked solutions, concise and verbose mixed, through the same
-DeepSpeed learner as RL (``LearnerGroup.train(objective="sft")``). Every
+DeepSpeed learner as RL (``LearnerWorld.train(objective="sft")``). Every
 ``eval_every`` steps the weights go to a vLLM engine, which samples (T=1) one answer per
 held-out problem; the first check inside ``accuracy_band`` stops training. The result is
 cached by a hash of everything that shapes it, so ``bppo train``/``compare`` with
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
+from learner.algorithms import GRPOConfig
 from orchestrator.config import Config, LearnerConfig
-from orchestrator.tiny_model import cache_root, ensure_tiny_model
+from models.tiny import ensure_tiny_model
 
 EVAL_MAX_TOKENS = 160
 
@@ -41,34 +42,10 @@ def warm_start_key(config: Config) -> dict:
     }
 
 
-def warm_model_dir(config: Config) -> Path:
-    digest = hashlib.sha256(json.dumps(warm_start_key(config), sort_keys=True).encode()).hexdigest()[:12]
-    return cache_root() / f"tiny-warm-{digest}"
-
-
-def resolve_model_path(config: Config, *, log=print) -> str:
-    """``model.path``; for 'tiny', the (built and, unless disabled, warm-started) tiny model."""
-    if config.model.path != "tiny":
-        return config.model.path
-    if not config.model.warm_start.enabled:
-        return str(ensure_tiny_model(config.model.tiny))
-    target = warm_model_dir(config)
-    if not (target / "bootstrap.json").exists():
-        from orchestrator import console
-        from orchestrator.ray_cluster import ray_cluster
-
-        with ray_cluster(config.ray):
-            if console.ROUTER.file is None:  # `bppo bootstrap` alone: beside the cached model, before
-                # the heavy imports below (Ray's autoscaler reports a few seconds after start-up)
-                console.worker_log(target.parent / f"{target.name}.worker.log")
-            bootstrap(config, target, log=log)
-    return str(target)
-
-
 def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, response ids + EOS) pairs from the first ``num_problems`` training problems;
     a seeded ``verbose_fraction`` of them use the verbose solution."""
-    from orchestrator.data.problems import render_prompt
+    from prompts.problems import render_prompt
 
     warm = config.model.warm_start
     problems = train_problems[: warm.num_problems]
@@ -87,23 +64,42 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
     return examples
 
 
+def sft_config(config: Config) -> Config:
+    """The run config the warm start's actors are built from: one learner rank and one engine,
+    plain SFT settings (ZeRO 0, cosine LR from ``warm_start.lr``), sampling at T=1, its own seed.
+
+    The warm start is shared by every run with this data (it is cached by ``warm_start_key``), so
+    its accuracy band is judged by the built-in verifier, never by a run's custom
+    ``reward.function``: a stand-in reward (the benchmarks' even-length one) once stopped it after
+    25 SFT steps at a "51% accuracy" that was 0% real, and every later run reused that model.
+    """
+    warm = config.model.warm_start
+    learner = LearnerConfig(
+        world_size=1, zero_stage=0, lr=warm.lr, weight_decay=0.0, warmup_steps=min(20, warm.max_steps // 10),
+        lr_schedule="cosine", max_grad_norm=1.0, gradient_checkpointing=False,
+        micro_batch_tokens=config.learner.micro_batch_tokens * 4,
+    )
+    return config.model_copy(update={
+        "learner": learner,
+        "algo": GRPOConfig(),  # unused by the SFT objective; the worker needs one
+        "rollout": config.rollout.model_copy(update={"num_engines": 1, "temperature": 1.0, "top_p": 1.0}),
+        "reward": config.reward.model_copy(update={"function": None}),
+        "trainer": config.trainer.model_copy(update={"seed": warm.seed}),
+    })
+
+
 def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     """SFT the tiny model into ``target`` (atomically); returns what ``bootstrap.json`` records."""
-    import ray
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
     from learner.batch import TrainBatch, pad_rows
-    from learner.group import LearnerGroup
     from orchestrator import console
-    from orchestrator.data.loaders import load_prompt_set
-    from orchestrator.data.problems import render_prompt
+    from orchestrator.actors import start_actor_stack
     from orchestrator.evaluation import answer_quality
-    from orchestrator.placement import plan_placement
-    from rewards.pool import RewardPool
-    from rollout.fleet import EngineFleet
+    from prompts.loaders import load_prompt_set
+    from prompts.problems import render_prompt
     from rollout.types import SamplingSettings
-    from rollout.weight_sync import WeightSync
 
     if console.ROUTER.file is None:  # `bppo bootstrap` alone: beside the cached model
         console.worker_log(target.parent / f"{target.name}.worker.log")
@@ -115,29 +111,8 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     held_out = prompt_set.test[: warm.eval_problems]
     eval_prompts = [tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False)
                     for p in held_out]
-    placement = plan_placement(config, ray.cluster_resources())
-    learner = LearnerGroup(
-        world_size=1, micro_batch_tokens=config.learner.micro_batch_tokens * 4,
-        resources_per_rank=placement.learner_rank, max_len=EVAL_MAX_TOKENS,
-        placement_timeout_s=config.ray.placement_timeout_s,
-        worker_kwargs=dict(model_path=base, algo={"name": "grpo"}, dtype=config.model.dtype, temperature=1.0,
-                           total_steps=warm.max_steps, seed=warm.seed, learner=LearnerConfig(
-                               zero_stage=0, lr=warm.lr, weight_decay=0.0, warmup_steps=min(20, warm.max_steps // 10),
-                               lr_schedule="cosine", max_grad_norm=1.0, gradient_checkpointing=False).model_dump()),
-    )
-    fleet = EngineFleet(num_engines=1, resources_per_engine=placement.engine, engine_kwargs=dict(
-        model_path=base, dtype=config.model.dtype, max_model_len=config.rollout.max_model_len,
-        cpu_kv_cache_gib=config.rollout.cpu_kv_cache_gib, seed=warm.seed,
-        engine_core_process=config.rollout.engine_core_process), start_timeout_s=config.ray.placement_timeout_s)
-    sync = WeightSync(fleet, learner, on_gpu=placement.on_gpu, bucket_mb=config.rollout.sync_bucket_mb,
-                      timeout_s=config.rollout.sync_timeout_s)
-    # The warm start is shared by every run with this data (it is cached by warm_start_key), so
-    # its accuracy band is judged by the built-in verifier, never by a run's custom
-    # reward.function: a stand-in reward (the benchmarks' even-length one) once stopped it after
-    # 25 SFT steps at a "51% accuracy" that was 0% real, and every later run reused that model.
-    rewards = RewardPool(config.reward.model_copy(update={"function": None}),
-                         num_cpus_per_worker=placement.reward_worker_cpus,
-                         start_timeout_s=config.ray.placement_timeout_s)
+    actors = start_actor_stack(sft_config(config), base, total_steps=warm.max_steps, max_len=EVAL_MAX_TOKENS)
+    learner, fleet, rewards, sync = actors.learner, actors.fleet, actors.rewards, actors.weight_sync
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
     # No total: the run ends on the accuracy band, not at max_steps, so an ETA from max_steps lies.
@@ -171,10 +146,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
         _save_atomically(learner, target, record)
     finally:
         bar.close()
-        sync.close()
-        fleet.shutdown()
-        learner.shutdown()
-        rewards.shutdown()
+        actors.close()
     log(f"warm-started tiny model -> {target} ({record['seconds']} s)", file=sys.stderr)
     return record
 

@@ -38,7 +38,7 @@ def run_compare(paths: list[str], overrides: list[str], *, command: str, report_
                 log=print) -> Path:
     """Every arm, then the report; ``report_only`` re-reads the arms' run directories instead of
     training (the report of runs made earlier, e.g. after a change to the report itself)."""
-    from orchestrator.bootstrap import resolve_model_path
+    from models.sources import resolve_model_path
     from orchestrator.loop import Trainer
     from orchestrator.ray_cluster import ray_cluster
 
@@ -56,7 +56,7 @@ def run_compare(paths: list[str], overrides: list[str], *, command: str, report_
 
 
 def write_compare_report(config: Config, bppo_config: Config, *, command: str, log=print) -> Path:
-    from orchestrator.report import build_report, load_runs, write_report
+    from experiments.report import build_report, load_runs, write_report
 
     out = Path(config.trainer.run_dir)
     missing = [f"{algo}-seed{seed}" for algo in ALGOS for seed in config.compare.seeds

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.data.problems import DEFAULT_PROMPT_TEMPLATE
+from prompts.problems import DEFAULT_PROMPT_TEMPLATE
 
 
 class _Strict(BaseModel):
@@ -23,7 +23,7 @@ class SyntheticSource(_Strict):
     num_test: int = Field(500, ge=1)
     """Distinct held-out problems (never equal to a training problem)."""
     families: list[str] = []
-    """Problem families to draw from; empty = all (see orchestrator.data.synthetic.FAMILIES)."""
+    """Problem families to draw from; empty = all (see prompts.synthetic.FAMILIES)."""
     levels: list[Literal[1, 2, 3]] = [1, 2, 3]
     """Difficulty levels to draw from."""
     mix: list[str] = []
@@ -38,7 +38,7 @@ class SyntheticSource(_Strict):
     @field_validator("families")
     @classmethod
     def _known_families(cls, families: list[str]) -> list[str]:
-        from orchestrator.data.synthetic import FAMILIES
+        from prompts.synthetic import FAMILIES
 
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
@@ -48,7 +48,7 @@ class SyntheticSource(_Strict):
     @field_validator("mix")
     @classmethod
     def _known_pairs(cls, mix: list[str]) -> list[str]:
-        from orchestrator.data.synthetic import FAMILIES, LEVELS
+        from prompts.synthetic import FAMILIES, LEVELS
 
         for pair in mix:
             family, _, level = pair.partition(":")
@@ -104,14 +104,24 @@ class HubSource(_Strict):
 
 
 class ColumnMap(_Strict):
-    """Which columns hold the question, the answer and (optionally) the choices."""
+    """Which columns hold the question, the answer and (optionally) the choices. A column left
+    unset takes the recipe's name (``RECIPE_COLUMNS``); the resolved config names every one."""
 
-    question: str = "question"
-    """Column with the problem text."""
-    answer: str = "answer"
-    """Column with the gold answer (for recipe math_geometry: the worked solution)."""
+    question: str | None = None
+    """Column with the problem text (plain: question; math_geometry, geo3k: problem)."""
+    answer: str | None = None
+    """Column with the gold answer (plain, geo3k: answer; math_geometry: solution, the worked
+    solution whose last \\boxed{} is the answer)."""
     choices: str | None = None
     """Column with a list of options for multiple-choice questions; None = free answer."""
+
+
+# Each recipe's column names, for the columns a config leaves unset.
+RECIPE_COLUMNS = {
+    "plain": {"question": "question", "answer": "answer"},
+    "math_geometry": {"question": "problem", "answer": "solution"},
+    "geo3k": {"question": "problem", "answer": "answer"},
+}
 
 
 class DataConfig(_Strict):
@@ -131,3 +141,13 @@ class DataConfig(_Strict):
     """Use at most this many training problems (after loading); None = all."""
     max_test: int | None = Field(None, ge=1)
     """Use at most this many held-out problems; None = all."""
+
+    @model_validator(mode="after")
+    def _columns_from_recipe(self) -> "DataConfig":
+        # Resolved here, not when loading, so the written config.yaml names the columns the run
+        # read and loads back to the same config.
+        recipe = getattr(self.source, "recipe", "plain")
+        unset = {key: name for key, name in RECIPE_COLUMNS[recipe].items() if getattr(self.columns, key) is None}
+        if unset:  # frozen: set once, here, during validation
+            object.__setattr__(self, "columns", self.columns.model_copy(update=unset))
+        return self

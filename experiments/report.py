@@ -13,7 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
-from orchestrator.report_stats import bootstrap, choose_target, read_evals, run_outcomes
+from experiments.report_stats import bootstrap, choose_target, fmt, read_evals, run_outcomes, standard_error
 
 WARMUP_STEPS = 1  # step 1 pays engine/learner warm-ups: left out of per-step means
 
@@ -83,12 +83,8 @@ def time_to_target(curve: list[dict], target: float | None, mark: str = "train_e
     return next((p[mark] for p in curve if p["accuracy"] >= target - 1e-12), None)
 
 
-def standard_error(accuracy: float, problems: int) -> float:
-    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / problems) if problems else 0.0
-
-
 def token_ratio_bound(group_size: int, prompt_len: float, window: float, response_len: float) -> float:
-    """DESIGN §3: rho = (2/G) (P + n) / (P + L), the learner-token ratio of BPPO to GRPO."""
+    """docs/design.md §3: rho = (2/G) (P + n) / (P + L), the learner-token ratio of BPPO to GRPO."""
     return (2 / group_size) * (prompt_len + min(window, response_len)) / (prompt_len + response_len)
 
 
@@ -152,7 +148,7 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
     }
     rho = token_ratio_bound(group_size, grpo["prompt_len_mean"] or 0.0, window, grpo["mean_response_len_start"] or 0.0)
     share = (grpo["mean_generate_time_s"] or 0.0) / (grpo["mean_step_time_s"] or 1.0)
-    # DESIGN's bound assumes every group yields a pair; groups without one shrink BPPO's batch
+    # The bound of docs/design.md §3 assumes every group yields a pair; groups without one shrink BPPO's batch
     # further, so the bounds are also given at the measured pair rate.
     rho_pairs = rho * (bppo["pair_rate"] if bppo.get("pair_rate") is not None else 1.0)
     report["bound"] = {"token_ratio": rho, "learner": 1 / rho if rho else None, "generate_share_grpo": share,
@@ -183,13 +179,9 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator if numerator and denominator else None
 
 
-def fmt(value, digits: int = 2, suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
-
-
 def write_report(report: dict, runs: dict[str, dict[int, list[dict]]], out_dir: Path, *, command: str) -> list[Path]:
-    from orchestrator.report_plots import plot_report
-    from orchestrator.report_text import render_markdown
+    from experiments.report_plots import plot_report
+    from experiments.report_text import render_markdown
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -50,7 +50,7 @@ def ensure_tiny_model(tiny, *, root: Path | None = None) -> Path:
 
 def tokenizer_corpus(num_problems: int, seed: int) -> list[str]:
     """Questions with their concise and verbose worked solutions, from the synthetic generator."""
-    from orchestrator.data.synthetic import generate
+    from prompts.synthetic import generate
 
     train, _ = generate(num_problems, 1, seed=seed)
     return [text for p in train for text in (p.question, p.solution, p.meta["verbose_solution"])]

@@ -13,7 +13,7 @@ Per problem (prompt p = the filled prompt template, response x = the worked solu
 
 Rows go to ``scores.jsonl`` in prompt-set order; ``scores_summary.json`` holds the dataset
 means (the paper's L, T, P and C), ranges, weights, models, beta and delta.
-``orchestrator.data.complexity.load_scores`` reads the rows back (problem id -> S).
+``prompts.tools.complexity.load_scores`` reads the rows back (problem id -> S).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.data.complexity import (
+from prompts.tools.complexity import (
     ScoreWeights, combined_scores, perplexity, task_complexity, text_complexity, type_token_ratio,
 )
-from orchestrator.data.outputs import json_text, jsonl_text, write_atomically
-from orchestrator.data.problems import Problem, format_prompt, render_prompt
+from prompts.tools.outputs import json_text, jsonl_text, write_atomically
+from prompts.problems import Problem, format_prompt, render_prompt
 
 SCORES_FILE = "scores.jsonl"
 SUMMARY_FILE = "scores_summary.json"
@@ -60,7 +60,7 @@ def response_losses(model_path: str, problems: list[Problem], template: str, cha
     """(mean NLL of each response given its prompt, response token counts) under one model."""
     import torch
 
-    from orchestrator.data.model_stats import encode_pairs, load_causal_lm, pad_token_id, pair_stats
+    from prompts.tools.model_stats import encode_pairs, load_causal_lm, pad_token_id, pair_stats
 
     model, tokenizer = load_causal_lm(model_path, settings.device)
     prompts = [render_prompt(p, template, tokenizer=tokenizer, chat_template=chat_template) for p in problems]

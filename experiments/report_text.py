@@ -8,7 +8,7 @@ and a time-to-target that is not measurable says why instead of giving a number.
 
 from __future__ import annotations
 
-from orchestrator.report import fmt
+from experiments.report_stats import fmt
 
 TOLERANCE = 0.05  # without intervals (older runs), values within 5% read as equal
 SIGNIFICANT_SES = 2.0  # a lift smaller than this many standard errors is noise's

@@ -1,5 +1,5 @@
 """Prompt scheduling: per-prompt statistics and the schedulers that read them (``sched``)."""
 
-from orchestrator.scheduling.schedulers import Scheduler, build_scheduler
+from prompts.scheduling.schedulers import Scheduler, build_scheduler
 
 __all__ = ["Scheduler", "build_scheduler"]

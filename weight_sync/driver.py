@@ -1,7 +1,7 @@
-"""How new weights reach the engines after each optimizer step (DESIGN §4): one route on CPU and GPU.
+"""How new weights reach the engines after each optimizer step (docs/design.md §4): one route on CPU and GPU.
 
 Learner rank 0 and every worker of every engine form one group of vLLM's weight-transfer API
-(``rollout.weight_transfer``: NCCL on GPU, gloo on CPU); ``push`` runs one full, bucketed
+(``weight_sync.transfer``: NCCL on GPU, gloo on CPU); ``push`` runs one full, bucketed
 update from rank 0 (every learner rank joins: ZeRO-3 gathers each parameter) and then stamps
 the new ``policy_version`` on every engine, which every sample then carries.
 
@@ -18,7 +18,7 @@ import logging
 
 import ray
 
-from rollout.weight_transfer_client import EngineTransferClient
+from weight_sync.client import EngineTransferClient
 
 logger = logging.getLogger(__name__)
 

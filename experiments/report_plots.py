@@ -50,7 +50,7 @@ def plot_report(report: dict, runs: dict[str, dict[int, list[dict]]], out_dir: P
 
 
 def _accuracy_curves(ax, report: dict, runs: dict, axis: str) -> None:
-    from orchestrator.report import standard_error
+    from experiments.report_stats import standard_error
 
     for algo, by_seed in runs.items():
         for i, seed in enumerate(sorted(by_seed)):

@@ -18,7 +18,7 @@ from learner.packing import plan_micro_batches
 from learner.worker import LearnerWorker
 
 
-class LearnerGroup:
+class LearnerWorld:
     def __init__(self, *, world_size: int, micro_batch_tokens: int, resources_per_rank: dict,
                  worker_kwargs: dict, max_len: int, placement_timeout_s: float = 300.0,
                  mini_batch_size: int | None = None, epochs: int = 1) -> None:
@@ -114,7 +114,7 @@ class LearnerGroup:
         ray.get(refs[1:])
         return refs[0]
 
-    # ---- weight sync (rollout.weight_sync waits on these, with its timeout) -------------
+    # ---- weight sync (weight_sync.driver waits on these, with its timeout) -------------
 
     def transfer_address(self) -> tuple[str, int]:
         """Host and a free port on rank 0's node, where the weight-transfer group meets."""

@@ -38,7 +38,7 @@ def cmd_data(args: argparse.Namespace, config: Config) -> int:
     """Load the prompt set, write it as JSONL, and verify every gold answer with the reward pool."""
     from dataclasses import asdict
 
-    from orchestrator.data.loaders import load_prompt_set
+    from prompts.loaders import load_prompt_set
 
     started = time.perf_counter()
     prompt_set = load_prompt_set(config.data)
@@ -77,9 +77,9 @@ def _verify_gold_answers(config: Config, problems: list) -> None:
 
 def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
     """MagicVL-2B's complexity score per prompt -> scores.jsonl + scores_summary.json."""
-    from orchestrator.data.complexity import ScoreWeights
-    from orchestrator.data.model_stats import check_model_dir, default_device
-    from orchestrator.data.scores import ScoreSettings, score_problems, write_scores
+    from prompts.tools.complexity import ScoreWeights
+    from prompts.tools.model_stats import check_model_dir, default_device
+    from prompts.tools.scores import ScoreSettings, score_problems, write_scores
 
     if (args.small_model is None) != (args.large_model is None):
         print("error: --small-model and --large-model go together (the task term compares the two)", file=sys.stderr)
@@ -114,8 +114,8 @@ def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
     """Ruyi2.5's filters, clustering and max-min selection -> curated.jsonl + curate_report.json."""
-    from orchestrator.data.curate import CurateSettings, curate, write_curated
-    from orchestrator.data.model_stats import default_device
+    from prompts.tools.curate import CurateSettings, curate, write_curated
+    from prompts.tools.model_stats import default_device
 
     room = config.rollout.max_model_len - config.rollout.max_tokens
     settings = CurateSettings(
@@ -161,7 +161,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 
 def _data_split(config: Config, split: str) -> list:
-    from orchestrator.data.loaders import load_prompt_set
+    from prompts.loaders import load_prompt_set
 
     return getattr(load_prompt_set(config.data), split)
 
@@ -172,14 +172,14 @@ def _data_out(args: argparse.Namespace, config: Config) -> Path:
 
 def _tool_model(args: argparse.Namespace, config: Config) -> str:
     """``--model``, checked, or the policy."""
-    from orchestrator.data.model_stats import check_model_dir
+    from prompts.tools.model_stats import check_model_dir
 
     return check_model_dir(args.model, "--model") if args.model else _policy_path(config)
 
 
 def _policy_path(config: Config) -> str:
     """The policy's directory: model.path, or the (cached) warm-started tiny model."""
-    from orchestrator.bootstrap import resolve_model_path
+    from models.sources import resolve_model_path
 
     path = resolve_model_path(config)
     print(f"model: {path} (the policy; --model for another)", file=sys.stderr)
@@ -201,7 +201,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
     """Build and warm-start the tiny model (cached); print its directory."""
-    from orchestrator.bootstrap import resolve_model_path
+    from models.sources import resolve_model_path
 
     if config.model.path != "tiny":
         print(f"error: model.path={config.model.path!r}: bootstrap builds the tiny model (model.path=tiny)",
@@ -213,7 +213,7 @@ def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_compare(args: argparse.Namespace, config: Config) -> int:
     """GRPO vs BPPO under identical settings; writes report.md/json and figures to trainer.run_dir."""
-    from orchestrator.compare import run_compare
+    from experiments.compare import run_compare
 
     command = " ".join(["bppo compare", *(f"--config {c}" for c in args.config), *args.overrides])
     run_compare(args.config, args.overrides, command=command, report_only=args.report_only)
@@ -222,7 +222,7 @@ def cmd_compare(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_sweep(args: argparse.Namespace, config: Config) -> int:
     """Arms x grid, one Ray task per trial; writes sweep.md/json to trainer.run_dir."""
-    from orchestrator.sweep import run_sweep
+    from experiments.sweep import run_sweep
 
     command = " ".join(["bppo sweep", *(f"--config {c}" for c in args.config), *args.overrides])
     run_sweep(args.config, args.overrides, command=command)
@@ -292,7 +292,7 @@ def _number(cast, *, minimum=None, above=None, maximum=None, below=None):
 
 def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
     """The parser of ``bppo data score`` / ``bppo data curate`` (reached through ``main``)."""
-    from orchestrator.data.scores import DEFAULT_BETA, DEFAULT_DELTA
+    from prompts.tools.scores import DEFAULT_BETA, DEFAULT_DELTA
 
     _, help_text = DATA_TOOLS[tool]
     parser = argparse.ArgumentParser(prog=f"bppo data {tool}", description=help_text)

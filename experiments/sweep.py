@@ -70,7 +70,7 @@ def _run_trial(paths: list[str], overrides: list[str]) -> tuple[str, float, floa
 def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print) -> Path:
     import ray
 
-    from orchestrator.bootstrap import resolve_model_path
+    from models.sources import resolve_model_path
     from orchestrator.ray_cluster import ray_cluster
 
     config = load_config(paths, overrides)
@@ -113,7 +113,7 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
     Time to target is per pair (trial, its baseline): the configured target, else the highest
     accuracy both reached, and only when that is >= 2 standard errors above the warm start and
     both reached it (``report_stats.choose_target``); otherwise the row says why not."""
-    from orchestrator.report import read_metrics, summarize_run
+    from experiments.report import read_metrics, summarize_run
 
     summaries = {n: summarize_run(read_metrics(root / n)) for n in trials if status.get(n) == "ok"}
     rows = {}
@@ -139,8 +139,9 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
 
 
 def _versus_baseline(trial: dict, base: dict, target: float | None) -> dict:
-    from orchestrator.report import ratio, standard_error, time_to_target
-    from orchestrator.report_stats import choose_target
+    from experiments.report import ratio, time_to_target
+    from experiments.report_stats import standard_error
+    from experiments.report_stats import choose_target
 
     row = {f"speedup_{speedup}": ratio(base[key], trial[key]) for speedup, key in (
         ("step", "mean_step_time_s"), ("learner", "mean_learner_time_s"), ("generate", "mean_generate_time_s"),
@@ -160,7 +161,7 @@ def _versus_baseline(trial: dict, base: dict, target: float | None) -> dict:
 
 
 def render_sweep(summary: dict) -> str:
-    from orchestrator.report import fmt as f
+    from experiments.report_stats import fmt as f
 
     configured = summary["target_accuracy"]
     how = (f"target accuracy {f(configured, 3)}" if configured is not None else

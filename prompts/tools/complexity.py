@@ -14,7 +14,7 @@ no image here, so two remain:
 The paper defines L, T, P and C as means over a dataset (it ranks datasets); a curriculum
 ranks samples, so every function here is per sample and the dataset means are what the
 paper reports. Nothing here loads a model: losses come in as numbers
-(``orchestrator.data.model_stats`` computes them). ``load_scores`` reads the combined scores
+(``prompts.tools.model_stats`` computes them). ``load_scores`` reads the combined scores
 back from the ``scores.jsonl`` that ``bppo data score`` writes (for a curriculum).
 """
 
