@@ -68,8 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=2_000, help="bppo data curate --size")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 0],
-                        help="torch threads per run, 0 = the default (one per core); each setting runs both commands")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 0],
+        help="torch threads per run, 0 = the default (one per core); each setting runs both commands",
+    )
     options = parser.parse_args()
     policy = warm_model_dir(load_config([CONFIG], []))
     if not (policy / "bootstrap.json").exists():
@@ -79,10 +84,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         small = first_blocks(str(policy), 2, Path(scratch) / "small")
         commands = {
-            "score": ["data", "score", "--config", CONFIG, *overrides, "--model", str(policy),
-                      "--small-model", small, "--large-model", str(policy)],
-            "curate": ["data", "curate", "--config", CONFIG, *overrides, "--model", str(policy),
-                       "--size", str(options.size)],
+            "score": [
+                "data",
+                "score",
+                "--config",
+                CONFIG,
+                *overrides,
+                "--model",
+                str(policy),
+                "--small-model",
+                small,
+                "--large-model",
+                str(policy),
+            ],
+            "curate": [
+                "data",
+                "curate",
+                "--config",
+                CONFIG,
+                *overrides,
+                "--model",
+                str(policy),
+                "--size",
+                str(options.size),
+            ],
         }
         shown = {str(policy): "POLICY", small: "SMALL", CONFIG: "configs/tiny_cpu.yaml"}  # not temp/cache paths
         for argv in commands.values():  # thread settings alternate within a command: same conditions
@@ -90,22 +115,37 @@ def main() -> None:
                 flags = ["--threads", str(threads)] if threads else []
                 torch.set_num_threads(default_threads)
                 seconds, _ = timed([*argv, *flags, "--out", str(Path(scratch) / f"out{threads}")])
-                runs.append({"command": "bppo " + " ".join(shown.get(a, a) for a in [*argv, *flags]),
-                             "threads": threads or default_threads, "seconds": round(seconds, 1),
-                             "load_average": _load_average()})
+                runs.append(
+                    {
+                        "command": "bppo " + " ".join(shown.get(a, a) for a in [*argv, *flags]),
+                        "threads": threads or default_threads,
+                        "seconds": round(seconds, 1),
+                        "load_average": _load_average(),
+                    }
+                )
         outs = [Path(scratch) / f"out{threads}" for threads in options.threads]
         summary = json.loads((outs[0] / "scores_summary.json").read_text())
         report = json.loads((outs[0] / "curate_report.json").read_text())
-        identical = {name: len({(out / name).read_bytes() for out in outs}) == 1
-                     for name in ("scores.jsonl", "scores_summary.json", "curated.jsonl", "curate_report.json")}
+        identical = {
+            name: len({(out / name).read_bytes() for out in outs}) == 1
+            for name in ("scores.jsonl", "scores_summary.json", "curated.jsonl", "curate_report.json")
+        }
     result = {
-        "problems": options.problems, "cores": os.cpu_count(), "load_average_before": load_before,
-        "policy": str(policy), "small_model": "SMALL: the policy's first 2 of 4 blocks", "runs": runs,
+        "problems": options.problems,
+        "cores": os.cpu_count(),
+        "load_average_before": load_before,
+        "policy": str(policy),
+        "small_model": "SMALL: the policy's first 2 of 4 blocks",
+        "runs": runs,
         "outputs_identical_across_thread_settings": identical,
         "score": {"forward_passes": 2, "means": summary["means"]},
-        "curate": {"removed": report["removed"], "pool": report["pool"], "selected": report["selected"],
-                   "mean_pairwise_cosine_distance": report["mean_pairwise_cosine_distance"],
-                   "mean_nearest_neighbour_cosine_distance": report["mean_nearest_neighbour_cosine_distance"]},
+        "curate": {
+            "removed": report["removed"],
+            "pool": report["pool"],
+            "selected": report["selected"],
+            "mean_pairwise_cosine_distance": report["mean_pairwise_cosine_distance"],
+            "mean_nearest_neighbour_cosine_distance": report["mean_nearest_neighbour_cosine_distance"],
+        },
     }
     path = save_result("data_tools", result)
     for run in runs:

@@ -35,8 +35,9 @@ def _pairs(samples, correct, finished, G):
 
     shape = (len(samples) // G, G)
     lengths = torch.tensor([len(s.response_ids) for s in samples]).view(shape)
-    return select_pairs(torch.tensor(correct).view(shape), lengths, "shortest",
-                        eligible=torch.tensor(finished).view(shape))
+    return select_pairs(
+        torch.tensor(correct).view(shape), lengths, "shortest", eligible=torch.tensor(finished).view(shape)
+    )
 
 
 def _decoded_tokens(samples, correct, finished, G) -> int:
@@ -46,8 +47,11 @@ def _decoded_tokens(samples, correct, finished, G) -> int:
     decoded t + 1 tokens."""
     total = 0
     for start in range(0, len(samples), G):
-        group = [(len(s.response_ids), c) for s, c, done in zip(samples[start:start + G], correct[start:start + G],
-                                                               finished[start:start + G]) if done]
+        group = [
+            (len(s.response_ids), c)
+            for s, c, done in zip(samples[start : start + G], correct[start : start + G], finished[start : start + G])
+            if done
+        ]
         total += sum(length for length, _ in group)
         aborted = G - len(group)
         if aborted:
@@ -77,22 +81,31 @@ def main() -> None:
     rows = {"full": [], "early": []}
     with ray_cluster(RayConfig(num_cpus=2)):
         pool = RewardPool(config.reward, num_cpus_per_worker=0.25)
-        fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 1}, engine_kwargs=dict(
-            model_path=trainer.model_path, max_model_len=rollout.max_model_len,
-            cpu_kv_cache_gib=rollout.cpu_kv_cache_gib, seed=config.trainer.seed))
+        fleet = EngineFleet(
+            num_engines=1,
+            resources_per_engine={"CPU": 1},
+            engine_kwargs=dict(
+                model_path=trainer.model_path,
+                max_model_len=rollout.max_model_len,
+                cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
+                seed=config.trainer.seed,
+            ),
+        )
         for batch in range(args.batches + 1):
             indices = list(range(batch * per_batch, (batch + 1) * per_batch))
             prompts = [trainer.train_prompts[i] for i in indices]
             answers = [trainer.train_set[i].answer for i in indices]
             sampling = trainer._sampling(step=batch + 1, round_=0)
             measured = {}
-            for mode in (("full", "early") if batch % 2 else ("early", "full")):
+            for mode in ("full", "early") if batch % 2 else ("early", "full"):
                 started = time.perf_counter()
                 if mode == "full":
                     samples = fleet.generate(prompts, sampling)
                     results, _ = pool.score([s.text for s in samples], [answers[s.prompt_index] for s in samples])
                 else:
-                    samples = fleet.generate(prompts, sampling, early_stop=EarlyStop(tuple(answers), tuple(pool.workers)))
+                    samples = fleet.generate(
+                        prompts, sampling, early_stop=EarlyStop(tuple(answers), tuple(pool.workers))
+                    )
                     results = [s.meta.get("reward") for s in samples]
                 measured[mode] = (time.perf_counter() - started, samples, results)
             if batch == 0:
@@ -102,13 +115,15 @@ def main() -> None:
                 finished = [r is not None for r in results]
                 correct = [bool(r is not None and r.correct) for r in results]
                 pairs[mode] = _pairs(samples, correct, finished, rollout.n)
-                rows[mode].append({
-                    "seconds": seconds,
-                    "tokens": _decoded_tokens(samples, correct, finished, rollout.n),
-                    "aborted": finished.count(False),
-                    "completions": len(samples),
-                    "pair_rate": float(pairs[mode][2].float().mean()),
-                })
+                rows[mode].append(
+                    {
+                        "seconds": seconds,
+                        "tokens": _decoded_tokens(samples, correct, finished, rollout.n),
+                        "aborted": finished.count(False),
+                        "completions": len(samples),
+                        "pair_rate": float(pairs[mode][2].float().mean()),
+                    }
+                )
             same = all((a == b).all() for a, b in zip(pairs["early"], pairs["full"]))
             rows["early"][-1]["same_pairs"] = bool(same)
         fleet.shutdown()
@@ -132,8 +147,10 @@ def main() -> None:
     print(f"{'per batch':<28}{'whole groups':>14}{'early stop':>14}")
     for key in ("seconds", "tokens", "aborted", "pair_rate"):
         print(f"{key:<28}{result['full'][key]:>14}{result['early'][key]:>14}")
-    print(f"generation time saved {result['generation_time_saved']:.1%}, decoded tokens saved "
-          f"{result['decoded_tokens_saved']:.1%}, same pairs {result['early']['same_pairs_rate']:.0%}")
+    print(
+        f"generation time saved {result['generation_time_saved']:.1%}, decoded tokens saved "
+        f"{result['decoded_tokens_saved']:.1%}, same pairs {result['early']['same_pairs_rate']:.0%}"
+    )
     print("wrote", save_result("early_stop", result))
 
 

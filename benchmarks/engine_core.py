@@ -43,13 +43,15 @@ def measure(separate_process: bool, repeats: int) -> dict:
     model_path = resolve_model_path(config, log=lambda *a, **k: None)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     problems = load_prompt_set(config.data).train[: config.trainer.prompts_per_step]
-    prompts = [tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False)
-               for p in problems]
+    prompts = [
+        tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False) for p in problems
+    ]
     sampling = SamplingSettings(n=config.rollout.n, temperature=1.0, max_tokens=config.rollout.max_tokens, seed=1)
 
     started = time.perf_counter()
-    engine = RolloutEngine(model_path, max_model_len=config.rollout.max_model_len, seed=0,
-                           engine_core_process=separate_process)
+    engine = RolloutEngine(
+        model_path, max_model_len=config.rollout.max_model_len, seed=0, engine_core_process=separate_process
+    )
     start_s = time.perf_counter() - started
     engine.generate(prompts, sampling)  # warm-up
     generate_s, tokens = [], 0
@@ -60,10 +62,14 @@ def measure(separate_process: bool, repeats: int) -> dict:
         tokens = sum(len(s.response_ids) for s in samples)
     sync_s = _sync_times(engine, AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), repeats)
     engine.close()
-    return {"start_s": round(start_s, 2), "generate_s": round(statistics.median(generate_s), 3),
-            "generate_s_all": [round(s, 3) for s in generate_s], "tokens": tokens,
-            "tokens_per_s": round(tokens / statistics.median(generate_s), 1),
-            "sync_s": round(statistics.median(sync_s), 4)}
+    return {
+        "start_s": round(start_s, 2),
+        "generate_s": round(statistics.median(generate_s), 3),
+        "generate_s_all": [round(s, 3) for s in generate_s],
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / statistics.median(generate_s), 1),
+        "sync_s": round(statistics.median(sync_s), 4),
+    }
 
 
 class _InProcessClient:
@@ -93,10 +99,18 @@ def _sync_times(engine, model, repeats: int) -> list[float]:
     from learner.worker import free_port
     from weight_sync.transfer import trainer_init_info
 
-    init = trainer_init_info("gloo", rank=0, master_address="127.0.0.1", master_port=free_port(), world_size=2,
-                             bucket_bytes=512 * 2**20, timeout_s=120)
-    transfer = WeightTransferTrainerFactory.trainer_init(init, client=_InProcessClient(engine),
-                                                         source=ModuleSource(model))
+    init = trainer_init_info(
+        "gloo",
+        rank=0,
+        master_address="127.0.0.1",
+        master_port=free_port(),
+        world_size=2,
+        bucket_bytes=512 * 2**20,
+        timeout_s=120,
+    )
+    transfer = WeightTransferTrainerFactory.trainer_init(
+        init, client=_InProcessClient(engine), source=ModuleSource(model)
+    )
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -116,8 +130,13 @@ def main() -> None:
         return
     results = {}
     for mode in ("separate", "in_actor"):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, "--repeats", str(args.repeats)],
-                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", mode, "--repeats", str(args.repeats)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if out.returncode or not lines:
             sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")

@@ -88,8 +88,11 @@ def _live_tensor_tracker(existing: set[int]):
             results, returns = tree_leaves(out), func._schema.returns
             # A return annotated as aliasing an input (a view, an in-place or out= result) is
             # no new memory; a list return (split, unbind) has one annotation for all.
-            aliased = [r.alias_info is not None for r in returns] if len(returns) == len(results) \
+            aliased = (
+                [r.alias_info is not None for r in returns]
+                if len(returns) == len(results)
                 else [any(r.alias_info is not None for r in returns)] * len(results)
+            )
             for result, alias in zip(results, aliased):
                 if isinstance(result, torch.Tensor) and not alias:
                     self._count(result.untyped_storage())
@@ -119,9 +122,16 @@ def child(variant: str, dtype_name: str, temperature: float) -> dict:
     from learner.losses import LossSettings, policy_loss
 
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=COLUMNS,
-                         tie_word_embeddings=False)
+    config = Qwen2Config(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=COLUMNS,
+        tie_word_embeddings=False,
+    )
     model = Qwen2ForCausalLM(config).to(getattr(torch, dtype_name)).train()
     input_ids = torch.randint(VOCAB, (ROWS, COLUMNS))  # [B, T]
     advantages = torch.randn(ROWS)  # [B]
@@ -140,8 +150,17 @@ def child(variant: str, dtype_name: str, temperature: float) -> dict:
 
     step(input_ids[:, :8], advantages, loss_mask[:, :8])  # warm-up: gradients allocated, kernels loaded
     model.zero_grad(set_to_none=False)
-    existing = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *(p.grad for p in model.parameters()),
-                                                         *model.buffers(), input_ids, advantages, loss_mask]}
+    existing = {
+        t.untyped_storage().data_ptr()
+        for t in [
+            *model.parameters(),
+            *(p.grad for p in model.parameters()),
+            *model.buffers(),
+            input_ids,
+            advantages,
+            loss_mask,
+        ]
+    }
     rss_before, maxrss_before = _rss_bytes(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracker = _live_tensor_tracker(existing)
     started = time.perf_counter()
@@ -174,8 +193,13 @@ def run_child(variant: str, dtype_name: str, temperature: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
-                        help="model dtypes: float32 as configs/tiny_cpu.yaml, bfloat16 as the GPU presets")
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=["float32", "bfloat16"],
+        help="model dtypes: float32 as configs/tiny_cpu.yaml, bfloat16 as the GPU presets",
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--name", default="learner_memory", help="results file benchmarks/results/<name>.json")
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
@@ -192,10 +216,12 @@ def main() -> None:
         for variant in ("before", "after"):
             numbers = run_child(variant, dtype_name, args.temperature)
             results[dtype_name][variant] = numbers
-            print(f"{dtype_name:<10}{variant:<8}"
-                  f"{numbers['rss_growth_gb']:>8.2f} GB ({numbers['rss_growth_x_fp32_logits']:.2f}x)"
-                  f"{numbers['peak_live_tensors_gb']:>10.2f} GB ({numbers['peak_live_tensors_x_fp32_logits']:.2f}x)"
-                  f"{numbers['wall_s']:>7.1f}s")
+            print(
+                f"{dtype_name:<10}{variant:<8}"
+                f"{numbers['rss_growth_gb']:>8.2f} GB ({numbers['rss_growth_x_fp32_logits']:.2f}x)"
+                f"{numbers['peak_live_tensors_gb']:>10.2f} GB ({numbers['peak_live_tensors_x_fp32_logits']:.2f}x)"
+                f"{numbers['wall_s']:>7.1f}s"
+            )
         before, after = results[dtype_name]["before"], results[dtype_name]["after"]
         # Same loss and gradients both ways: the saving changes no number.
         results[dtype_name]["same_loss_and_grad_norm"] = (
@@ -206,15 +232,28 @@ def main() -> None:
             max(after["rss_growth_x_fp32_logits"], after["peak_live_tensors_x_fp32_logits"]) <= TARGET_MULTIPLE
         )
     results.update(
-        fp32_logits_gb=round(FP32_LOGITS_BYTES / GB, 3), target_x_fp32_logits=TARGET_MULTIPLE,
+        fp32_logits_gb=round(FP32_LOGITS_BYTES / GB, 3),
+        target_x_fp32_logits=TARGET_MULTIPLE,
         shape={"rows": ROWS, "columns": COLUMNS, "vocab": VOCAB, "hidden": HIDDEN, "layers": 1},
-        temperature=args.temperature, machine=f"{os.cpu_count()} CPUs",
-        command=" ".join(["benchmarks/learner_memory.py", "--dtypes", *args.dtypes,
-                          "--temperature", str(args.temperature), "--name", args.name]),
+        temperature=args.temperature,
+        machine=f"{os.cpu_count()} CPUs",
+        command=" ".join(
+            [
+                "benchmarks/learner_memory.py",
+                "--dtypes",
+                *args.dtypes,
+                "--temperature",
+                str(args.temperature),
+                "--name",
+                args.name,
+            ]
+        ),
     )
     for dtype_name in args.dtypes:
-        print(f"{dtype_name}: same loss and grad norm: {results[dtype_name]['same_loss_and_grad_norm']}, "
-              f"after <= {TARGET_MULTIPLE}x: {results[dtype_name]['after_within_target']}")
+        print(
+            f"{dtype_name}: same loss and grad norm: {results[dtype_name]['same_loss_and_grad_norm']}, "
+            f"after <= {TARGET_MULTIPLE}x: {results[dtype_name]['after_within_target']}"
+        )
     out = save_result(args.name, results)
     print(f"-> {out}")
 

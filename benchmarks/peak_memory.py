@@ -14,9 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from results_io import save_result  # benchmarks/ is the script's own directory
-
 import psutil
+from results_io import save_result  # benchmarks/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,10 +46,16 @@ def main() -> None:
     while process.poll() is None:
         peak = max(peak, tree_rss(root))
         time.sleep(0.25)
-    result = {"command": " ".join(command), "returncode": process.returncode,
-              "wall_s": round(time.perf_counter() - started, 1), "peak_rss_gb": round(peak / 2**30, 2)}
+    result = {
+        "command": " ".join(command),
+        "returncode": process.returncode,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "peak_rss_gb": round(peak / 2**30, 2),
+    }
     out = save_result(f"peak_memory_{args.name}", result)
-    print(f"{result['command']}: exit {process.returncode}, {result['wall_s']} s, peak RSS {result['peak_rss_gb']} GB -> {out}")
+    print(
+        f"{result['command']}: exit {process.returncode}, {result['wall_s']} s, peak RSS {result['peak_rss_gb']} GB -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from orchestrator.config import RayConfig  # noqa: E402
-from prompts.synthetic import generate  # noqa: E402
 from orchestrator.ray_cluster import ray_cluster  # noqa: E402
+from prompts.synthetic import generate  # noqa: E402
 from rewards.config import RewardConfig  # noqa: E402
 from rewards.pool import RewardPool  # noqa: E402
 from rewards.sandbox import warm_up  # noqa: E402
@@ -49,7 +49,10 @@ def realistic_completions(n: int, seed: int = 0) -> tuple[list[str], list[str], 
         if roll < 0.5:
             kind, text = "as generated", solution
         elif roll < 0.7:  # an equivalent form only the symbolic checker can confirm
-            kind, text = "equivalent form", solution.replace(boxed, f"\\boxed{{\\frac{{2 \\cdot ({problem.answer})}}{{2}}}}")
+            kind, text = (
+                "equivalent form",
+                solution.replace(boxed, f"\\boxed{{\\frac{{2 \\cdot ({problem.answer})}}{{2}}}}"),
+            )
         elif roll < 0.95:
             other = rng.choice(train).answer
             kind, text = "wrong answer", solution.replace(boxed, f"\\boxed{{{other}}}")
@@ -77,7 +80,9 @@ def main() -> None:
         results, metrics = pool.score(completions, truths)
         elapsed = time.perf_counter() - started
         pool.shutdown()
-    by_kind = {k: sum(r.correct for r, kk in zip(results, kinds) if kk == k) / max(kinds.count(k), 1) for k in set(kinds)}
+    by_kind = {
+        k: sum(r.correct for r, kk in zip(results, kinds) if kk == k) / max(kinds.count(k), 1) for k in set(kinds)
+    }
 
     warm_up()  # as a reward worker does at start: no check waits for a checker's imports
     latencies = {}
@@ -112,10 +117,14 @@ def main() -> None:
         "hostile_latency_s": {k: [round(v[0], 3), v[1]] for k, v in latencies.items()},
     }
     out = save_result("reward_throughput", report)
-    print(f"pool: {args.n} completions in {elapsed:.2f} s = {report['pool_completions_per_s']} completions/s "
-          f"({args.workers} workers, {os.cpu_count()} CPUs)")
+    print(
+        f"pool: {args.n} completions in {elapsed:.2f} s = {report['pool_completions_per_s']} completions/s "
+        f"({args.workers} workers, {os.cpu_count()} CPUs)"
+    )
     print(f"accuracy by kind: {report['accuracy_by_kind']}")
-    print(f"single call p50 {report['single_call_latency_ms']['p50']} ms, p99 {report['single_call_latency_ms']['p99']} ms")
+    print(
+        f"single call p50 {report['single_call_latency_ms']['p50']} ms, p99 {report['single_call_latency_ms']['p99']} ms"
+    )
     print(f"worst hostile case: {worst_name!r} {worst_s:.2f} s ({worst_reason}) with timeout {args.timeout} s")
     print(f"-> {out}")
 

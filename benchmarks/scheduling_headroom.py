@@ -43,8 +43,14 @@ def load_groups(run_dir: Path) -> list[dict]:
             record = json.loads(line)
             for problem_id, rewards, lengths in zip(record["problem_ids"], record["rewards"], record["lengths"]):
                 judged = [reward for reward in rewards if reward is not None]
-                groups.append({"id": problem_id, "correct": sum(reward >= 1.0 for reward in judged),
-                               "judged": len(judged), "tokens": sum(lengths)})
+                groups.append(
+                    {
+                        "id": problem_id,
+                        "correct": sum(reward >= 1.0 for reward in judged),
+                        "judged": len(judged),
+                        "tokens": sum(lengths),
+                    }
+                )
     return groups
 
 
@@ -73,14 +79,23 @@ def headroom(groups: list[dict], bin_of: dict[str, int], min_explore: float) -> 
         kept = [g for g in groups if useful_share[bin_of[g["id"]]] >= threshold]
         useful = sum(map(is_useful, kept))
         tokens = sum(g["tokens"] for g in kept) / useful if useful else None  # None: no bin that good
-        rows.append({"threshold": threshold, "kept_share": len(kept) / len(groups),
-                     "useful_rate": useful / len(kept) if kept else None, "tokens_per_useful": tokens,
-                     "cut": base_tokens / tokens if tokens else None})
+        rows.append(
+            {
+                "threshold": threshold,
+                "kept_share": len(kept) / len(groups),
+                "useful_rate": useful / len(kept) if kept else None,
+                "tokens_per_useful": tokens,
+                "cut": base_tokens / tokens if tokens else None,
+            }
+        )
     # skip's rule in expectation: keep a group with probability 1 - zero_share * (1 - min_explore)
     keep = [1.0 - zero_share[bin_of[g["id"]]] * (1.0 - min_explore) for g in groups]
     kept_useful = sum(k for k, g in zip(keep, groups) if is_useful(g))
-    skip_rule = {"kept_share": sum(keep) / len(groups), "useful_rate": kept_useful / sum(keep),
-                 "cut": base_tokens / (sum(k * g["tokens"] for k, g in zip(keep, groups)) / kept_useful)}
+    skip_rule = {
+        "kept_share": sum(keep) / len(groups),
+        "useful_rate": kept_useful / sum(keep),
+        "cut": base_tokens / (sum(k * g["tokens"] for k, g in zip(keep, groups)) / kept_useful),
+    }
     return {"bins": len(by_bin), "thresholds": rows, "skip_rule": skip_rule}
 
 
@@ -109,31 +124,41 @@ def main() -> None:
     if args.scores:
         scores = complexity_scores(args.scores, problems, field=args.field, key="--scores")
         predictors[f"pools x {args.bins} {args.field} bins"] = dict(
-            zip((p.id for p in problems), score_bins(pools, scores, args.bins)))
+            zip((p.id for p in problems), score_bins(pools, scores, args.bins))
+        )
         score_of = {p.id: s for p, s in zip(problems, scores)}
         pool_name = {p.id: ":".join(str(p.meta[k]) for k in args.pool_by) for p in problems}
         members = defaultdict(list)
         for group in groups:
             members[pool_name[group["id"]]].append(group)
         for name, pool_groups in sorted(members.items()):
-            value = auc([score_of[g["id"]] for g in pool_groups if g["correct"] == 0],
-                        [score_of[g["id"]] for g in pool_groups if g["correct"] > 0])
+            value = auc(
+                [score_of[g["id"]] for g in pool_groups if g["correct"] == 0],
+                [score_of[g["id"]] for g in pool_groups if g["correct"] > 0],
+            )
             auc_by_pool[name] = {"groups": len(pool_groups), "auc_all_wrong": value}
 
     useful = sum(map(is_useful, groups))
     # the ceiling: foresight of every group's outcome, generating only the useful ones
     foresight_tokens = sum(g["tokens"] for g in groups if is_useful(g)) / useful
-    result = {"run": str(args.run), "groups": len(groups), "useful_rate": useful / len(groups),
-              "all_wrong_rate": sum(g["correct"] == 0 for g in groups) / len(groups),
-              "all_correct_rate": sum(g["correct"] == g["judged"] for g in groups) / len(groups),
-              "tokens_per_useful": sum(g["tokens"] for g in groups) / useful,
-              "foresight_cut": sum(g["tokens"] for g in groups) / useful / foresight_tokens, "auc_by_pool": auc_by_pool,
-              "predictors": {name: headroom(groups, bin_of, args.min_explore) for name, bin_of in predictors.items()}}
+    result = {
+        "run": str(args.run),
+        "groups": len(groups),
+        "useful_rate": useful / len(groups),
+        "all_wrong_rate": sum(g["correct"] == 0 for g in groups) / len(groups),
+        "all_correct_rate": sum(g["correct"] == g["judged"] for g in groups) / len(groups),
+        "tokens_per_useful": sum(g["tokens"] for g in groups) / useful,
+        "foresight_cut": sum(g["tokens"] for g in groups) / useful / foresight_tokens,
+        "auc_by_pool": auc_by_pool,
+        "predictors": {name: headroom(groups, bin_of, args.min_explore) for name, bin_of in predictors.items()},
+    }
 
-    print(f"{args.run}: {len(groups)} groups, useful {result['useful_rate']:.3f}, all wrong "
-          f"{result['all_wrong_rate']:.3f}, all correct {result['all_correct_rate']:.3f}, "
-          f"{result['tokens_per_useful']:.0f} generated tokens per useful group; foresight of every group's "
-          f"outcome would cut that {result['foresight_cut']:.2f}x")
+    print(
+        f"{args.run}: {len(groups)} groups, useful {result['useful_rate']:.3f}, all wrong "
+        f"{result['all_wrong_rate']:.3f}, all correct {result['all_correct_rate']:.3f}, "
+        f"{result['tokens_per_useful']:.0f} generated tokens per useful group; foresight of every group's "
+        f"outcome would cut that {result['foresight_cut']:.2f}x"
+    )
     for name, value in auc_by_pool.items():
         shown = "n/a" if value["auc_all_wrong"] is None else f"{value['auc_all_wrong']:.2f}"
         print(f"  {name}: {value['groups']} groups, AUC of {args.field} for all-wrong {shown}")
@@ -144,11 +169,15 @@ def main() -> None:
             if row["tokens_per_useful"] is None:
                 print(f"  {row['threshold']:.1f} | 0.00 | no bin that good")
                 continue
-            print(f"  {row['threshold']:.1f} | {row['kept_share']:.2f} | {row['useful_rate']:.3f} | "
-                  f"{row['tokens_per_useful']:.0f} | {row['cut']:.2f}x")
+            print(
+                f"  {row['threshold']:.1f} | {row['kept_share']:.2f} | {row['useful_rate']:.3f} | "
+                f"{row['tokens_per_useful']:.0f} | {row['cut']:.2f}x"
+            )
         rule = found["skip_rule"]
-        print(f"  skip's rule at min_explore {args.min_explore}: kept {rule['kept_share']:.2f}, useful rate "
-              f"{rule['useful_rate']:.3f}, cut {rule['cut']:.2f}x")
+        print(
+            f"  skip's rule at min_explore {args.min_explore}: kept {rule['kept_share']:.2f}, useful rate "
+            f"{rule['useful_rate']:.3f}, cut {rule['cut']:.2f}x"
+        )
     print(f"-> {save_result(args.name, result)}")
 
 

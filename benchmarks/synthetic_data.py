@@ -29,14 +29,19 @@ def main() -> None:
     verified = sum(score(p.solution, p.answer).correct for p in train + test)
     verify_s = time.perf_counter() - started
     report = {
-        "train": len(train), "test": len(test), "generate_s": round(generate_s, 3),
-        "gold_solutions_correct": verified, "verify_s": round(verify_s, 2),
+        "train": len(train),
+        "test": len(test),
+        "generate_s": round(generate_s, 3),
+        "gold_solutions_correct": verified,
+        "verify_s": round(verify_s, 2),
         "families": dict(Counter(p.meta["family"] for p in train).most_common()),
         "levels": dict(sorted(Counter(p.meta["level"] for p in train).items())),
     }
     out = save_result("synthetic_data", report)
-    print(f"generated {len(train)} train + {len(test)} test in {generate_s:.2f} s; "
-          f"{verified}/{len(train) + len(test)} gold solutions score correct ({verify_s:.1f} s in-process)")
+    print(
+        f"generated {len(train)} train + {len(test)} test in {generate_s:.2f} s; "
+        f"{verified}/{len(train) + len(test)} gold solutions score correct ({verify_s:.1f} s in-process)"
+    )
     print(f"-> {out}")
 
 

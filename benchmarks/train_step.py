@@ -34,19 +34,33 @@ def run(algo: str, steps: int, overrides: list[str], run_root: Path) -> dict:
     from orchestrator.config_io import load_config
     from orchestrator.loop import Trainer
 
-    config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [
-        f"algo.name={algo}", f"trainer.steps={steps}", f"trainer.run_dir={run_root / algo}",
-        "eval.every=0", "trainer.save_every=0", "reward.function=tests.custom_reward:even_length_reward",
-        *overrides,
-    ])
+    config = load_config(
+        [str(ROOT / "configs/tiny_cpu.yaml")],
+        [
+            f"algo.name={algo}",
+            f"trainer.steps={steps}",
+            f"trainer.run_dir={run_root / algo}",
+            "eval.every=0",
+            "trainer.save_every=0",
+            "reward.function=tests.custom_reward:even_length_reward",
+            *overrides,
+        ],
+    )
     Trainer(config).run()
     records = [json.loads(line) for line in (run_root / algo / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in records if r["step"] > 1]  # step 1 pays the warm-ups
     mean = lambda key: statistics.mean(r.get(key) or 0.0 for r in timed)  # noqa: E731
     result = {f"time_{p}_s": round(mean(f"time/{p}"), 4) for p in PHASES}
     result["learner_s"] = round(mean("time/old") + mean("time/ref") + mean("time/update"), 4)
-    for key in ("train/tokens", "train/trained_tokens", "train/rows", "response/len_mean",
-                "throughput/gen_tokens_per_s", "throughput/train_tokens_per_s", "learner/forward_tokens"):
+    for key in (
+        "train/tokens",
+        "train/trained_tokens",
+        "train/rows",
+        "response/len_mean",
+        "throughput/gen_tokens_per_s",
+        "throughput/train_tokens_per_s",
+        "learner/forward_tokens",
+    ):
         result[key.replace("/", "_")] = round(mean(key), 1)
     # Padding the update's forward passes computed: 1 - real tokens / positions computed
     # (0 with learner.padding_free); learner tokens/s is throughput_train_tokens_per_s (real
@@ -82,12 +96,19 @@ def main() -> None:
         "generate_share_grpo": round(grpo["time_generate_s"] / grpo["time_step_s"], 3),
     }
     results["machine"] = f"{os.cpu_count()} CPUs"
-    results["command"] = " ".join(["benchmarks/train_step.py", f"--steps {args.steps}", f"--name {args.name}",
-                                   *args.overrides])
+    results["command"] = " ".join(
+        ["benchmarks/train_step.py", f"--steps {args.steps}", f"--name {args.name}", *args.overrides]
+    )
     print(f"{'phase (s/step)':<22}{'GRPO':>10}{'BPPO':>10}")
-    for key in [f"time_{p}_s" for p in PHASES] + ["learner_s", "train_tokens", "train_trained_tokens",
-                                                   "learner_padding_fraction", "learner_tokens_per_s",
-                                                   "throughput_gen_tokens_per_s", "throughput_train_tokens_per_s"]:
+    for key in [f"time_{p}_s" for p in PHASES] + [
+        "learner_s",
+        "train_tokens",
+        "train_trained_tokens",
+        "learner_padding_fraction",
+        "learner_tokens_per_s",
+        "throughput_gen_tokens_per_s",
+        "throughput_train_tokens_per_s",
+    ]:
         print(f"{key:<22}{grpo[key]:>10}{bppo[key]:>10}")
     print("speedup:", results["speedup"])
     out = save_result(args.name, results)

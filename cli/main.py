@@ -17,13 +17,24 @@ from orchestrator.config_io import ConfigError, load_config, write_resolved_conf
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="YAML config; repeat to merge several, later files win")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides applied last, e.g. rollout.n=8 trainer.steps=20")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show the Ray workers' output (vLLM, DeepSpeed) in the terminal too; it is always "
-                             "in <run_dir>/worker.log")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config; repeat to merge several, later files win",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides applied last, e.g. rollout.n=8 trainer.steps=20",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the Ray workers' output (vLLM, DeepSpeed) in the terminal too; it is always in <run_dir>/worker.log",
+    )
 
 
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
@@ -49,8 +60,10 @@ def cmd_data(args: argparse.Namespace, config: Config) -> int:
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for problem in problems:
                 f.write(json.dumps(asdict(problem)) + "\n")
-    print(f"{len(prompt_set.train)} train / {len(prompt_set.test)} test problems in {loaded_s:.1f} s "
-          f"({prompt_set.skipped_rows} rows skipped) -> {out}/")
+    print(
+        f"{len(prompt_set.train)} train / {len(prompt_set.test)} test problems in {loaded_s:.1f} s "
+        f"({prompt_set.skipped_rows} rows skipped) -> {out}/"
+    )
     if args.verify:
         _verify_gold_answers(config, prompt_set.train[: args.verify] + prompt_set.test)
     return 0
@@ -69,8 +82,10 @@ def _verify_gold_answers(config: Config, problems: list) -> None:
         elapsed = time.perf_counter() - started
         pool.shutdown()
     wrong = [(p.id, p.answer, r.reason) for p, r in zip(problems, results) if not r.correct]
-    print(f"reward pool ({config.reward.num_workers} workers): {len(problems)} gold solutions in {elapsed:.1f} s, "
-          f"accuracy {metrics['reward/accuracy']:.4f}")
+    print(
+        f"reward pool ({config.reward.num_workers} workers): {len(problems)} gold solutions in {elapsed:.1f} s, "
+        f"accuracy {metrics['reward/accuracy']:.4f}"
+    )
     for row in wrong[:10]:
         print(f"  not verified: {row}")
 
@@ -91,8 +106,11 @@ def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
         model=_tool_model(args, config),
         small_model=check_model_dir(args.small_model, "--small-model") if args.small_model else None,
         large_model=check_model_dir(args.large_model, "--large-model") if args.large_model else None,
-        beta=args.beta, delta=args.delta, weights=ScoreWeights(text=args.text_weight, task=args.task_weight),
-        batch_tokens=args.batch_tokens, device=default_device(),
+        beta=args.beta,
+        delta=args.delta,
+        weights=ScoreWeights(text=args.text_weight, task=args.task_weight),
+        batch_tokens=args.batch_tokens,
+        device=default_device(),
     )
     problems = _data_split(config, args.split)
     _set_threads(args)
@@ -101,14 +119,18 @@ def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
     paths = write_scores(_data_out(args, config), rows, summary)
     weights, means = summary["weights"], summary["means"]
     if summary["task_term"]:
-        print(f"task term: {means['task']:.3f} of the problems need the larger model "
-              f"(loss_small > {settings.beta} * loss_large > {settings.delta})")
+        print(
+            f"task term: {means['task']:.3f} of the problems need the larger model "
+            f"(loss_small > {settings.beta} * loss_large > {settings.delta})"
+        )
     else:
         print("task term left out (no --small-model/--large-model): S = S_text, weights renormalised")
-    print(f"scored {len(rows)} {args.split} problems in {time.perf_counter() - started:.1f} s with "
-          f"S = {weights['text']:g} * S_text + {weights['task']:g} * S_task; mean length {means['length']:.1f} "
-          f"tokens, TTR {means['ttr']:.3f}, perplexity {means['perplexity']:.3f}, S {means['score']:.3f} "
-          f"-> {paths[0]} (+ {paths[1].name})")
+    print(
+        f"scored {len(rows)} {args.split} problems in {time.perf_counter() - started:.1f} s with "
+        f"S = {weights['text']:g} * S_text + {weights['task']:g} * S_task; mean length {means['length']:.1f} "
+        f"tokens, TTR {means['ttr']:.3f}, perplexity {means['perplexity']:.3f}, S {means['score']:.3f} "
+        f"-> {paths[0]} (+ {paths[1].name})"
+    )
     return 0
 
 
@@ -120,11 +142,16 @@ def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
     room = config.rollout.max_model_len - config.rollout.max_tokens
     settings = CurateSettings(
         model=_tool_model(args, config),
-        size=args.size, leaves=args.clusters, groups=args.groups, seed=args.seed,
+        size=args.size,
+        leaves=args.clusters,
+        groups=args.groups,
+        seed=args.seed,
         min_prompt_tokens=args.min_prompt_tokens,
         max_prompt_tokens=args.max_prompt_tokens if args.max_prompt_tokens is not None else room,
-        near_duplicate_threshold=args.near_dup_threshold, drop_easiest=args.drop_easiest,
-        batch_tokens=args.batch_tokens, device=default_device(),
+        near_duplicate_threshold=args.near_dup_threshold,
+        drop_easiest=args.drop_easiest,
+        batch_tokens=args.batch_tokens,
+        device=default_device(),
     )
     problems = _data_split(config, args.split)
     _set_threads(args)
@@ -133,12 +160,16 @@ def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
     paths = write_curated(_data_out(args, config), curated, report)
     removed = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in report["removed"].items())
     pairwise, nearest = report["mean_pairwise_cosine_distance"], report["mean_nearest_neighbour_cosine_distance"]
-    print(f"{len(problems)} {args.split} problems: removed {removed}; pool {report['pool']} in "
-          f"{report['clusters']['leaves']} clusters / {report['clusters']['groups']} groups")
-    print(f"curated {len(curated)} in {time.perf_counter() - started:.1f} s; cosine distance, mean pairwise "
-          f"{pairwise['curated']:.4f} (a random subset of the same size: {pairwise['random_same_size']:.4f}), "
-          f"to the nearest neighbour {nearest['curated']:.4f} ({nearest['random_same_size']:.4f}) "
-          f"-> {paths[0]} (+ {paths[1].name})")
+    print(
+        f"{len(problems)} {args.split} problems: removed {removed}; pool {report['pool']} in "
+        f"{report['clusters']['leaves']} clusters / {report['clusters']['groups']} groups"
+    )
+    print(
+        f"curated {len(curated)} in {time.perf_counter() - started:.1f} s; cosine distance, mean pairwise "
+        f"{pairwise['curated']:.4f} (a random subset of the same size: {pairwise['random_same_size']:.4f}), "
+        f"to the nearest neighbour {nearest['curated']:.4f} ({nearest['random_same_size']:.4f}) "
+        f"-> {paths[0]} (+ {paths[1].name})"
+    )
     return 0
 
 
@@ -156,8 +187,11 @@ def _set_threads(args: argparse.Namespace) -> None:
         return
     cores, load = os.cpu_count() or 1, os.getloadavg()[0]
     if not torch.cuda.is_available() and torch.get_num_threads() > 1 and load >= cores:
-        print(f"note: the CPU is busy (load average {load:.1f} on {cores} cores): --threads 1 may be several "
-              "times faster", file=sys.stderr)
+        print(
+            f"note: the CPU is busy (load average {load:.1f} on {cores} cores): --threads 1 may be several "
+            "times faster",
+            file=sys.stderr,
+        )
 
 
 def _data_split(config: Config, split: str) -> list:
@@ -204,8 +238,10 @@ def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
     from models.sources import resolve_model_path
 
     if config.model.path != "tiny":
-        print(f"error: model.path={config.model.path!r}: bootstrap builds the tiny model (model.path=tiny)",
-              file=sys.stderr)
+        print(
+            f"error: model.path={config.model.path!r}: bootstrap builds the tiny model (model.path=tiny)",
+            file=sys.stderr,
+        )
         return 2
     print(resolve_model_path(config))
     return 0
@@ -235,21 +271,28 @@ COMMANDS = {
     "train": (cmd_train, "run BPPO or GRPO training (Ray + vLLM + DeepSpeed)"),
     "compare": (cmd_compare, "run GRPO and BPPO with identical settings and write the speedup report"),
     "sweep": (cmd_sweep, "run a grid of trials (algorithm arms x settings) and tabulate speedups"),
-    "data": (cmd_data, "build the prompt set, write it as JSONL, check gold answers with the reward pool; "
-                       "`bppo data score` / `bppo data curate`: complexity scores, a curated subset"),
+    "data": (
+        cmd_data,
+        "build the prompt set, write it as JSONL, check gold answers with the reward pool; "
+        "`bppo data score` / `bppo data curate`: complexity scores, a curated subset",
+    ),
 }
 DATA_TOOLS = {
-    "score": (cmd_data_score, "MagicVL-2B's complexity score of every prompt (length, TTR, perplexity, "
-                              "small/large-model task term) -> scores.jsonl + scores_summary.json"),
-    "curate": (cmd_data_curate, "Ruyi2.5's pipeline: length/duplicate/easy-prompt filters, clustering, greedy "
-                                "max-min selection -> curated.jsonl + curate_report.json"),
+    "score": (
+        cmd_data_score,
+        "MagicVL-2B's complexity score of every prompt (length, TTR, perplexity, "
+        "small/large-model task term) -> scores.jsonl + scores_summary.json",
+    ),
+    "curate": (
+        cmd_data_curate,
+        "Ruyi2.5's pipeline: length/duplicate/easy-prompt filters, clustering, greedy "
+        "max-min selection -> curated.jsonl + curate_report.json",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bppo", description="BPPO / GRPO post-training on Ray + vLLM + DeepSpeed."
-    )
+    parser = argparse.ArgumentParser(prog="bppo", description="BPPO / GRPO post-training on Ray + vLLM + DeepSpeed.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -257,15 +300,24 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "config":
             command.add_argument("--write", action="store_true", help="also write trainer.run_dir/config.yaml")
         if name == "train":
-            command.add_argument("--resume", action="store_true",
-                                 help="continue from the latest complete checkpoint in trainer.run_dir")
+            command.add_argument(
+                "--resume", action="store_true", help="continue from the latest complete checkpoint in trainer.run_dir"
+            )
         if name == "compare":
-            command.add_argument("--report-only", action="store_true",
-                                 help="write the report from the runs already in trainer.run_dir, without training")
+            command.add_argument(
+                "--report-only",
+                action="store_true",
+                help="write the report from the runs already in trainer.run_dir, without training",
+            )
         if name == "data":
             command.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
-            command.add_argument("--verify", type=int, default=0, metavar="N",
-                                 help="score the gold solutions of N train problems and the whole test split")
+            command.add_argument(
+                "--verify",
+                type=int,
+                default=0,
+                metavar="N",
+                help="score the gold solutions of N train problems and the whole test split",
+            )
     return parser
 
 
@@ -273,20 +325,27 @@ def _number(cast, *, minimum=None, above=None, maximum=None, below=None):
     """An argparse type: ``cast`` within bounds; argparse names the flag in its error line."""
     import operator
 
-    bounds = [(minimum, operator.ge, ">="), (above, operator.gt, ">"), (maximum, operator.le, "<="),
-              (below, operator.lt, "<")]
+    bounds = [
+        (minimum, operator.ge, ">="),
+        (above, operator.gt, ">"),
+        (maximum, operator.le, "<="),
+        (below, operator.lt, "<"),
+    ]
 
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {'an integer' if cast is int else 'a number'}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected {'an integer' if cast is int else 'a number'}"
+            ) from None
         for bound, holds, sign in bounds:
             if bound is not None and not holds(value, bound):  # NaN holds no bound
                 raise argparse.ArgumentTypeError(f"{text!r}: must be {sign} {bound}")
         if value != value:
             raise argparse.ArgumentTypeError(f"{text!r}: expected a number")
         return value
+
     return parse
 
 
@@ -299,41 +358,106 @@ def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
     _add_config_args(parser)
     parser.add_argument("--split", choices=["train", "test"], default="train", help="which split (default: train)")
     parser.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
-    parser.add_argument("--model", metavar="PATH", help="a local Hugging Face causal LM directory (default: the "
-                        "policy, i.e. model.path or the warm-started tiny model)")
-    parser.add_argument("--batch-tokens", type=_number(int, minimum=1), default=8192, metavar="N",
-                        help="rows x longest row per forward pass (default: 8192)")
-    parser.add_argument("--threads", type=_number(int, minimum=1), metavar="N",
-                        help="torch CPU threads (default: one per core); on a CPU other work keeps busy, 1 can "
-                             "be several times faster, since the threads no longer wait for each other")
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        help="a local Hugging Face causal LM directory (default: the "
+        "policy, i.e. model.path or the warm-started tiny model)",
+    )
+    parser.add_argument(
+        "--batch-tokens",
+        type=_number(int, minimum=1),
+        default=8192,
+        metavar="N",
+        help="rows x longest row per forward pass (default: 8192)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_number(int, minimum=1),
+        metavar="N",
+        help="torch CPU threads (default: one per core); on a CPU other work keeps busy, 1 can "
+        "be several times faster, since the threads no longer wait for each other",
+    )
     if tool == "score":
         parser.add_argument("--small-model", metavar="PATH", help="M_s of the task term (with --large-model)")
         parser.add_argument("--large-model", metavar="PATH", help="M_l of the task term (with --small-model)")
-        parser.add_argument("--beta", type=_number(float, above=0), default=DEFAULT_BETA, metavar="B",
-                            help=f"task term: loss_small > beta * loss_large > delta (default: {DEFAULT_BETA})")
-        parser.add_argument("--delta", type=_number(float, minimum=0), default=DEFAULT_DELTA, metavar="D",
-                            help=f"task term: floor on beta * loss_large, nats/token (default: {DEFAULT_DELTA})")
-        parser.add_argument("--text-weight", type=_number(float, minimum=0), default=0.5, metavar="W",
-                            help="lambda_text of S (default: 0.5)")
-        parser.add_argument("--task-weight", type=_number(float, minimum=0), default=0.5, metavar="W",
-                            help="lambda_task of S (default: 0.5; without a task term S = S_text)")
+        parser.add_argument(
+            "--beta",
+            type=_number(float, above=0),
+            default=DEFAULT_BETA,
+            metavar="B",
+            help=f"task term: loss_small > beta * loss_large > delta (default: {DEFAULT_BETA})",
+        )
+        parser.add_argument(
+            "--delta",
+            type=_number(float, minimum=0),
+            default=DEFAULT_DELTA,
+            metavar="D",
+            help=f"task term: floor on beta * loss_large, nats/token (default: {DEFAULT_DELTA})",
+        )
+        parser.add_argument(
+            "--text-weight",
+            type=_number(float, minimum=0),
+            default=0.5,
+            metavar="W",
+            help="lambda_text of S (default: 0.5)",
+        )
+        parser.add_argument(
+            "--task-weight",
+            type=_number(float, minimum=0),
+            default=0.5,
+            metavar="W",
+            help="lambda_task of S (default: 0.5; without a task term S = S_text)",
+        )
     else:
-        parser.add_argument("--size", type=_number(int, minimum=1), required=True, metavar="N",
-                            help="target number of curated problems")
-        parser.add_argument("--clusters", type=_number(int, minimum=1), default=16, metavar="K",
-                            help="k-means leaf clusters (default: 16)")
-        parser.add_argument("--groups", type=_number(int, minimum=1), default=4, metavar="G",
-                            help="groups the leaf centroids are merged into, average linkage (default: 4)")
-        parser.add_argument("--seed", type=_number(int, minimum=0), default=0, metavar="S", help="k-means seed (default: 0)")
-        parser.add_argument("--min-prompt-tokens", type=_number(int, minimum=0), default=4, metavar="N",
-                            help="drop shorter prompts (default: 4)")
-        parser.add_argument("--max-prompt-tokens", type=_number(int, minimum=1), metavar="N",
-                            help="drop longer prompts (default: rollout.max_model_len - rollout.max_tokens)")
-        parser.add_argument("--near-dup-threshold", type=_number(float, above=0, maximum=1), default=0.8,
-                            metavar="J", help="word-3-gram Jaccard of a near duplicate (default: 0.8)")
-        parser.add_argument("--drop-easiest", type=_number(float, minimum=0, below=1), default=0.1,
-                            metavar="FRACTION", help="share of prompts dropped as easiest: lowest perplexity "
-                            "of the gold response under --model (default: 0.1)")
+        parser.add_argument(
+            "--size", type=_number(int, minimum=1), required=True, metavar="N", help="target number of curated problems"
+        )
+        parser.add_argument(
+            "--clusters",
+            type=_number(int, minimum=1),
+            default=16,
+            metavar="K",
+            help="k-means leaf clusters (default: 16)",
+        )
+        parser.add_argument(
+            "--groups",
+            type=_number(int, minimum=1),
+            default=4,
+            metavar="G",
+            help="groups the leaf centroids are merged into, average linkage (default: 4)",
+        )
+        parser.add_argument(
+            "--seed", type=_number(int, minimum=0), default=0, metavar="S", help="k-means seed (default: 0)"
+        )
+        parser.add_argument(
+            "--min-prompt-tokens",
+            type=_number(int, minimum=0),
+            default=4,
+            metavar="N",
+            help="drop shorter prompts (default: 4)",
+        )
+        parser.add_argument(
+            "--max-prompt-tokens",
+            type=_number(int, minimum=1),
+            metavar="N",
+            help="drop longer prompts (default: rollout.max_model_len - rollout.max_tokens)",
+        )
+        parser.add_argument(
+            "--near-dup-threshold",
+            type=_number(float, above=0, maximum=1),
+            default=0.8,
+            metavar="J",
+            help="word-3-gram Jaccard of a near duplicate (default: 0.8)",
+        )
+        parser.add_argument(
+            "--drop-easiest",
+            type=_number(float, minimum=0, below=1),
+            default=0.1,
+            metavar="FRACTION",
+            help="share of prompts dropped as easiest: lowest perplexity "
+            "of the gold response under --model (default: 0.1)",
+        )
     return parser
 
 

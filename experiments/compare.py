@@ -24,8 +24,13 @@ def arm_overrides(config: Config, algo: str, seed: int) -> list[str]:
     root = Path(config.trainer.run_dir)
     group = config.compare.name or root.name
     extra = config.compare.grpo if algo == "grpo" else config.compare.bppo
-    return [f"algo.name={algo}", *extra, f"trainer.seed={seed}",
-            f"trainer.run_dir={root / f'{algo}-seed{seed}'}", f"wandb.group={group}"]
+    return [
+        f"algo.name={algo}",
+        *extra,
+        f"trainer.seed={seed}",
+        f"trainer.run_dir={root / f'{algo}-seed{seed}'}",
+        f"wandb.group={group}",
+    ]
 
 
 def bppo_window(config: Config) -> float:
@@ -34,8 +39,7 @@ def bppo_window(config: Config) -> float:
     return {"tokens": prefix.tokens, "divergence": prefix.tokens}.get(prefix.mode, float("inf"))
 
 
-def run_compare(paths: list[str], overrides: list[str], *, command: str, report_only: bool = False,
-                log=print) -> Path:
+def run_compare(paths: list[str], overrides: list[str], *, command: str, report_only: bool = False, log=print) -> Path:
     """Every arm, then the report; ``report_only`` re-reads the arms' run directories instead of
     training (the report of runs made earlier, e.g. after a change to the report itself)."""
     from models.sources import resolve_model_path
@@ -43,8 +47,11 @@ def run_compare(paths: list[str], overrides: list[str], *, command: str, report_
     from orchestrator.ray_cluster import ray_cluster
 
     config = load_config(paths, overrides)
-    arms = {(algo, seed): load_config(paths, [*overrides, *arm_overrides(config, algo, seed)])
-            for seed in config.compare.seeds for algo in ALGOS}
+    arms = {
+        (algo, seed): load_config(paths, [*overrides, *arm_overrides(config, algo, seed)])
+        for seed in config.compare.seeds
+        for algo in ALGOS
+    }
     if not report_only:
         with ray_cluster(config.ray):
             console.worker_log(Path(config.trainer.run_dir) / "worker.log")  # the warm start's; each arm its own
@@ -59,13 +66,22 @@ def write_compare_report(config: Config, bppo_config: Config, *, command: str, l
     from experiments.report import build_report, load_runs, write_report
 
     out = Path(config.trainer.run_dir)
-    missing = [f"{algo}-seed{seed}" for algo in ALGOS for seed in config.compare.seeds
-               if not (out / f"{algo}-seed{seed}" / "metrics.jsonl").exists()]
+    missing = [
+        f"{algo}-seed{seed}"
+        for algo in ALGOS
+        for seed in config.compare.seeds
+        if not (out / f"{algo}-seed{seed}" / "metrics.jsonl").exists()
+    ]
     if missing:
         raise ValueError(f"{out}: no metrics.jsonl for {', '.join(missing)} (run the compare first)")
     runs, evals = load_runs(out, ALGOS, config.compare.seeds)
-    report = build_report(runs, group_size=config.rollout.n, window=bppo_window(bppo_config),
-                          target_accuracy=config.compare.target_accuracy, evals=evals)
+    report = build_report(
+        runs,
+        group_size=config.rollout.n,
+        window=bppo_window(bppo_config),
+        target_accuracy=config.compare.target_accuracy,
+        evals=evals,
+    )
     written = write_report(report, runs, out, command=command)
     log(f"report: {out / 'report.md'} ({', '.join(p.name for p in written)})")
     return out

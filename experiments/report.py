@@ -9,11 +9,10 @@ algorithm and seed) into ``report.json``'s structure, with 95% intervals from
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
-from experiments.report_stats import bootstrap, choose_target, fmt, read_evals, run_outcomes, standard_error
+from experiments.report_stats import bootstrap, choose_target, read_evals, run_outcomes, standard_error
 
 WARMUP_STEPS = 1  # step 1 pays engine/learner warm-ups: left out of per-step means
 
@@ -38,8 +37,11 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
     """One run: eval curve, phase means, tokens, lengths, time to ``target`` accuracy."""
     steps = [r for r in records if r["step"] > 0]
     timed = [r for r in steps if r["step"] > WARMUP_STEPS] or steps
-    evals = [(r.get("time/train_elapsed", 0.0), r["eval/accuracy"], r.get("eval/problems", 0.0), r["step"])
-             for r in records if r.get("eval/accuracy") is not None]
+    evals = [
+        (r.get("time/train_elapsed", 0.0), r["eval/accuracy"], r.get("eval/problems", 0.0), r["step"])
+        for r in records
+        if r.get("eval/accuracy") is not None
+    ]
     phase = lambda name: _mean([r.get(f"time/{name}") or 0.0 for r in timed])  # noqa: E731
     lengths = [r["response/len_mean"] for r in steps]
     edge = max(1, min(3, len(lengths) // 3))
@@ -109,34 +111,64 @@ def warm_start(summaries: dict[str, dict[int, dict]]) -> dict:
     return {"accuracy": accuracy, "standard_error": se, "problems": problems}
 
 
-def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, window: float,
-                 target_accuracy: float | None = None, evals: dict[str, dict[int, list[dict]]] | None = None) -> dict:
+def build_report(
+    runs: dict[str, dict[int, list[dict]]],
+    *,
+    group_size: int,
+    window: float,
+    target_accuracy: float | None = None,
+    evals: dict[str, dict[int, list[dict]]] | None = None,
+) -> dict:
     """``runs[algo][seed] = records`` (metrics.jsonl), algo in {grpo, bppo}; ``evals`` the runs'
     evals.jsonl (per-item outcomes), which give every figure its 95% bootstrap interval.
     Time to target: see ``report_stats.choose_target`` (None = the highest accuracy every run reached)."""
-    plain = {algo: {seed: summarize_run(records) for seed, records in by_seed.items()} for algo, by_seed in runs.items()}
+    plain = {
+        algo: {seed: summarize_run(records) for seed, records in by_seed.items()} for algo, by_seed in runs.items()
+    }
     warm = warm_start(plain)
-    curves = {f"{algo.upper()} seed {seed}": ([p["accuracy"] for p in s["eval_curve"]],
-                                              [p["train_elapsed_s"] for p in s["eval_curve"]])
-              for algo, by_seed in plain.items() for seed, s in by_seed.items()}
+    curves = {
+        f"{algo.upper()} seed {seed}": (
+            [p["accuracy"] for p in s["eval_curve"]],
+            [p["train_elapsed_s"] for p in s["eval_curve"]],
+        )
+        for algo, by_seed in plain.items()
+        for seed, s in by_seed.items()
+    }
     if warm["accuracy"] is None or not all(acc for acc, _ in curves.values()):
         target, reason = None, "the runs have no evaluation at step 0 (eval.every = 0)"
     else:
-        target, reason = choose_target(curves, warm["accuracy"], warm["standard_error"], warm["problems"],
-                                       target_accuracy)
-    report: dict = {"target_accuracy": target, "target_reason": reason, "warm_start": warm,
-                    "seeds": sorted({s for a in runs for s in runs[a]})}
+        target, reason = choose_target(
+            curves, warm["accuracy"], warm["standard_error"], warm["problems"], target_accuracy
+        )
+    report: dict = {
+        "target_accuracy": target,
+        "target_reason": reason,
+        "warm_start": warm,
+        "seeds": sorted({s for a in runs for s in runs[a]}),
+    }
     for algo, per_seed in plain.items():
         summaries = [with_target(summary, target) for summary in per_seed.values()]
         entry = {"per_seed": per_seed}
-        for key in ("final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "mean_step_time_s",
-                    "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step", "prompt_len_mean",
-                    "mean_response_len_start", "mean_response_len_end", "time_to_target_s", "steps_to_target",
-                    "pair_rate"):
+        for key in (
+            "final_eval_accuracy",
+            "warm_start_eval_accuracy",
+            "best_eval_accuracy",
+            "mean_step_time_s",
+            "mean_learner_time_s",
+            "mean_generate_time_s",
+            "train_tokens_per_step",
+            "prompt_len_mean",
+            "mean_response_len_start",
+            "mean_response_len_end",
+            "time_to_target_s",
+            "steps_to_target",
+            "pair_rate",
+        ):
             entry[key], entry[f"{key}_std"] = _over_seeds(summaries, key)
         entry["reached_target"] = sum(s["time_to_target_s"] is not None for s in summaries)
-        entry["phase_means_s"] = {p: _mean([s["phase_means_s"][p] for s in summaries])
-                                  for p in summaries[0]["phase_means_s"]}
+        entry["phase_means_s"] = {
+            p: _mean([s["phase_means_s"][p] for s in summaries]) for p in summaries[0]["phase_means_s"]
+        }
         report[algo] = entry
     grpo, bppo = report["grpo"], report["bppo"]
     report["speedup"] = {
@@ -151,10 +183,15 @@ def build_report(runs: dict[str, dict[int, list[dict]]], *, group_size: int, win
     # The bound of docs/design.md §3 assumes every group yields a pair; groups without one shrink BPPO's batch
     # further, so the bounds are also given at the measured pair rate.
     rho_pairs = rho * (bppo["pair_rate"] if bppo.get("pair_rate") is not None else 1.0)
-    report["bound"] = {"token_ratio": rho, "learner": 1 / rho if rho else None, "generate_share_grpo": share,
-                       "amdahl": amdahl_bound(share, rho), "pair_rate": bppo.get("pair_rate"),
-                       "token_ratio_at_pair_rate": rho_pairs,
-                       "amdahl_at_pair_rate": amdahl_bound(share, rho_pairs)}
+    report["bound"] = {
+        "token_ratio": rho,
+        "learner": 1 / rho if rho else None,
+        "generate_share_grpo": share,
+        "amdahl": amdahl_bound(share, rho),
+        "pair_rate": bppo.get("pair_rate"),
+        "token_ratio_at_pair_rate": rho_pairs,
+        "amdahl_at_pair_rate": amdahl_bound(share, rho_pairs),
+    }
     report["response_length_change"] = {
         algo: ratio(report[algo]["mean_response_len_end"], report[algo]["mean_response_len_start"])
         for algo in ("grpo", "bppo")
@@ -167,8 +204,13 @@ def _intervals(runs: dict, evals: dict | None, target: float | None, *, auto_tar
     """Bootstrap intervals, or None when a run lacks per-item outcomes (made before evals.jsonl)."""
     if evals is None:
         return None
-    outcomes = {algo: {seed: run_outcomes(records, evals.get(algo, {}).get(seed, []), WARMUP_STEPS)
-                       for seed, records in by_seed.items()} for algo, by_seed in runs.items()}
+    outcomes = {
+        algo: {
+            seed: run_outcomes(records, evals.get(algo, {}).get(seed, []), WARMUP_STEPS)
+            for seed, records in by_seed.items()
+        }
+        for algo, by_seed in runs.items()
+    }
     if any(o is None for by_seed in outcomes.values() for o in by_seed.values()):
         return None
     return bootstrap(outcomes, target, auto_target=auto_target)

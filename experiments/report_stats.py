@@ -80,8 +80,9 @@ def speedup(slow: float, fast: float) -> float:
     return math.inf if fast == 0 else slow / fast
 
 
-def _statistics(runs: dict[str, list[RunOutcomes]], items: np.ndarray, step_rows: dict, target: float | None,
-                auto_target: bool) -> dict:
+def _statistics(
+    runs: dict[str, list[RunOutcomes]], items: np.ndarray, step_rows: dict, target: float | None, auto_target: bool
+) -> dict:
     """The report's numbers for one (re)sample: ``runs[algo]`` lists the (resampled) seeds'
     runs, ``items`` the eval items, ``step_rows[(algo, i)]`` the steps drawn for run i.
     ``auto_target``: the target is the default rule (the highest accuracy every run reached)
@@ -96,16 +97,20 @@ def _statistics(runs: dict[str, list[RunOutcomes]], items: np.ndarray, step_rows
         out[f"{algo}/warm"] = float(np.mean([c[0] for c in curves]))
         out[f"{algo}/final"] = float(np.mean([c[-1] for c in curves]))
         out[f"{algo}/lift"] = out[f"{algo}/final"] - out[f"{algo}/warm"]
-        out[f"{algo}/step_s"] = float(np.mean([run.step_times[step_rows[(algo, i)]].mean()
-                                               for i, run in enumerate(seeds)]))
-        out[f"{algo}/learner_s"] = float(np.mean([run.learner_times[step_rows[(algo, i)]].mean()
-                                                  for i, run in enumerate(seeds)]))
+        out[f"{algo}/step_s"] = float(
+            np.mean([run.step_times[step_rows[(algo, i)]].mean() for i, run in enumerate(seeds)])
+        )
+        out[f"{algo}/learner_s"] = float(
+            np.mean([run.learner_times[step_rows[(algo, i)]].mean() for i, run in enumerate(seeds)])
+        )
         if target is not None:
             # a seed that never reaches the target makes the mean infinite: "not reached"
-            out[f"{algo}/time_to_target"] = float(np.mean([first_reach(c, r.eval_times, target)
-                                                           for c, r in zip(curves, seeds)]))
-            out[f"{algo}/steps_to_target"] = float(np.mean([first_reach(c, r.eval_steps, target)
-                                                            for c, r in zip(curves, seeds)]))
+            out[f"{algo}/time_to_target"] = float(
+                np.mean([first_reach(c, r.eval_times, target) for c, r in zip(curves, seeds)])
+            )
+            out[f"{algo}/steps_to_target"] = float(
+                np.mean([first_reach(c, r.eval_steps, target) for c, r in zip(curves, seeds)])
+            )
     out["speedup/step"] = speedup(out["grpo/step_s"], out["bppo/step_s"])
     out["speedup/learner"] = speedup(out["grpo/learner_s"], out["bppo/learner_s"])
     if target is not None:
@@ -127,41 +132,58 @@ def interval(samples: list[float]) -> tuple[float, float] | None:
     return low, high
 
 
-def choose_target(curves: dict[str, tuple[list[float], list[float]]], warm: float, se: float, problems: int,
-                  configured: float | None) -> tuple[float | None, str | None]:
+def choose_target(
+    curves: dict[str, tuple[list[float], list[float]]], warm: float, se: float, problems: int, configured: float | None
+) -> tuple[float | None, str | None]:
     """The time-to-target level, or None and why. ``curves[label] = (accuracies, times)`` per run.
     Default: the highest accuracy every run reached. Measurable only when it is at least
     MIN_TARGET_SES standard errors above the warm start and every run reached it."""
     target = configured if configured is not None else min(max(acc) for acc, _ in curves.values())
     if target < warm + MIN_TARGET_SES * se - 1e-12:
         how = "the configured target" if configured is not None else "the highest accuracy every run reached"
-        return None, (f"{how}, {target:.3f}, is less than {MIN_TARGET_SES:g} standard errors above the warm start "
-                      f"({warm:.3f} ± {se:.3f} on {problems} problems): a difference noise alone produces")
-    missed = [label for label, (acc, times) in curves.items()
-              if math.isinf(first_reach(np.array(acc), np.array(times), target))]
+        return None, (
+            f"{how}, {target:.3f}, is less than {MIN_TARGET_SES:g} standard errors above the warm start "
+            f"({warm:.3f} ± {se:.3f} on {problems} problems): a difference noise alone produces"
+        )
+    missed = [
+        label
+        for label, (acc, times) in curves.items()
+        if math.isinf(first_reach(np.array(acc), np.array(times), target))
+    ]
     if missed:
         return None, f"{', '.join(missed)} never reached the target {target:.3f}"
     return target, None
 
 
-def bootstrap(runs: dict[str, dict[int, RunOutcomes]], target: float | None, *, auto_target: bool = False,
-              resamples: int = 2000, seed: int = 0) -> dict[str, dict]:
+def bootstrap(
+    runs: dict[str, dict[int, RunOutcomes]],
+    target: float | None,
+    *,
+    auto_target: bool = False,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict]:
     """``{name: {"value": point estimate, "ci": (low, high) or None}}`` for every statistic.
     ``target`` None: no time-to-target statistics (not measurable)."""
     seeds = sorted(set.intersection(*(set(by_seed) for by_seed in runs.values())))
     problems = next(iter(runs["grpo"].values())).correct.shape[1]
-    all_steps = {(algo, i): np.arange(by_seed[s].step_times.size)
-                 for algo, by_seed in runs.items() for i, s in enumerate(seeds)}
-    point = _statistics({a: [runs[a][s] for s in seeds] for a in runs}, np.arange(problems), all_steps, target, auto_target)
+    all_steps = {
+        (algo, i): np.arange(by_seed[s].step_times.size) for algo, by_seed in runs.items() for i, s in enumerate(seeds)
+    }
+    point = _statistics(
+        {a: [runs[a][s] for s in seeds] for a in runs}, np.arange(problems), all_steps, target, auto_target
+    )
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in point}
     for _ in range(resamples):
         chosen = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
         items = rng.integers(0, problems, problems)
-        step_rows = {(algo, i): rng.integers(0, runs[algo][s].step_times.size, runs[algo][s].step_times.size)
-                     for algo in runs for i, s in enumerate(chosen)}
-        sample = _statistics({a: [runs[a][s] for s in chosen] for a in runs}, items, step_rows, target,
-                             auto_target)
+        step_rows = {
+            (algo, i): rng.integers(0, runs[algo][s].step_times.size, runs[algo][s].step_times.size)
+            for algo in runs
+            for i, s in enumerate(chosen)
+        }
+        sample = _statistics({a: [runs[a][s] for s in chosen] for a in runs}, items, step_rows, target, auto_target)
         for name, value in sample.items():
             draws[name].append(value)
     return {name: {"value": point[name], "ci": interval(draws[name])} for name in point}

@@ -67,20 +67,31 @@ def _target_cell(report: dict, algo: str, key: str, interval_name: str, digits: 
 
 
 def render_markdown(report: dict, *, command: str) -> str:
-    grpo, bppo, speedup, bound, warm = (report["grpo"], report["bppo"], report["speedup"], report["bound"],
-                                        report["warm_start"])
-    intervals = "95% bootstrap intervals in brackets (over eval items" + (
-        " and seeds)" if len(report["seeds"]) > 1 else ")") if report.get("intervals") else (
-        "no intervals: these runs have no per-item evaluations (evals.jsonl)")
+    grpo, bppo, speedup, bound, warm = (
+        report["grpo"],
+        report["bppo"],
+        report["speedup"],
+        report["bound"],
+        report["warm_start"],
+    )
+    intervals = (
+        "95% bootstrap intervals in brackets (over eval items" + (" and seeds)" if len(report["seeds"]) > 1 else ")")
+        if report.get("intervals")
+        else ("no intervals: these runs have no per-item evaluations (evals.jsonl)")
+    )
     target = "—" if report["target_accuracy"] is None else fmt(report["target_accuracy"], 3)
     row = lambda name, key, interval=None, digits=3: (  # noqa: E731
-        f"| {name} | {_cell(report, 'grpo', key, interval, digits)} | {_cell(report, 'bppo', key, interval, digits)} |")
+        f"| {name} | {_cell(report, 'grpo', key, interval, digits)} | {_cell(report, 'bppo', key, interval, digits)} |"
+    )
     lines = [
-        "# BPPO vs GRPO", "",
+        "# BPPO vs GRPO",
+        "",
         f"Command: `{command}`  ",
         f"Seeds: {report['seeds']}; eval: greedy on {warm['problems']} held-out problems; the warm start scores "
-        f"{fmt(warm['accuracy'], 3)} ± {fmt(warm['standard_error'], 3)} (one standard error, SE). {intervals}.", "",
-        "| | GRPO | BPPO |", "|---|---|---|",
+        f"{fmt(warm['accuracy'], 3)} ± {fmt(warm['standard_error'], 3)} (one standard error, SE). {intervals}.",
+        "",
+        "| | GRPO | BPPO |",
+        "|---|---|---|",
         row("warm-start eval accuracy", "warm_start_eval_accuracy", "warm"),
         row("final eval accuracy", "final_eval_accuracy", "final"),
         f"| lift over the warm start (final − warm) | {_lift_cell(report, 'grpo')} | {_lift_cell(report, 'bppo')} |",
@@ -97,7 +108,8 @@ def render_markdown(report: dict, *, command: str) -> str:
         f"{fmt(grpo['mean_response_len_end'], 1)} | {fmt(bppo['mean_response_len_start'], 1)} → "
         f"{fmt(bppo['mean_response_len_end'], 1)} |",
         "",
-        "## Speedups (GRPO's time over BPPO's)", "",
+        "## Speedups (GRPO's time over BPPO's)",
+        "",
         f"- Step: **{_with_ci(speedup['step'], _interval(report, 'speedup/step'), suffix='×')}** (Amdahl bound "
         f"{fmt(bound['amdahl'])}× with a pair in every group, {fmt(bound['amdahl_at_pair_rate'])}× at the measured "
         f"pair rate {fmt(bound['pair_rate'])}: generation is {fmt(100 * bound['generate_share_grpo'], 0)}% of a "
@@ -110,8 +122,11 @@ def render_markdown(report: dict, *, command: str) -> str:
         _target_line(report, "steps_to_target", f"Steps to target {target} (per-step signal; > 1: BPPO needed fewer)"),
         f"- Response length change (end / start): GRPO {fmt(report['response_length_change']['grpo'])}, "
         f"BPPO {fmt(report['response_length_change']['bppo'])}.",
-        "", "## Why", "",
-        explain(report), "",
+        "",
+        "## Why",
+        "",
+        explain(report),
+        "",
         "Figures: `accuracy_vs_time.png`, `accuracy_vs_steps.png`, `phase_times.png`, `train_tokens.png`, "
         "`response_length.png`.",
     ]
@@ -141,22 +156,31 @@ def explain(report: dict) -> str:
     """A paragraph that reads the measured numbers, whichever way they came out."""
     speedup, bound = report["speedup"], report["bound"]
     share = bound["generate_share_grpo"]
-    pairs = "" if bound["pair_rate"] is None else (
-        f" (only {fmt(bound['pair_rate'])} of groups had both a correct and an incorrect response, so BPPO's "
-        "batch is smaller still than its 2-of-G selection)")
-    text = (f"Greedy eval accuracy: {_learning(report, 'grpo')}; {_learning(report, 'bppo')}. "
-            f"BPPO trains {fmt(speedup['train_tokens'], 1)}× fewer tokens per step, so its learner phase is "
-            f"{fmt(speedup['learner'])}× faster{pairs}; but generation, {fmt(100 * share, 0)}% of a GRPO step "
-            f"here, is the same work for both, which caps the step speedup at "
-            f"{fmt(bound['amdahl_at_pair_rate'])}× (measured {fmt(speedup['step'])}×).")
+    pairs = (
+        ""
+        if bound["pair_rate"] is None
+        else (
+            f" (only {fmt(bound['pair_rate'])} of groups had both a correct and an incorrect response, so BPPO's "
+            "batch is smaller still than its 2-of-G selection)"
+        )
+    )
+    text = (
+        f"Greedy eval accuracy: {_learning(report, 'grpo')}; {_learning(report, 'bppo')}. "
+        f"BPPO trains {fmt(speedup['train_tokens'], 1)}× fewer tokens per step, so its learner phase is "
+        f"{fmt(speedup['learner'])}× faster{pairs}; but generation, {fmt(100 * share, 0)}% of a GRPO step "
+        f"here, is the same work for both, which caps the step speedup at "
+        f"{fmt(bound['amdahl_at_pair_rate'])}× (measured {fmt(speedup['step'])}×)."
+    )
     if report["target_accuracy"] is None:
         text += f" Time to target is not measurable: {report['target_reason']}."
     else:
         text += " " + _time_to_target_sentence(report)
     change = report["response_length_change"]
     if change["grpo"] and change["bppo"]:
-        text += (f" Response length changed by ×{fmt(change['grpo'])} under GRPO and ×{fmt(change['bppo'])} "
-                 "under BPPO; shorter responses are the route by which BPPO can also cut generation time.")
+        text += (
+            f" Response length changed by ×{fmt(change['grpo'])} under GRPO and ×{fmt(change['bppo'])} "
+            "under BPPO; shorter responses are the route by which BPPO can also cut generation time."
+        )
     return text
 
 
@@ -177,17 +201,26 @@ def _time_to_target_sentence(report: dict) -> str:
     steps_ratio, steps_ci = speedup["steps_to_target"], _interval(report, "speedup/steps_to_target")
     steps = _with_ci(steps_ratio, steps_ci, suffix="×")
     per_step = relation(steps_ratio, steps_ci, 1.0)
-    product = (f"steps-to-target ratio × step speedup = {fmt(steps_ratio)} × {fmt(speedup['step'])} = "
-               f"{fmt(steps_ratio * speedup['step'])}×" if steps_ratio and speedup["step"] else None)
+    product = (
+        f"steps-to-target ratio × step speedup = {fmt(steps_ratio)} × {fmt(speedup['step'])} = "
+        f"{fmt(steps_ratio * speedup['step'])}×"
+        if steps_ratio and speedup["step"]
+        else None
+    )
     if per_step == "same":
-        text += (f" Per step the two were not distinguishable (steps-to-target ratio {steps}"
-                 + (", an interval that includes 1)" if steps_ci else ")"))
+        text += f" Per step the two were not distinguishable (steps-to-target ratio {steps}" + (
+            ", an interval that includes 1)" if steps_ci else ")"
+        )
     elif per_step == "above":
-        text += (f" BPPO also needed fewer steps (steps-to-target ratio {steps}): per step its pair carried more "
-                 f"signal than all G responses, on top of its faster steps")
+        text += (
+            f" BPPO also needed fewer steps (steps-to-target ratio {steps}): per step its pair carried more "
+            f"signal than all G responses, on top of its faster steps"
+        )
     elif per_step == "below":
-        text += (f" BPPO needed more steps (steps-to-target ratio {steps}): per step the pair carried less signal "
-                 f"than all G responses, which takes back part of its faster steps")
+        text += (
+            f" BPPO needed more steps (steps-to-target ratio {steps}): per step the pair carried less signal "
+            f"than all G responses, which takes back part of its faster steps"
+        )
     if per_step is not None:
         text += f"; the time-to-target speedup ≈ {product}." if product else "."
     return text

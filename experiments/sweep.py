@@ -48,8 +48,14 @@ def expand_trials(paths: list[str], overrides: list[str]) -> dict[str, list[str]
         for values in itertools.product(*(sweep.grid[k] for k in keys)):
             point = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in zip(keys, values)]
             name = "-".join([arm, *(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))])
-            trial = [*overrides, share, *arm_overrides, *point, f"trainer.run_dir={root / name}",
-                     f"wandb.group={sweep.name or root.name}"]
+            trial = [
+                *overrides,
+                share,
+                *arm_overrides,
+                *point,
+                f"trainer.run_dir={root / name}",
+                f"wandb.group={sweep.name or root.name}",
+            ]
             try:
                 load_config(paths, trial)
             except ConfigError as error:
@@ -98,8 +104,9 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
                 status[name] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
                 log(f"trial {name} {status[name]}", file=sys.stderr)
     root = Path(config.trainer.run_dir)
-    summary = summarize_sweep(root, trials, status, baseline=config.sweep.baseline,
-                              target=config.sweep.target_accuracy, times=times)
+    summary = summarize_sweep(
+        root, trials, status, baseline=config.sweep.baseline, target=config.sweep.target_accuracy, times=times
+    )
     summary["command"] = command
     (root / "sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
     (root / "sweep.md").write_text(render_sweep(summary))
@@ -107,8 +114,15 @@ def run_sweep(paths: list[str], overrides: list[str], *, command: str, log=print
     return root
 
 
-def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, str], *,
-                    baseline: str, target: float | None, times: dict | None = None) -> dict:
+def summarize_sweep(
+    root: Path,
+    trials: dict[str, list[str]],
+    status: dict[str, str],
+    *,
+    baseline: str,
+    target: float | None,
+    times: dict | None = None,
+) -> dict:
     """One row per trial, with its speedups over the baseline arm's trial at the same grid point.
     Time to target is per pair (trial, its baseline): the configured target, else the highest
     accuracy both reached, and only when that is >= 2 standard errors above the warm start and
@@ -122,15 +136,32 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
             rows[name] = {"status": status.get(name, "not run")}
             continue
         s = summaries[name]
-        rows[name] = {"status": "ok", **{k: s[k] for k in (
-            "final_eval_accuracy", "warm_start_eval_accuracy", "best_eval_accuracy", "mean_step_time_s",
-            "mean_learner_time_s", "mean_generate_time_s", "train_tokens_per_step", "mean_response_len_start",
-            "mean_response_len_end", "pair_rate", "useful_group_rate", "gen_s_per_useful_group", "aborted_rate",
-            "steps")}}
+        rows[name] = {
+            "status": "ok",
+            **{
+                k: s[k]
+                for k in (
+                    "final_eval_accuracy",
+                    "warm_start_eval_accuracy",
+                    "best_eval_accuracy",
+                    "mean_step_time_s",
+                    "mean_learner_time_s",
+                    "mean_generate_time_s",
+                    "train_tokens_per_step",
+                    "mean_response_len_start",
+                    "mean_response_len_end",
+                    "pair_rate",
+                    "useful_group_rate",
+                    "gen_s_per_useful_group",
+                    "aborted_rate",
+                    "steps",
+                )
+            },
+        }
         if times and name in times:
             rows[name]["started_at"], rows[name]["finished_at"] = times[name]
     for name, row in rows.items():
-        point = name[name.index("-"):] if "-" in name else ""
+        point = name[name.index("-") :] if "-" in name else ""
         base_name = baseline + point
         if row["status"] != "ok" or name == base_name or base_name not in summaries:
             continue
@@ -140,22 +171,32 @@ def summarize_sweep(root: Path, trials: dict[str, list[str]], status: dict[str, 
 
 def _versus_baseline(trial: dict, base: dict, target: float | None) -> dict:
     from experiments.report import ratio, time_to_target
-    from experiments.report_stats import standard_error
-    from experiments.report_stats import choose_target
+    from experiments.report_stats import choose_target, standard_error
 
-    row = {f"speedup_{speedup}": ratio(base[key], trial[key]) for speedup, key in (
-        ("step", "mean_step_time_s"), ("learner", "mean_learner_time_s"), ("generate", "mean_generate_time_s"),
-        ("gen_per_useful_group", "gen_s_per_useful_group"))}
+    row = {
+        f"speedup_{speedup}": ratio(base[key], trial[key])
+        for speedup, key in (
+            ("step", "mean_step_time_s"),
+            ("learner", "mean_learner_time_s"),
+            ("generate", "mean_generate_time_s"),
+            ("gen_per_useful_group", "gen_s_per_useful_group"),
+        )
+    }
     warm, problems = base["warm_start_eval_accuracy"], base["eval_problems"]
-    curves = {label: ([p["accuracy"] for p in s["eval_curve"]], [p["train_elapsed_s"] for p in s["eval_curve"]])
-              for label, s in (("this trial", trial), ("the baseline", base))}
+    curves = {
+        label: ([p["accuracy"] for p in s["eval_curve"]], [p["train_elapsed_s"] for p in s["eval_curve"]])
+        for label, s in (("this trial", trial), ("the baseline", base))
+    }
     if warm is None or not all(acc for acc, _ in curves.values()):
         pair_target, reason = None, "no evaluation at step 0 (eval.every = 0)"
     else:
         pair_target, reason = choose_target(curves, warm, standard_error(warm, problems), problems, target)
-    row.update(target_accuracy=pair_target, target_reason=reason,
-               time_to_target_s=time_to_target(trial["eval_curve"], pair_target),
-               baseline_time_to_target_s=time_to_target(base["eval_curve"], pair_target))
+    row.update(
+        target_accuracy=pair_target,
+        target_reason=reason,
+        time_to_target_s=time_to_target(trial["eval_curve"], pair_target),
+        baseline_time_to_target_s=time_to_target(base["eval_curve"], pair_target),
+    )
     row["speedup_time_to_target"] = ratio(row["baseline_time_to_target_s"], row["time_to_target_s"])
     return row
 
@@ -164,16 +205,23 @@ def render_sweep(summary: dict) -> str:
     from experiments.report_stats import fmt as f
 
     configured = summary["target_accuracy"]
-    how = (f"target accuracy {f(configured, 3)}" if configured is not None else
-           "target per pair: the highest accuracy the trial and its baseline both reached")
-    lines = [f"# Sweep (speedups vs {summary['baseline']}; time to target: {how}, measured only when it is "
-             "at least 2 standard errors above the warm start and both reached it)", "",
-             f"Command: `{summary.get('command', '')}`", "",
-             "| trial | status | final acc | step (s) | generate (s) | learner (s) | tokens/step | "
-             "length start → end | aborted | useful groups | gen s / useful group | step speedup | generate speedup | "
-             "learner speedup | gen / useful group speedup | target | time to target (s): trial / baseline | "
-             "time-to-target speedup |",
-             "|" + "---|" * 18]
+    how = (
+        f"target accuracy {f(configured, 3)}"
+        if configured is not None
+        else "target per pair: the highest accuracy the trial and its baseline both reached"
+    )
+    lines = [
+        f"# Sweep (speedups vs {summary['baseline']}; time to target: {how}, measured only when it is "
+        "at least 2 standard errors above the warm start and both reached it)",
+        "",
+        f"Command: `{summary.get('command', '')}`",
+        "",
+        "| trial | status | final acc | step (s) | generate (s) | learner (s) | tokens/step | "
+        "length start → end | aborted | useful groups | gen s / useful group | step speedup | generate speedup | "
+        "learner speedup | gen / useful group speedup | target | time to target (s): trial / baseline | "
+        "time-to-target speedup |",
+        "|" + "---|" * 18,
+    ]
     notes = []
     for name, r in summary["trials"].items():
         if r["status"] != "ok":
@@ -188,9 +236,13 @@ def render_sweep(summary: dict) -> str:
             f"{f(r['train_tokens_per_step'], 0)} | "
             f"{f(r['mean_response_len_start'], 1)} → {f(r['mean_response_len_end'], 1)} | {f(r.get('aborted_rate'), 2)} | "
             f"{f(r.get('useful_group_rate'), 2)} | {f(r.get('gen_s_per_useful_group'), 3)} | "
-            + ("baseline | | | | | | |" if baseline_row else
-               f"{f(r.get('speedup_step'), 2)} | {f(r.get('speedup_generate'), 2)} | {f(r.get('speedup_learner'), 2)} | "
-               f"{f(r.get('speedup_gen_per_useful_group'), 2)} | "
-               f"{f(r.get('target_accuracy'), 3)} | {f(r.get('time_to_target_s'), 1)} / "
-               f"{f(r.get('baseline_time_to_target_s'), 1)} | {f(r.get('speedup_time_to_target'), 2)} |"))
+            + (
+                "baseline | | | | | | |"
+                if baseline_row
+                else f"{f(r.get('speedup_step'), 2)} | {f(r.get('speedup_generate'), 2)} | {f(r.get('speedup_learner'), 2)} | "
+                f"{f(r.get('speedup_gen_per_useful_group'), 2)} | "
+                f"{f(r.get('target_accuracy'), 3)} | {f(r.get('time_to_target_s'), 1)} / "
+                f"{f(r.get('baseline_time_to_target_s'), 1)} | {f(r.get('speedup_time_to_target'), 2)} |"
+            )
+        )
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"

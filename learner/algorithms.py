@@ -9,7 +9,8 @@ here, before the learner runs any forward pass, which is where BPPO's saving com
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Annotated, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,8 +61,14 @@ class _LossSettings(_Strict):
 
     def loss_settings(self) -> LossSettings:
         """What ``learner.losses.policy_loss`` takes from this config."""
-        return LossSettings(clip_low=self.clip_low, clip_high=self.clip_high, clip_ratio_c=self.clip_ratio_c,
-                            agg_mode=self.agg_mode, kl_coef=self.kl_coef, kl_kind=self.kl_kind)
+        return LossSettings(
+            clip_low=self.clip_low,
+            clip_high=self.clip_high,
+            clip_ratio_c=self.clip_ratio_c,
+            agg_mode=self.agg_mode,
+            kl_coef=self.kl_coef,
+            kl_kind=self.kl_kind,
+        )
 
 
 class GRPOConfig(_LossSettings):
@@ -105,14 +112,15 @@ class BPPOConfig(_LossSettings):
     """The trained window of each selected completion."""
 
 
-AlgoConfig = Annotated[Union[BPPOConfig, GRPOConfig], Field(discriminator="name")]
+AlgoConfig = Annotated[BPPOConfig | GRPOConfig, Field(discriminator="name")]
 
 
 def grpo_train_batch(groups: RolloutGroups, algo: GRPOConfig, *, pad_id: int, seed: int = 0) -> TrainBatch:
     """All G completions of every group, whole responses, full-group advantages."""
     if groups.finished is not None and not bool(groups.finished.all()):
-        raise ValueError("GRPO trains every completion of a group, but some were aborted: "
-                         "rollout.early_stop_groups is for BPPO only")
+        raise ValueError(
+            "GRPO trains every completion of a group, but some were aborted: rollout.early_stop_groups is for BPPO only"
+        )
     advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps)
     kept_groups = signal_groups(groups, algo).nonzero().flatten().tolist()
     rows = [(g, i) for g in kept_groups for i in range(groups.group_size)]
@@ -123,22 +131,30 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int, se
     """docs/design.md §3, BPPO: full-group advantages, then the pair, then the prefix, cut physically."""
     # With early-stopped groups, "full group" = the completions that finished (the others
     # were aborted once the pair was known: no reward, never selected).
-    advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps,
-                                  valid=groups.finished)
+    advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps, valid=groups.finished)
     # The pair is defined by the verifier's correctness, not by the shaped reward.
-    pos, neg, has_pair = select_pairs(groups.correct, groups.response_lengths(), rule=algo.selection,
-                                      eligible=groups.finished, generator=torch.Generator().manual_seed(seed))
+    pos, neg, has_pair = select_pairs(
+        groups.correct,
+        groups.response_lengths(),
+        rule=algo.selection,
+        eligible=groups.finished,
+        generator=torch.Generator().manual_seed(seed),
+    )
     pairs = has_pair.nonzero().flatten().tolist()  # groups with a pair
     _check_pair_signs(advantages, pos, neg, pairs, groups.rewards)
     rows = [(g, int(i)) for g in pairs for i in (pos[g], neg[g])]
     batch = _gather_rows(groups, rows, advantages, pad_id=pad_id)
     start = None
     if algo.prefix.mode == "divergence":  # both rows of a pair start where the pair diverges
-        points = divergence_points([groups.response_ids[g][int(pos[g])] for g in pairs],
-                                   [groups.response_ids[g][int(neg[g])] for g in pairs])
+        points = divergence_points(
+            [groups.response_ids[g][int(pos[g])] for g in pairs], [groups.response_ids[g][int(neg[g])] for g in pairs]
+        )
         start = points.repeat_interleave(2)  # [B], rows are (pos, neg) per pair
     window = prefix_mask(
-        batch.loss_mask, mode=algo.prefix.mode, tokens=algo.prefix.tokens, fraction=algo.prefix.fraction,
+        batch.loss_mask,
+        mode=algo.prefix.mode,
+        tokens=algo.prefix.tokens,
+        fraction=algo.prefix.fraction,
         start=start,
     )
     batch.loss_mask = window
@@ -162,8 +178,9 @@ def signal_groups(groups: RolloutGroups, algo: BPPOConfig | GRPOConfig) -> torch
     return torch.ones(groups.rewards.shape[0], dtype=torch.bool)
 
 
-def _check_pair_signs(advantages: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, pairs: list[int],
-                      rewards: torch.Tensor) -> None:
+def _check_pair_signs(
+    advantages: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, pairs: list[int], rewards: torch.Tensor
+) -> None:
     """BPPO pushes the correct completion up and the incorrect one down: a reward that scores an
     incorrect completion above a correct one (format weight >= accuracy weight, a custom reward)
     would train the pair the wrong way round, and one that scores them equal but away from the
@@ -178,7 +195,8 @@ def _check_pair_signs(advantages: torch.Tensor, pos: torch.Tensor, neg: torch.Te
                 f"group {g}: the correct completion {p} has reward {float(rewards[g, p]):g} and the incorrect "
                 f"completion {n} {float(rewards[g, n]):g}; BPPO needs every correct completion to score above "
                 "every incorrect one (raise reward.accuracy_weight above reward.format_weight plus any "
-                "overlong penalty, or fix the custom reward)")
+                "overlong penalty, or fix the custom reward)"
+            )
 
 
 def _up_to_last(mask: torch.Tensor) -> torch.Tensor:
@@ -216,8 +234,9 @@ TRAIN_BATCH_BUILDERS: dict[str, Callable[..., TrainBatch]] = {
 }
 
 
-def build_train_batch(groups: RolloutGroups, algo: BPPOConfig | GRPOConfig, *, pad_id: int,
-                      seed: int = 0) -> TrainBatch:
+def build_train_batch(
+    groups: RolloutGroups, algo: BPPOConfig | GRPOConfig, *, pad_id: int, seed: int = 0
+) -> TrainBatch:
     """The one call the learner side makes per step: the algorithm's rows, ready to train.
     ``seed`` drives any random choice (BPPO's ``selection: random``); the loop derives it from
     the run seed and the step."""

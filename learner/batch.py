@@ -55,9 +55,9 @@ class RolloutGroups:
 
     def response_lengths(self) -> torch.Tensor:
         """``[num_groups, G]`` long."""
-        return torch.tensor(
-            [[len(r) for r in group] for group in self.response_ids], dtype=torch.long
-        ).view(self.rewards.shape)
+        return torch.tensor([[len(r) for r in group] for group in self.response_ids], dtype=torch.long).view(
+            self.rewards.shape
+        )
 
 
 @dataclass
@@ -78,7 +78,7 @@ class TrainBatch:
         """Tokens the forward passes see (prompt + response, padding excluded)."""
         return int(self.attention_mask.sum())
 
-    def select(self, rows: list[int]) -> "TrainBatch":
+    def select(self, rows: list[int]) -> TrainBatch:
         """The given rows, cut to the longest of them. No rows gives one inert row (a single
         attended pad token, nothing trained): a data-parallel rank with no work still has to
         join every collective of the step."""
@@ -93,11 +93,11 @@ class TrainBatch:
         chosen = self._map(_PER_ROW, lambda t: t[index], metrics={})
         return chosen.truncate(max(1, int(chosen.attention_mask.sum(dim=-1).max())))
 
-    def truncate(self, columns: int) -> "TrainBatch":
+    def truncate(self, columns: int) -> TrainBatch:
         """Keep the first ``columns`` positions of every ``[B, T]`` tensor."""
         return self._map(_PER_TOKEN, lambda t: t[:, :columns].contiguous())
 
-    def _map(self, names: tuple[str, ...], fn, **changes) -> "TrainBatch":
+    def _map(self, names: tuple[str, ...], fn, **changes) -> TrainBatch:
         """A copy with ``fn`` applied to each named tensor that is set."""
         mapped = {name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in names}
         return replace(self, **mapped, **changes)

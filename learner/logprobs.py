@@ -100,8 +100,9 @@ def sequence_logprobs(
     if top_p == 1.0:
         gathered, logsumexp = gathered_and_logsumexp(flat_logits, targets, float(temperature), chunk)
     else:
-        gathered, logsumexp, _, _ = nucleus_gathered_and_logsumexp(flat_logits, targets, float(temperature),
-                                                                top_p, chunk)
+        gathered, logsumexp, _, _ = nucleus_gathered_and_logsumexp(
+            flat_logits, targets, float(temperature), top_p, chunk
+        )
     return _to_layout(gathered - logsumexp, input_ids.shape)
 
 

@@ -121,10 +121,10 @@ def token_terms(
     kl = None
     if ref_logprobs is not None:
         zero = torch.zeros_like(logprobs)
-        kl = kl_penalty(torch.where(is_token, logprobs, zero), torch.where(is_token, ref_logprobs, zero),
-                        settings.kl_kind)
-    return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token,
-                      dual_clipped=dual_clipped, kl=kl)
+        kl = kl_penalty(
+            torch.where(is_token, logprobs, zero), torch.where(is_token, ref_logprobs, zero), settings.kl_kind
+        )
+    return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token, dual_clipped=dual_clipped, kl=kl)
 
 
 def aggregate(
@@ -206,8 +206,6 @@ def policy_loss(
         metrics["loss/dual_clip_frac"] = aggregate(
             terms.dual_clipped.to(logprobs.dtype), mask, "token-mean", global_tokens=global_tokens
         )
-        metrics["loss/ratio_mean"] = aggregate(
-            terms.ratio, mask, "token-mean", global_tokens=global_tokens
-        )
+        metrics["loss/ratio_mean"] = aggregate(terms.ratio, mask, "token-mean", global_tokens=global_tokens)
     metrics["loss/total"] = loss.detach()
     return loss, metrics

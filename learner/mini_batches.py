@@ -35,6 +35,8 @@ def plan_mini_batches(group_index: list[int], mini_batch_size: int | None, epoch
         rows_of.setdefault(group, []).append(row)
     groups = list(rows_of)
     size = len(groups) if mini_batch_size is None else mini_batch_size
-    epoch = [[row for g in groups[start:start + size] for row in rows_of[g]]
-             for start in range(0, len(groups), max(1, size))]
+    epoch = [
+        [row for g in groups[start : start + size] for row in rows_of[g]]
+        for start in range(0, len(groups), max(1, size))
+    ]
     return [rows for _ in range(epochs) for rows in epoch]

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 
 
-def plan_micro_batches(lengths: list[int], world_size: int, token_budget: int, *,
-                       padding_free: bool = False) -> list[list[list[int]]]:
+def plan_micro_batches(
+    lengths: list[int], world_size: int, token_budget: int, *, padding_free: bool = False
+) -> list[list[list[int]]]:
     """``[rank][micro_batch] -> row indices`` (ascending) for rows of ``lengths`` tokens.
 
     Each micro-batch's size stays within ``token_budget`` (a single row longer than the
@@ -98,7 +99,7 @@ def _split_to_fill(micro: list[list[int]], cost, slots: int) -> list[list[int]]:
             break  # fewer rows than slots: the rest stay empty
         heaviest = max(splittable, key=lambda i: (cost(micro[i]), -i))
         rows = micro.pop(heaviest)
-        micro[heaviest:heaviest] = [rows[: len(rows) // 2], rows[len(rows) // 2:]]
+        micro[heaviest:heaviest] = [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
     return micro
 
 

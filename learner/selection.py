@@ -36,8 +36,7 @@ def select_pairs(
         raise ValueError(f"rule must be one of {SELECTION_RULES}, got {rule!r}")
     if correct.shape != lengths.shape or correct.dim() != 2:
         raise ValueError(
-            f"correct and lengths must both be [num_groups, G], got {tuple(correct.shape)} "
-            f"and {tuple(lengths.shape)}"
+            f"correct and lengths must both be [num_groups, G], got {tuple(correct.shape)} and {tuple(lengths.shape)}"
         )
     if eligible is None:
         eligible = torch.ones_like(correct, dtype=torch.bool)

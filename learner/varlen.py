@@ -38,29 +38,42 @@ class PackedRows:
         out = values.new_zeros(self.valid.shape)  # [B, T]
         return out.masked_scatter(self.valid, values.reshape(-1))
 
-    def to(self, device: torch.device | str) -> "PackedRows":
+    def to(self, device: torch.device | str) -> PackedRows:
         return PackedRows(*(t.to(device) for t in (self.input_ids, self.position_ids, self.starts, self.valid)))
 
 
 def pack_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedRows:
     """Concatenate the attended tokens of right-padded ``[B, T]`` rows, in row order."""
     if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
-        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
-                         "must be the same [B, T]")
+        raise ValueError(
+            f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
+            "must be the same [B, T]"
+        )
     valid = attention_mask.bool()  # [B, T]
     # Right padding only: a hole inside a row would shift every later position id.
     if (valid[:, 1:] & ~valid[:, :-1]).any():
         raise ValueError("attention_mask must be right-padded (1s then 0s in every row)")
     columns = torch.arange(valid.shape[1], device=valid.device).expand_as(valid)  # [B, T]
     position_ids = columns[valid].unsqueeze(0)  # [1, N]
-    return PackedRows(input_ids=input_ids[valid].unsqueeze(0), position_ids=position_ids,
-                      starts=position_ids == 0, valid=valid)
+    return PackedRows(
+        input_ids=input_ids[valid].unsqueeze(0), position_ids=position_ids, starts=position_ids == 0, valid=valid
+    )
 
 
-def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, *, position_ids: torch.Tensor, dropout: float = 0.0,
-                     scaling: float | None = None, sliding_window: int | None = None,
-                     softcap: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+def packed_attention(
+    module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    position_ids: torch.Tensor,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    sliding_window: int | None = None,
+    softcap: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
     """Causal attention within each row of a packed ``[1, N]`` row: a Hugging Face attention
     function (``AttentionInterface``), so the model's linear layers, norms and head run on the
     ``N`` real tokens alone.
@@ -99,8 +112,12 @@ def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torc
         return out.view(heads, num_rows, width, dim).transpose(0, 1)
 
     out = torch.nn.functional.scaled_dot_product_attention(
-        padded(query), padded(key.repeat_interleave(groups, dim=1)), padded(value.repeat_interleave(groups, dim=1)),
-        dropout_p=dropout, is_causal=True, scale=scaling,
+        padded(query),
+        padded(key.repeat_interleave(groups, dim=1)),
+        padded(value.repeat_interleave(groups, dim=1)),
+        dropout_p=dropout,
+        is_causal=True,
+        scale=scaling,
     )  # [rows, H, width, D]
     out = out.transpose(1, 2).reshape(num_rows * width, query.shape[1], query.shape[3])  # [rows*width, H, D]
     return out[index].unsqueeze(0), None  # [1, N, H, D]

@@ -16,8 +16,8 @@ import os
 import socket
 import sys
 from collections import defaultdict
-from datetime import timedelta
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 
@@ -51,9 +51,21 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
 
 
 class LearnerWorker:
-    def __init__(self, *, rank: int, world_size: int, model_path: str, learner: dict, algo: dict,
-                 dtype: str, temperature: float, total_steps: int, seed: int,
-                 top_p: float = 1.0, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        rank: int,
+        world_size: int,
+        model_path: str,
+        learner: dict,
+        algo: dict,
+        dtype: str,
+        temperature: float,
+        total_steps: int,
+        seed: int,
+        top_p: float = 1.0,
+        trust_remote_code: bool = False,
+    ) -> None:
         from pydantic import TypeAdapter
 
         from learner.algorithms import AlgoConfig
@@ -76,8 +88,13 @@ class LearnerWorker:
 
     def setup(self, master_addr: str, master_port: int) -> None:
         """Join the process group and build the DeepSpeed engine (all ranks at once)."""
-        os.environ.update(RANK=str(self.rank), WORLD_SIZE=str(self.world_size), LOCAL_RANK="0",
-                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        os.environ.update(
+            RANK=str(self.rank),
+            WORLD_SIZE=str(self.world_size),
+            LOCAL_RANK="0",
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+        )
         import deepspeed
 
         if self.device.type == "cpu":
@@ -85,8 +102,10 @@ class LearnerWorker:
             import deepspeed.comm.torch  # noqa: F401
 
             sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
-        deepspeed.init_distributed(dist_backend="nccl" if self.device.type == "cuda" else "gloo",
-                                   timeout=timedelta(seconds=self.learner["collective_timeout_s"]))
+        deepspeed.init_distributed(
+            dist_backend="nccl" if self.device.type == "cuda" else "gloo",
+            timeout=timedelta(seconds=self.learner["collective_timeout_s"]),
+        )
         torch.manual_seed(self.seed)
         model = self._load_model(self._ds_config(train=True))
         if self.learner["gradient_checkpointing"]:
@@ -120,7 +139,9 @@ class LearnerWorker:
 
         def load():
             return AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code,
+                self.model_path,
+                dtype=getattr(torch, self.dtype),
+                trust_remote_code=self.trust_remote_code,
                 **attention,
             )
 
@@ -199,8 +220,9 @@ class LearnerWorker:
 
     # ---- the optimizer step ------------------------------------------------------------
 
-    def train(self, micro_batches: list[TrainBatch], norms: dict, objective: str = "policy",
-              old_from_current: bool = False) -> dict[str, float]:
+    def train(
+        self, micro_batches: list[TrainBatch], norms: dict, objective: str = "policy", old_from_current: bool = False
+    ) -> dict[str, float]:
         """One optimizer step over this rank's micro-batches; metrics are global (summed over ranks).
 
         ``objective``: ``policy`` = the algorithm's loss; ``sft`` = token-mean negative
@@ -235,7 +257,9 @@ class LearnerWorker:
             for name, value in metrics.items():
                 sums[name] += value.double().cpu()
             # Positions the forward computed (packed: the tokens alone) against the tokens.
-            sums["learner/forward_tokens"] += batch.num_tokens if self.learner["padding_free"] else batch.input_ids.numel()
+            sums["learner/forward_tokens"] += (
+                batch.num_tokens if self.learner["padding_free"] else batch.input_ids.numel()
+            )
             sums["learner/real_tokens"] += batch.num_tokens
         flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -301,7 +325,8 @@ class LearnerWorker:
         self.close_weight_transfer()
         source = DeepSpeedWeightSource(self.engine.module, zero3=self.learner["zero_stage"] == 3, keep=self.rank == 0)
         self._transfer = WeightTransferTrainerFactory.trainer_init(
-            trainer_init_info(rank=self.rank, **init), client=client, source=source)
+            trainer_init_info(rank=self.rank, **init), client=client, source=source
+        )
 
     def send_weights(self) -> None:
         """One full weight update of every engine (all ranks: ZeRO-3 gathers each parameter)."""
@@ -385,6 +410,12 @@ def _to(batch: TrainBatch, device: torch.device) -> TrainBatch:
     from dataclasses import replace
 
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return replace(batch, input_ids=move(batch.input_ids), attention_mask=move(batch.attention_mask),
-                   loss_mask=move(batch.loss_mask), advantages=move(batch.advantages),
-                   old_logprobs=move(batch.old_logprobs), ref_logprobs=move(batch.ref_logprobs))
+    return replace(
+        batch,
+        input_ids=move(batch.input_ids),
+        attention_mask=move(batch.attention_mask),
+        loss_mask=move(batch.loss_mask),
+        advantages=move(batch.advantages),
+        old_logprobs=move(batch.old_logprobs),
+        ref_logprobs=move(batch.ref_logprobs),
+    )

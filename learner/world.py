@@ -19,9 +19,18 @@ from learner.worker import LearnerWorker
 
 
 class LearnerWorld:
-    def __init__(self, *, world_size: int, micro_batch_tokens: int, resources_per_rank: dict,
-                 worker_kwargs: dict, max_len: int, placement_timeout_s: float = 300.0,
-                 mini_batch_size: int | None = None, epochs: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        world_size: int,
+        micro_batch_tokens: int,
+        resources_per_rank: dict,
+        worker_kwargs: dict,
+        max_len: int,
+        placement_timeout_s: float = 300.0,
+        mini_batch_size: int | None = None,
+        epochs: int = 1,
+    ) -> None:
         self.world_size = world_size
         self.mini_batch_size, self.epochs = mini_batch_size, epochs
         self.zero_stage = worker_kwargs["learner"]["zero_stage"]
@@ -58,8 +67,9 @@ class LearnerWorld:
     def logprobs(self, batch: TrainBatch, which: str = "policy") -> torch.Tensor:
         """``[B, T]`` log-probs of ``batch`` under the policy or the reference."""
         plan = self._split(batch)
-        calls = [w.logprobs.remote([batch.select(rows) for rows in micro], which)
-                 for w, micro in zip(self.workers, plan)]
+        calls = [
+            w.logprobs.remote([batch.select(rows) for rows in micro], which) for w, micro in zip(self.workers, plan)
+        ]
         out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
         for micro, results in zip(plan, ray.get(calls)):
             for rows, values in zip(micro, results):
@@ -101,8 +111,10 @@ class LearnerWorld:
             max_len=self.max_len,
         )
         plan = self._split(batch)
-        calls = [w.train.remote([batch.select(rows) for rows in micro], norms, objective, old_from_current)
-                 for w, micro in zip(self.workers, plan)]
+        calls = [
+            w.train.remote([batch.select(rows) for rows in micro], norms, objective, old_from_current)
+            for w, micro in zip(self.workers, plan)
+        ]
         metrics = ray.get(calls)[0]
         metrics["learner/micro_batches"] = float(len(plan[0]))
         return metrics

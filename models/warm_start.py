@@ -11,7 +11,6 @@ cached by a hash of everything that shapes it, so ``bppo train``/``compare`` wit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -23,8 +22,8 @@ from pathlib import Path
 import torch
 
 from learner.algorithms import GRPOConfig
-from orchestrator.config import Config, LearnerConfig
 from models.tiny import ensure_tiny_model
+from orchestrator.config import Config, LearnerConfig
 
 EVAL_MAX_TOKENS = 160
 
@@ -75,17 +74,25 @@ def sft_config(config: Config) -> Config:
     """
     warm = config.model.warm_start
     learner = LearnerConfig(
-        world_size=1, zero_stage=0, lr=warm.lr, weight_decay=0.0, warmup_steps=min(20, warm.max_steps // 10),
-        lr_schedule="cosine", max_grad_norm=1.0, gradient_checkpointing=False,
+        world_size=1,
+        zero_stage=0,
+        lr=warm.lr,
+        weight_decay=0.0,
+        warmup_steps=min(20, warm.max_steps // 10),
+        lr_schedule="cosine",
+        max_grad_norm=1.0,
+        gradient_checkpointing=False,
         micro_batch_tokens=config.learner.micro_batch_tokens * 4,
     )
-    return config.model_copy(update={
-        "learner": learner,
-        "algo": GRPOConfig(),  # unused by the SFT objective; the worker needs one
-        "rollout": config.rollout.model_copy(update={"num_engines": 1, "temperature": 1.0, "top_p": 1.0}),
-        "reward": config.reward.model_copy(update={"function": None}),
-        "trainer": config.trainer.model_copy(update={"seed": warm.seed}),
-    })
+    return config.model_copy(
+        update={
+            "learner": learner,
+            "algo": GRPOConfig(),  # unused by the SFT objective; the worker needs one
+            "rollout": config.rollout.model_copy(update={"num_engines": 1, "temperature": 1.0, "top_p": 1.0}),
+            "reward": config.reward.model_copy(update={"function": None}),
+            "trainer": config.trainer.model_copy(update={"seed": warm.seed}),
+        }
+    )
 
 
 def bootstrap(config: Config, target: Path, *, log=print) -> dict:
@@ -109,40 +116,69 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     prompt_set = load_prompt_set(config.data)  # generating it is seconds: once, for both uses
     examples = sft_examples(config, tokenizer, prompt_set.train)
     held_out = prompt_set.test[: warm.eval_problems]
-    eval_prompts = [tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False)
-                    for p in held_out]
+    eval_prompts = [
+        tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False) for p in held_out
+    ]
     actors = start_actor_stack(sft_config(config), base, total_steps=warm.max_steps, max_len=EVAL_MAX_TOKENS)
     learner, fleet, rewards, sync = actors.learner, actors.fleet, actors.rewards, actors.weight_sync
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
     # No total: the run ends on the accuracy band, not at max_steps, so an ETA from max_steps lies.
-    bar = tqdm(desc=f"warm start: SFT until sampled accuracy >= {low} (at most {warm.max_steps} steps)",
-               unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        desc=f"warm start: SFT until sampled accuracy >= {low} (at most {warm.max_steps} steps)",
+        unit="step",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         for step in range(1, warm.max_steps + 1):
             chosen = [examples[rng.randrange(len(examples))] for _ in range(warm.batch_size)]
             input_ids, attention_mask, loss_mask, _ = pad_rows(
-                [p for p, _ in chosen], [r for _, r in chosen], pad_id=tokenizer.eos_token_id)
-            batch = TrainBatch(input_ids, attention_mask, loss_mask, torch.zeros(len(chosen)),
-                               torch.arange(len(chosen)))
+                [p for p, _ in chosen], [r for _, r in chosen], pad_id=tokenizer.eos_token_id
+            )
+            batch = TrainBatch(
+                input_ids, attention_mask, loss_mask, torch.zeros(len(chosen)), torch.arange(len(chosen))
+            )
             nll = learner.train(batch, objective="sft")["sft/nll"]
             bar.update(1)
             if step % warm.eval_every and step != warm.max_steps:
                 continue
             sync.push()
-            quality = answer_quality(fleet, rewards, eval_prompts, held_out, SamplingSettings(
-                n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed)).metrics()
+            quality = answer_quality(
+                fleet,
+                rewards,
+                eval_prompts,
+                held_out,
+                SamplingSettings(
+                    n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed
+                ),
+            ).metrics()
             accuracy, length = quality["accuracy"], quality["len_mean"]
-            history.append({"step": step, "nll": round(nll, 4), "sampled_accuracy": accuracy,
-                            "response_len_mean": round(length, 1), "elapsed_s": round(time.perf_counter() - started, 1)})
+            history.append(
+                {
+                    "step": step,
+                    "nll": round(nll, 4),
+                    "sampled_accuracy": accuracy,
+                    "response_len_mean": round(length, 1),
+                    "elapsed_s": round(time.perf_counter() - started, 1),
+                }
+            )
             bar.set_postfix(nll=f"{nll:.3f}", sampled_acc=f"{accuracy:.3f}", len=f"{length:.0f}")
             if accuracy >= low:  # in the band, or past it (eval_every too coarse): stop
                 break
         if not low <= accuracy <= high:
-            log(f"warning: warm start ended at sampled accuracy {accuracy:.3f}, outside the band "
-                f"[{low}, {high}] (eval_every too coarse, or max_steps too small)", file=sys.stderr)
-        record = {"steps": history[-1]["step"], "sampled_accuracy": accuracy, "history": history,
-                  "seconds": round(time.perf_counter() - started, 1), "key": warm_start_key(config)}
+            log(
+                f"warning: warm start ended at sampled accuracy {accuracy:.3f}, outside the band "
+                f"[{low}, {high}] (eval_every too coarse, or max_steps too small)",
+                file=sys.stderr,
+            )
+        record = {
+            "steps": history[-1]["step"],
+            "sampled_accuracy": accuracy,
+            "history": history,
+            "seconds": round(time.perf_counter() - started, 1),
+            "key": warm_start_key(config),
+        }
         _save_atomically(learner, target, record)
     finally:
         bar.close()

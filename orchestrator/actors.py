@@ -43,33 +43,54 @@ def start_actor_stack(config: Config, model_path: str, *, total_steps: int, max_
     rollout, learner, timeout_s = config.rollout, config.learner, config.ray.placement_timeout_s
     started: list = []
     try:
-        rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus,
-                             start_timeout_s=timeout_s)
+        rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus, start_timeout_s=timeout_s)
         started.append(rewards.shutdown)
         fleet = EngineFleet(
-            num_engines=rollout.num_engines, resources_per_engine=placement.engine, start_timeout_s=timeout_s,
+            num_engines=rollout.num_engines,
+            resources_per_engine=placement.engine,
+            start_timeout_s=timeout_s,
             engine_kwargs=dict(
-                model_path=model_path, dtype=config.model.dtype, max_model_len=rollout.max_model_len,
+                model_path=model_path,
+                dtype=config.model.dtype,
+                max_model_len=rollout.max_model_len,
                 tensor_parallel_size=rollout.tensor_parallel_size,
-                gpu_memory_utilization=rollout.gpu_memory_utilization, enforce_eager=rollout.enforce_eager,
-                cpu_kv_cache_gib=rollout.cpu_kv_cache_gib, trust_remote_code=config.model.trust_remote_code,
-                seed=config.trainer.seed, engine_core_process=rollout.engine_core_process,
+                gpu_memory_utilization=rollout.gpu_memory_utilization,
+                enforce_eager=rollout.enforce_eager,
+                cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
+                trust_remote_code=config.model.trust_remote_code,
+                seed=config.trainer.seed,
+                engine_core_process=rollout.engine_core_process,
             ),
         )
         started.append(fleet.shutdown)
         learner_world = LearnerWorld(
-            world_size=learner.world_size, micro_batch_tokens=learner.micro_batch_tokens,
-            mini_batch_size=learner.mini_batch_size, epochs=learner.epochs,
-            resources_per_rank=placement.learner_rank, max_len=max_len, placement_timeout_s=timeout_s,
+            world_size=learner.world_size,
+            micro_batch_tokens=learner.micro_batch_tokens,
+            mini_batch_size=learner.mini_batch_size,
+            epochs=learner.epochs,
+            resources_per_rank=placement.learner_rank,
+            max_len=max_len,
+            placement_timeout_s=timeout_s,
             worker_kwargs=dict(
-                model_path=model_path, learner=learner.model_dump(), algo=config.algo.model_dump(),
-                dtype=config.model.dtype, temperature=rollout.temperature, top_p=rollout.top_p,
-                total_steps=total_steps, seed=config.trainer.seed, trust_remote_code=config.model.trust_remote_code,
+                model_path=model_path,
+                learner=learner.model_dump(),
+                algo=config.algo.model_dump(),
+                dtype=config.model.dtype,
+                temperature=rollout.temperature,
+                top_p=rollout.top_p,
+                total_steps=total_steps,
+                seed=config.trainer.seed,
+                trust_remote_code=config.model.trust_remote_code,
             ),
         )
         started.append(learner_world.shutdown)
-        weight_sync = WeightSync(fleet, learner_world, on_gpu=placement.on_gpu,
-                                 bucket_mb=rollout.sync_bucket_mb, timeout_s=rollout.sync_timeout_s)
+        weight_sync = WeightSync(
+            fleet,
+            learner_world,
+            on_gpu=placement.on_gpu,
+            bucket_mb=rollout.sync_bucket_mb,
+            timeout_s=rollout.sync_timeout_s,
+        )
     except BaseException:
         _close_all(reversed(started), raise_first=False)  # the start's own error is the one to see
         raise

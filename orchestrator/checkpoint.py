@@ -23,8 +23,9 @@ def checkpoints_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def save_checkpoint(run_dir: Path, step: int, learner, trainer_state: dict, *, keep: int,
-                    scheduler_state: dict | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, learner, trainer_state: dict, *, keep: int, scheduler_state: dict | None = None
+) -> Path:
     final = checkpoints_dir(run_dir) / f"step_{step:06d}"
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -45,8 +46,11 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     root = checkpoints_dir(run_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_")
-             and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()
+    ]
     return sorted(found, key=lambda p: int(p.name.removeprefix("step_")))
 
 

@@ -41,7 +41,7 @@ class TinyModelConfig(_Strict):
     """Seed of the tokenizer corpus and the weight initialisation."""
 
     @model_validator(mode="after")
-    def _vllm_cpu_head_dim(self) -> "TinyModelConfig":
+    def _vllm_cpu_head_dim(self) -> TinyModelConfig:
         if self.hidden_size % self.num_heads or self.hidden_size // self.num_heads < 32:
             raise ValueError(
                 f"model.tiny: hidden_size={self.hidden_size} / num_heads={self.num_heads} must be a "
@@ -77,7 +77,7 @@ class WarmStartConfig(_Strict):
     """Seed of the SFT data order and sampling."""
 
     @model_validator(mode="after")
-    def _band(self) -> "WarmStartConfig":
+    def _band(self) -> WarmStartConfig:
         low, high = self.accuracy_band
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"model.warm_start.accuracy_band={list(self.accuracy_band)}: need 0 <= low <= high <= 1")
@@ -321,11 +321,9 @@ class Config(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _fits(self) -> "Config":
+    def _fits(self) -> Config:
         if self.rollout.n < 2:
-            raise ValueError(
-                f"rollout.n={self.rollout.n}: group-relative advantages (and BPPO's pair) need G >= 2"
-            )
+            raise ValueError(f"rollout.n={self.rollout.n}: group-relative advantages (and BPPO's pair) need G >= 2")
         if self.rollout.max_tokens >= self.rollout.max_model_len:
             raise ValueError(
                 f"rollout.max_tokens={self.rollout.max_tokens} leaves no room for the prompt in "
@@ -334,7 +332,9 @@ class Config(_Strict):
         self._check_batching()
         self._check_pair_signs()
         if self.rollout.early_stop_groups and (self.algo.name != "bppo" or self.algo.selection != "shortest"):
-            what = f"algo.name={self.algo.name}" if self.algo.name != "bppo" else f"algo.selection={self.algo.selection}"
+            what = (
+                f"algo.name={self.algo.name}" if self.algo.name != "bppo" else f"algo.selection={self.algo.selection}"
+            )
             raise ValueError(
                 f"rollout.early_stop_groups=true needs BPPO with selection 'shortest' (got {what}): the "
                 "completions it aborts are the ones only a full group would train on or select"
@@ -344,23 +344,28 @@ class Config(_Strict):
     def _check_batching(self) -> None:
         trainer, learner, algo = self.trainer, self.learner, self.algo
         if learner.mini_batch_size is not None and learner.mini_batch_size > trainer.prompts_per_step:
-            raise ValueError(f"learner.mini_batch_size={learner.mini_batch_size} is more than "
-                             f"trainer.prompts_per_step={trainer.prompts_per_step} groups")
+            raise ValueError(
+                f"learner.mini_batch_size={learner.mini_batch_size} is more than "
+                f"trainer.prompts_per_step={trainer.prompts_per_step} groups"
+            )
         filters = algo.name == "bppo" or algo.filter_groups
         generated = trainer.gen_prompts_per_step or trainer.prompts_per_step
         if generated < trainer.prompts_per_step or (generated > trainer.prompts_per_step and not filters):
             raise ValueError(
                 f"trainer.gen_prompts_per_step={generated} with trainer.prompts_per_step={trainer.prompts_per_step}: "
                 "oversampling (more) is for algorithms that drop groups without a signal (BPPO, GRPO with "
-                "algo.filter_groups); it can never be fewer")
+                "algo.filter_groups); it can never be fewer"
+            )
         if trainer.time_budget_s is not None and learner.lr_schedule != "constant":
             raise ValueError(
                 f"learner.lr_schedule={learner.lr_schedule} with trainer.time_budget_s: the schedule runs over "
                 "trainer.steps, which a time-budgeted run never reaches, and two algorithms at different "
-                "speeds would follow different learning-rate paths; use lr_schedule=constant (after warm-up)")
+                "speeds would follow different learning-rate paths; use lr_schedule=constant (after warm-up)"
+            )
         if algo.overlong_buffer > self.rollout.max_tokens:
-            raise ValueError(f"algo.overlong_buffer={algo.overlong_buffer} is more than "
-                             f"rollout.max_tokens={self.rollout.max_tokens}")
+            raise ValueError(
+                f"algo.overlong_buffer={algo.overlong_buffer} is more than rollout.max_tokens={self.rollout.max_tokens}"
+            )
 
     def _check_pair_signs(self) -> None:
         """BPPO trains its pair as (correct: up, incorrect: down), so every correct completion must
@@ -374,4 +379,5 @@ class Config(_Strict):
                 f"reward.accuracy_weight={self.reward.accuracy_weight:g} must exceed reward.format_weight="
                 f"{self.reward.format_weight:g} plus the overlong penalty {penalty:g} for BPPO: otherwise an "
                 "unboxed or long correct answer can score at or below an incorrect one and its pair would be "
-                "trained the wrong way round")
+                "trained the wrong way round"
+            )

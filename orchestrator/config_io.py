@@ -93,7 +93,7 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
         for depth, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{'.'.join(keys[:depth + 1])}: is a value, not a section; cannot set {text!r}")
+                raise ConfigError(f"{'.'.join(keys[: depth + 1])}: is a value, not a section; cannot set {text!r}")
             node = child
         node[keys[-1]] = value
     _drop_other_algorithm_keys(raw, file_algo, keep=override_algo_keys)

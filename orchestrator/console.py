@@ -23,8 +23,14 @@ PROJECT_LOGGERS = ("orchestrator", "rollout", "learner", "rewards")
 WORKER_LOG_FORMAT = "bppo %(levelname)s [%(name)s] %(message)s"
 # errors from any library, tracebacks, and this project's warnings (WORKER_LOG_FORMAT)
 _SOURCE = r"^(\([^)]*\)\s*)*"  # vLLM's subprocess prefix, e.g. "(EngineCore pid=12) "
-_MATTERS = re.compile(_SOURCE + r"(ERROR|CRITICAL)\b|Traceback \(most recent call last\)|"
-                      + _SOURCE + r"[\w.]*(Error|Exception):|" + _SOURCE + r"bppo (WARNING|ERROR|CRITICAL) ")
+_MATTERS = re.compile(
+    _SOURCE
+    + r"(ERROR|CRITICAL)\b|Traceback \(most recent call last\)|"
+    + _SOURCE
+    + r"[\w.]*(Error|Exception):|"
+    + _SOURCE
+    + r"bppo (WARNING|ERROR|CRITICAL) "
+)
 
 
 def setup_worker_logging() -> None:
@@ -121,26 +127,43 @@ class TrainingProgress:
     reward, sampled accuracy, last eval accuracy and step time. Steps that went wrong are
     written above the bar."""
 
-    def __init__(self, name: str, *, steps: int, budget_s: float | None, step: int, train_elapsed: float,
-                 parity_warn_above: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        steps: int,
+        budget_s: float | None,
+        step: int,
+        train_elapsed: float,
+        parity_warn_above: float | None = None,
+    ) -> None:
         from tqdm import tqdm
 
         self.budget_s, self.parity_warn_above, self.eval_accuracy = budget_s, parity_warn_above, None
         if budget_s is None:
             self.bar = tqdm(total=steps, initial=step, desc=name, unit="step", file=sys.stderr, dynamic_ncols=True)
         else:
-            self.bar = tqdm(total=budget_s, initial=min(train_elapsed, budget_s), desc=name, unit="s",
-                            file=sys.stderr, dynamic_ncols=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of training "
-                                       "[{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(
+                total=budget_s,
+                initial=min(train_elapsed, budget_s),
+                desc=name,
+                unit="s",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of training "
+                "[{elapsed}<{remaining}{postfix}]",
+            )
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         for warning in step_warnings(step, metrics, self.parity_warn_above):
             self.bar.write(warning, file=sys.stderr)
         if metrics.get("eval/accuracy") is not None:
             self.eval_accuracy = metrics["eval/accuracy"]
-        postfix = {"step": step, "reward": f"{metrics.get('reward/mean', float('nan')):.3f}",
-                   "acc": f"{metrics.get('reward/accuracy', float('nan')):.3f}"}
+        postfix = {
+            "step": step,
+            "reward": f"{metrics.get('reward/mean', float('nan')):.3f}",
+            "acc": f"{metrics.get('reward/accuracy', float('nan')):.3f}",
+        }
         if self.eval_accuracy is not None:
             postfix["eval"] = f"{self.eval_accuracy:.3f}"
         postfix["step_s"] = f"{metrics['time/step']:.2f}"
@@ -163,6 +186,8 @@ def step_warnings(step: int, metrics: dict[str, float], parity_warn_above: float
         warnings.append(f"warning: step {step}: no group carried a learning signal, nothing was trained")
     drift = metrics.get("sync/logprob_max_diff")
     if parity_warn_above is not None and drift is not None and drift > parity_warn_above:
-        warnings.append(f"warning: step {step}: learner and engine log-probs differ by up to {drift:.3g} "
-                        f"(> trainer.parity_warn_above = {parity_warn_above:g}): check the weight sync and sampling")
+        warnings.append(
+            f"warning: step {step}: learner and engine log-probs differ by up to {drift:.3g} "
+            f"(> trainer.parity_warn_above = {parity_warn_above:g}): check the weight sync and sampling"
+        )
     return warnings  # engine restarts and reward timeouts are logged where they happen

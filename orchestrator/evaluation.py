@@ -21,14 +21,21 @@ class AnswerQuality:
     def metrics(self) -> dict[str, float]:
         """``accuracy``, ``len_mean`` (tokens), ``clip_rate`` and ``problems``."""
         count = max(1, len(self.correct))
-        return {"accuracy": sum(self.correct) / count, "len_mean": sum(self.lengths) / count,
-                "clip_rate": sum(self.clipped) / count, "problems": float(len(self.correct))}
+        return {
+            "accuracy": sum(self.correct) / count,
+            "len_mean": sum(self.lengths) / count,
+            "clip_rate": sum(self.clipped) / count,
+            "problems": float(len(self.correct)),
+        }
 
 
-def answer_quality(fleet, rewards, prompts: list[list[int]], problems: list[Problem],
-                   sampling: SamplingSettings) -> AnswerQuality:
+def answer_quality(
+    fleet, rewards, prompts: list[list[int]], problems: list[Problem], sampling: SamplingSettings
+) -> AnswerQuality:
     samples = fleet.generate(prompts, sampling)
     results, _ = rewards.score([s.text for s in samples], [p.answer for p in problems])
-    return AnswerQuality(correct=[bool(r.correct) for r in results],
-                         lengths=[len(s.response_ids) for s in samples],
-                         clipped=[s.finish_reason == "length" for s in samples])
+    return AnswerQuality(
+        correct=[bool(r.correct) for r in results],
+        lengths=[len(s.response_ids) for s in samples],
+        clipped=[s.finish_reason == "length" for s in samples],
+    )

@@ -17,21 +17,21 @@ import torch
 
 from learner.advantages import informative_groups
 from learner.algorithms import build_train_batch, overlong_penalty, signal_groups
-from learner.mini_batches import optimizer_steps
 from learner.batch import RolloutGroups, TrainBatch
+from learner.mini_batches import optimizer_steps
+from models.sources import resolve_model_path
+from orchestrator import console
 from orchestrator.checkpoint import latest_checkpoint, load_scheduler_state, load_trainer_state, save_checkpoint
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
-from prompts.loaders import load_prompt_set
-from prompts.problems import Problem, render_prompt
-from orchestrator import console
 from orchestrator.evaluation import answer_quality
 from orchestrator.metrics import MetricsSink
-from prompts.stream import PromptStream
+from prompts.loaders import load_prompt_set
+from prompts.problems import Problem, render_prompt
 from prompts.scheduling import build_scheduler
-from models.sources import resolve_model_path
-from rollout.types import Sample, SamplingSettings
+from prompts.stream import PromptStream
 from rewards.verify import reward_metrics
+from rollout.types import Sample, SamplingSettings
 
 
 class PhaseTimes:
@@ -82,15 +82,19 @@ class Trainer:
         data, limit = self.config.data, self.config.rollout.max_model_len - self.config.rollout.max_tokens
         kept, ids = [], []
         for problem in problems:
-            text = render_prompt(problem, data.prompt_template, tokenizer=self.tokenizer,
-                                 chat_template=data.chat_template)
+            text = render_prompt(
+                problem, data.prompt_template, tokenizer=self.tokenizer, chat_template=data.chat_template
+            )
             token_ids = self.tokenizer.encode(text, add_special_tokens=False)
             if len(token_ids) <= limit:
                 kept.append(problem)
                 ids.append(token_ids)
         if len(kept) < len(problems):
-            self.log(f"{len(problems) - len(kept)} {split} prompts are longer than rollout.max_model_len - "
-                     f"rollout.max_tokens = {limit} tokens and were left out", file=sys.stderr)
+            self.log(
+                f"{len(problems) - len(kept)} {split} prompts are longer than rollout.max_model_len - "
+                f"rollout.max_tokens = {limit} tokens and were left out",
+                file=sys.stderr,
+            )
         return kept, ids
 
     # ---- the run --------------------------------------------------------------------
@@ -115,10 +119,14 @@ class Trainer:
         metrics: dict[str, float] = {}
         if every and self.step == 0:
             self.sink.log(0, self.evaluate())
-        progress = console.TrainingProgress(self.config.algo.name.upper(), steps=trainer.steps,
-                                            budget_s=trainer.time_budget_s, step=self.step,
-                                            train_elapsed=self.train_elapsed,
-                                            parity_warn_above=trainer.parity_warn_above)
+        progress = console.TrainingProgress(
+            self.config.algo.name.upper(),
+            steps=trainer.steps,
+            budget_s=trainer.time_budget_s,
+            step=self.step,
+            train_elapsed=self.train_elapsed,
+            parity_warn_above=trainer.parity_warn_above,
+        )
         while self.step < trainer.steps and not self._out_of_time():
             self.step += 1
             metrics = self.train_step(self.step)
@@ -178,13 +186,18 @@ class Trainer:
             indices = self.scheduler.take(per_round, step, round_)  # chosen before generating
             answers = [self.train_set[i].answer for i in indices]
             with times("generate"):
-                samples = self.fleet.generate([self.train_prompts[i] for i in indices], self._sampling(step, round_),
-                                              early_stop=self._early_stop(answers))
+                samples = self.fleet.generate(
+                    [self.train_prompts[i] for i in indices],
+                    self._sampling(step, round_),
+                    early_stop=self._early_stop(answers),
+                )
             with times("reward"):  # early-stopped groups were judged while generating
                 results = self._score(samples, answers)
             all_samples += samples
             all_results += results
-            groups = [list(zip(samples[i * G:(i + 1) * G], results[i * G:(i + 1) * G])) for i in range(len(indices))]
+            groups = [
+                list(zip(samples[i * G : (i + 1) * G], results[i * G : (i + 1) * G])) for i in range(len(indices))
+            ]
             rollout_groups = _to_rollout_groups(groups, G)
             self.scheduler.observe(indices, rollout_groups.pass_rates(), step)
             signal = signal_groups(rollout_groups, algo)  # [len(indices)] bool
@@ -222,8 +235,11 @@ class Trainer:
         algo = self.config.algo
         if algo.overlong_buffer:
             groups.rewards = groups.rewards + overlong_penalty(
-                groups.response_lengths(), max_tokens=self.config.rollout.max_tokens,
-                buffer=algo.overlong_buffer, penalty=algo.overlong_penalty)
+                groups.response_lengths(),
+                max_tokens=self.config.rollout.max_tokens,
+                buffer=algo.overlong_buffer,
+                penalty=algo.overlong_penalty,
+            )
         return groups
 
     def learn(self, batch: TrainBatch, step: int, times: PhaseTimes) -> dict[str, float]:
@@ -261,8 +277,13 @@ class Trainer:
         """Greedy decoding on the held-out split."""
         started = time.perf_counter()
         rollout = self.config.rollout
-        sampling = SamplingSettings(n=1, temperature=0.0, max_tokens=self.config.eval.max_tokens or rollout.max_tokens,
-                                    stop=tuple(rollout.stop), seed=0)
+        sampling = SamplingSettings(
+            n=1,
+            temperature=0.0,
+            max_tokens=self.config.eval.max_tokens or rollout.max_tokens,
+            stop=tuple(rollout.stop),
+            seed=0,
+        )
         quality = answer_quality(self.fleet, self.rewards, self.test_prompts, self.test_set, sampling)
         self.sink.log_eval(self.step, self.train_elapsed, quality.correct)
         metrics = {f"eval/{name}": value for name, value in quality.metrics().items()}
@@ -277,8 +298,14 @@ class Trainer:
 
     def _sampling(self, step: int, round_: int) -> SamplingSettings:
         rollout = self.config.rollout
-        return SamplingSettings(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p,
-                                max_tokens=rollout.max_tokens, stop=tuple(rollout.stop), seed=self._seed(step, round_))
+        return SamplingSettings(
+            n=rollout.n,
+            temperature=rollout.temperature,
+            top_p=rollout.top_p,
+            max_tokens=rollout.max_tokens,
+            stop=tuple(rollout.stop),
+            seed=self._seed(step, round_),
+        )
 
     def _early_stop(self, answers: list[str]):
         from rollout.early_stop import EarlyStop
@@ -333,9 +360,11 @@ class Trainer:
         write_resolved_config(config, self.run_dir)
         # The LR schedule counts optimizer steps: several per rollout batch with mini-batches.
         total_steps = config.trainer.steps * optimizer_steps(
-            config.trainer.prompts_per_step, config.learner.mini_batch_size, config.learner.epochs)
-        self.actors = start_actor_stack(config, self.model_path, total_steps=total_steps,
-                                        max_len=config.rollout.max_tokens)
+            config.trainer.prompts_per_step, config.learner.mini_batch_size, config.learner.epochs
+        )
+        self.actors = start_actor_stack(
+            config, self.model_path, total_steps=total_steps, max_len=config.rollout.max_tokens
+        )
         self.rewards, self.fleet = self.actors.rewards, self.actors.fleet
         self.learner, self.weight_sync = self.actors.learner, self.actors.weight_sync
         checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
@@ -361,8 +390,11 @@ class Trainer:
 
             truncate_jsonl(self.run_dir / "rollouts.jsonl", self.step)
         self.sink = MetricsSink(
-            self.run_dir, wandb_config=config.wandb, run_config=config.model_dump(mode="json"),
-            name=f"{config.algo.name}-{self.run_dir.name}", resume_id=state.get("wandb_run_id"),
+            self.run_dir,
+            wandb_config=config.wandb,
+            run_config=config.model_dump(mode="json"),
+            name=f"{config.algo.name}-{self.run_dir.name}",
+            resume_id=state.get("wandb_run_id"),
             resume_step=self.step if checkpoint is not None else None,
         )
 
@@ -374,8 +406,14 @@ class Trainer:
             "train_elapsed": self.train_elapsed,
             "seed": self.config.trainer.seed,
         }
-        return save_checkpoint(self.run_dir, self.step, self.learner, state,
-                               keep=self.config.trainer.keep_checkpoints, scheduler_state=self.scheduler.state())
+        return save_checkpoint(
+            self.run_dir,
+            self.step,
+            self.learner,
+            state,
+            keep=self.config.trainer.keep_checkpoints,
+            scheduler_state=self.scheduler.state(),
+        )
 
     def _stop(self) -> None:
         sink, actors = getattr(self, "sink", None), getattr(self, "actors", None)
@@ -390,8 +428,11 @@ class Trainer:
 def _to_rollout_groups(groups: list[list[tuple[Sample, object]]], group_size: int) -> RolloutGroups:
     """Rectangular groups (none when no group had a signal); an aborted completion (reward None)
     gets reward 0 and finished=False."""
+
     def table(value) -> torch.Tensor:
-        return torch.tensor([[value(r) for _, r in g] for g in groups], dtype=torch.float32).view(len(groups), group_size)
+        return torch.tensor([[value(r) for _, r in g] for g in groups], dtype=torch.float32).view(
+            len(groups), group_size
+        )
 
     finished = table(lambda r: r is not None).bool()
     return RolloutGroups(

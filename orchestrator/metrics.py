@@ -43,8 +43,16 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
 
 
 class MetricsSink:
-    def __init__(self, run_dir: Path, *, wandb_config, run_config: dict, name: str,
-                 resume_id: str | None = None, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        wandb_config,
+        run_config: dict,
+        name: str,
+        resume_id: str | None = None,
+        resume_step: int | None = None,
+    ) -> None:
         self.path = run_dir / "metrics.jsonl"
         self.evals_path = run_dir / "evals.jsonl"
         for path in (self.path, self.evals_path):
@@ -58,9 +66,15 @@ class MetricsSink:
             import wandb
 
             self.run = wandb.init(
-                project=wandb_config.project, group=wandb_config.group, tags=list(wandb_config.tags),
-                name=name, id=resume_id, resume="allow" if resume_id else None, mode=mode,
-                dir=str(run_dir), config=run_config,
+                project=wandb_config.project,
+                group=wandb_config.group,
+                tags=list(wandb_config.tags),
+                name=name,
+                id=resume_id,
+                resume="allow" if resume_id else None,
+                mode=mode,
+                dir=str(run_dir),
+                config=run_config,
                 # its banner lines (run id, sync hints) only with --verbose; warnings always
                 settings=wandb.Settings(quiet=not console.VERBOSE),
             )

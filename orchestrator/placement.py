@@ -42,19 +42,26 @@ def plan_placement(config, cluster: dict) -> Placement:
     if gpus > 0:
         wanted = rollout.num_engines * rollout.tensor_parallel_size + world
         if wanted > gpus * share:
-            has = f"the Ray cluster has {gpus:g}" if share == 1 else (
-                f"ray.share={share:g} of the Ray cluster's {gpus:g} is {gpus * share:g} "
-                "(runs sharing a cluster at once, e.g. sweep trials, each need their own GPUs)")
+            has = (
+                f"the Ray cluster has {gpus:g}"
+                if share == 1
+                else (
+                    f"ray.share={share:g} of the Ray cluster's {gpus:g} is {gpus * share:g} "
+                    "(runs sharing a cluster at once, e.g. sweep trials, each need their own GPUs)"
+                )
+            )
             raise PlacementError(
                 f"rollout.num_engines={rollout.num_engines} x rollout.tensor_parallel_size="
                 f"{rollout.tensor_parallel_size} + learner.world_size={world} = {wanted} GPUs, but {has}"
             )
-        return Placement(True, {"CPU": 1, "GPU": rollout.tensor_parallel_size, **rollout.resources},
-                         {"CPU": 1, "GPU": 1, **config.learner.resources}, 1.0)
-    if world > cpus:
-        raise PlacementError(
-            f"learner.world_size={world} needs {world} CPUs on a CPU-only cluster, which has {cpus:g}"
+        return Placement(
+            True,
+            {"CPU": 1, "GPU": rollout.tensor_parallel_size, **rollout.resources},
+            {"CPU": 1, "GPU": 1, **config.learner.resources},
+            1.0,
         )
+    if world > cpus:
+        raise PlacementError(f"learner.world_size={world} needs {world} CPUs on a CPU-only cluster, which has {cpus:g}")
     actors = rollout.num_engines + world + config.reward.num_workers
     node_cpus = cpus / _node_count(cluster)
     each = math.floor(min(1.0, node_cpus * share / actors) * 1000) / 1000  # rounded down, so all of them fit
@@ -73,8 +80,10 @@ def _check_custom(engines: int, engine_resources: dict, ranks: int, rank_resourc
     for section, count, resources in (("rollout", engines, engine_resources), ("learner", ranks, rank_resources)):
         for name, amount in resources.items():
             if name in _PLANNED or name.startswith("node:"):
-                raise PlacementError(f"{section}.resources: {name!r} is planned by placement; name custom "
-                                     f"resources only (e.g. {{{section}_node: 0.1}})")
+                raise PlacementError(
+                    f"{section}.resources: {name!r} is planned by placement; name custom "
+                    f"resources only (e.g. {{{section}_node: 0.1}})"
+                )
             if amount <= 0:
                 raise PlacementError(f"{section}.resources: {name}={amount:g} must be > 0")
             demand[name] = demand.get(name, 0.0) + count * amount
@@ -82,4 +91,5 @@ def _check_custom(engines: int, engine_resources: dict, ranks: int, rank_resourc
         if wanted > cluster.get(name, 0) + 1e-9:
             raise PlacementError(
                 f"the run's engines and learner ranks ask for {wanted:g} of the custom resource {name!r}, but the "
-                f"Ray cluster has {cluster.get(name, 0):g} (start nodes with `ray start --resources='{{\"{name}\": 1}}'`)")
+                f"Ray cluster has {cluster.get(name, 0):g} (start nodes with `ray start --resources='{{\"{name}\": 1}}'`)"
+            )

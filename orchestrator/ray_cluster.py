@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import ray
 
@@ -27,8 +27,11 @@ def ray_cluster(config: RayConfig) -> Iterator[None]:
         yield
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
-    common = dict(log_to_driver=True, logging_level=logging.INFO if console.VERBOSE else logging.WARNING,
-                  runtime_env={"worker_process_setup_hook": "orchestrator.console.setup_worker_logging"})
+    common = dict(
+        log_to_driver=True,
+        logging_level=logging.INFO if console.VERBOSE else logging.WARNING,
+        runtime_env={"worker_process_setup_hook": "orchestrator.console.setup_worker_logging"},
+    )
     if address:
         ray.init(address=address, **common)
     else:

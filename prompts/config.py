@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -53,15 +53,19 @@ class SyntheticSource(_Strict):
         for pair in mix:
             family, _, level = pair.partition(":")
             if family not in FAMILIES or level not in {str(v) for v in LEVELS}:
-                raise ValueError(f"data.source.mix: {pair!r} is not family:level (families: {', '.join(FAMILIES)}; "
-                                 f"levels: {', '.join(map(str, LEVELS))})")
+                raise ValueError(
+                    f"data.source.mix: {pair!r} is not family:level (families: {', '.join(FAMILIES)}; "
+                    f"levels: {', '.join(map(str, LEVELS))})"
+                )
         return mix
 
     @model_validator(mode="after")
-    def _mix_or_families(self) -> "SyntheticSource":
+    def _mix_or_families(self) -> SyntheticSource:
         # by value, not by "was it set": a resolved config lists the defaults and must reload
         if self.mix and (self.families or list(self.levels) != [1, 2, 3]):
-            raise ValueError("data.source.mix replaces data.source.families and data.source.levels: set one or the other")
+            raise ValueError(
+                "data.source.mix replaces data.source.families and data.source.levels: set one or the other"
+            )
         return self
 
     def pairs(self) -> list[tuple[str, int]]:
@@ -125,7 +129,7 @@ RECIPE_COLUMNS = {
 
 
 class DataConfig(_Strict):
-    source: Annotated[Union[SyntheticSource, FileSource, HubSource], Field(discriminator="kind")] = SyntheticSource()
+    source: Annotated[SyntheticSource | FileSource | HubSource, Field(discriminator="kind")] = SyntheticSource()
     """Prompt source: synthetic, file or hub."""
     columns: ColumnMap = ColumnMap()
     """Column mapping for file and hub sources."""
@@ -143,7 +147,7 @@ class DataConfig(_Strict):
     """Use at most this many held-out problems; None = all."""
 
     @model_validator(mode="after")
-    def _columns_from_recipe(self) -> "DataConfig":
+    def _columns_from_recipe(self) -> DataConfig:
         # Resolved here, not when loading, so the written config.yaml names the columns the run
         # read and loads back to the same config.
         recipe = getattr(self.source, "recipe", "plain")

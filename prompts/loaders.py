@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from prompts.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
 from prompts.problems import Problem
@@ -36,9 +37,13 @@ def load_prompt_set(config: DataConfig) -> PromptSet:
     source = config.source
     if isinstance(source, SyntheticSource):
         train, test = generate(
-            source.num_train, source.num_test, seed=source.seed,
-            families=source.families or None, levels=tuple(source.levels),
-            mix=source.pairs() or None, test_buckets=source.test_buckets,
+            source.num_train,
+            source.num_test,
+            seed=source.seed,
+            families=source.families or None,
+            levels=tuple(source.levels),
+            mix=source.pairs() or None,
+            test_buckets=source.test_buckets,
         )
         prompt_set = PromptSet(train, test)
     else:
@@ -155,7 +160,11 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
     if columns.choices is not None:
         value = _column(row, columns.choices)
         if value is not None:
-            if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, (str, int, float)) for c in value):
+            if (
+                not isinstance(value, (list, tuple))
+                or not value
+                or not all(isinstance(c, (str, int, float)) for c in value)
+            ):
                 raise DataError(f"column {columns.choices!r}: expected a non-empty list of options, got {value!r:.80}")
             choices = tuple(str(c) for c in value)
     return Problem(id=problem_id, question=question, answer=answer, choices=choices, meta={"source": problem_id})

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DEFAULT_PROMPT_TEMPLATE = (
-    "{question}{choices}\nPlease reason step by step, and put your final answer within \\boxed{}."
-)
+DEFAULT_PROMPT_TEMPLATE = "{question}{choices}\nPlease reason step by step, and put your final answer within \\boxed{}."
 
 
 @dataclass(frozen=True)
@@ -28,8 +26,9 @@ def format_prompt(problem: Problem, template: str = DEFAULT_PROMPT_TEMPLATE) -> 
     return template.replace("{question}", problem.question).replace("{choices}", choices)
 
 
-def render_prompt(problem: Problem, template: str = DEFAULT_PROMPT_TEMPLATE, *, tokenizer=None,
-                  chat_template: bool = False) -> str:
+def render_prompt(
+    problem: Problem, template: str = DEFAULT_PROMPT_TEMPLATE, *, tokenizer=None, chat_template: bool = False
+) -> str:
     """The text the engine receives: the filled template, wrapped in the tokenizer's chat
     template (one user turn plus the generation prompt) when ``chat_template`` is set."""
     text = format_prompt(problem, template)

@@ -27,7 +27,7 @@ class PromptStream:
                 self.epoch, self.index = self.epoch + 1, 0
                 self._order = self._shuffled(self.epoch)
             step = min(count - len(taken), self.num_problems - self.index)
-            taken += self._order[self.index: self.index + step]
+            taken += self._order[self.index : self.index + step]
             self.index += step
         return taken
 
@@ -35,5 +35,5 @@ class PromptStream:
         return {"epoch": self.epoch, "index": self.index}
 
     @classmethod
-    def restore(cls, num_problems: int, seed: int | str, state: dict) -> "PromptStream":
+    def restore(cls, num_problems: int, seed: int | str, state: dict) -> PromptStream:
         return cls(num_problems, seed, epoch=state["epoch"], index=state["index"])

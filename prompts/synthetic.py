@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import sympy
 from sympy import Rational, pi, sqrt
@@ -44,25 +44,39 @@ def triangle_angle_sum(rng: random.Random, level: int) -> Draft:
     if level == 3:  # exterior angle theorem
         a = rng.randint(10, 120)
         e = rng.randint(a + 5, 175)
-        t, q = _pick(rng, [
-            f"In triangle ABC the exterior angle at C measures {e} degrees and angle A measures {a} degrees. Find angle B in degrees.",
-            f"An exterior angle of a triangle is {e}°. One remote interior angle is {a}°. What is the other remote interior angle, in degrees?",
-        ])
-        return Draft(q, sympy.Integer(e - a), (f"exterior angle {e}°", f"angle A = {a}°"),
-                     (f"An exterior angle equals the sum of the two remote interior angles, so B = {e} - {a} = {e - a}.",))
+        t, q = _pick(
+            rng,
+            [
+                f"In triangle ABC the exterior angle at C measures {e} degrees and angle A measures {a} degrees. Find angle B in degrees.",
+                f"An exterior angle of a triangle is {e}°. One remote interior angle is {a}°. What is the other remote interior angle, in degrees?",
+            ],
+        )
+        return Draft(
+            q,
+            sympy.Integer(e - a),
+            (f"exterior angle {e}°", f"angle A = {a}°"),
+            (f"An exterior angle equals the sum of the two remote interior angles, so B = {e} - {a} = {e - a}.",),
+        )
     step = 5 if level == 1 else 1
     a = rng.randrange(step, 170, step)
     b = rng.randrange(step, 180 - a, step) if 180 - a > step else step
     c = 180 - a - b
     if c <= 0:
         return triangle_angle_sum(rng, level)
-    t, q = _pick(rng, [
-        f"In triangle ABC, angle A is {a} degrees and angle B is {b} degrees. What is the measure of angle C in degrees?",
-        f"Two angles of a triangle measure {a}° and {b}°. Find the third angle in degrees.",
-        f"A triangle has angles of {a} and {b} degrees. How many degrees is its third angle?",
-    ])
-    return Draft(q, sympy.Integer(c), (f"angle A = {a}°", f"angle B = {b}°"),
-                 ("The angles of a triangle add up to 180 degrees.", f"So C = 180 - {a} - {b} = {c}."))
+    t, q = _pick(
+        rng,
+        [
+            f"In triangle ABC, angle A is {a} degrees and angle B is {b} degrees. What is the measure of angle C in degrees?",
+            f"Two angles of a triangle measure {a}° and {b}°. Find the third angle in degrees.",
+            f"A triangle has angles of {a} and {b} degrees. How many degrees is its third angle?",
+        ],
+    )
+    return Draft(
+        q,
+        sympy.Integer(c),
+        (f"angle A = {a}°", f"angle B = {b}°"),
+        ("The angles of a triangle add up to 180 degrees.", f"So C = 180 - {a} - {b} = {c}."),
+    )
 
 
 def _pair_angles(total: int, name: str) -> Callable[[random.Random, int], Draft]:
@@ -74,22 +88,42 @@ def _pair_angles(total: int, name: str) -> Callable[[random.Random, int], Draft]
             if k <= 0:
                 return family(rng, level)
             large = m * small + k
-            t, q = _pick(rng, [
-                f"Two angles are {name}. One is {k} degrees more than {m} times the other. Find the larger angle in degrees.",
-                f"Angles P and Q are {name}, and P = {m}Q + {k} degrees. What is P in degrees?",
-            ])
-            return Draft(q, sympy.Integer(large), (f"the angles are {name}", f"P = {m}Q + {k}"),
-                         (f"{name.capitalize()} angles add to {total}, so {m + 1}Q + {k} = {total} and Q = {small}.",
-                          f"Then P = {m} * {small} + {k} = {large}."))
+            t, q = _pick(
+                rng,
+                [
+                    f"Two angles are {name}. One is {k} degrees more than {m} times the other. Find the larger angle in degrees.",
+                    f"Angles P and Q are {name}, and P = {m}Q + {k} degrees. What is P in degrees?",
+                ],
+            )
+            return Draft(
+                q,
+                sympy.Integer(large),
+                (f"the angles are {name}", f"P = {m}Q + {k}"),
+                (
+                    f"{name.capitalize()} angles add to {total}, so {m + 1}Q + {k} = {total} and Q = {small}.",
+                    f"Then P = {m} * {small} + {k} = {large}.",
+                ),
+            )
         x = rng.randrange(5, total, 5) if level == 1 else Rational(rng.randrange(2, 2 * total - 1), 2)
         answer = total - x
-        t, q = _pick(rng, [
-            f"Two angles are {name}. One measures {sympy.latex(x)} degrees. What is the other, in degrees?",
-            f"Find the {name[:-4]}ment of an angle of {sympy.latex(x)}°, in degrees.",
-            f"Angle X and angle Y are {name}. If X = {sympy.latex(x)} degrees, find Y in degrees.",
-        ])
-        return Draft(q, sympy.nsimplify(answer), (f"the angles are {name}", f"X = {_deg(x)}"),
-                     (f"{name.capitalize()} angles add to {total} degrees.", f"So Y = {total} - {sympy.latex(x)} = {sympy.latex(answer)}."))
+        t, q = _pick(
+            rng,
+            [
+                f"Two angles are {name}. One measures {sympy.latex(x)} degrees. What is the other, in degrees?",
+                f"Find the {name[:-4]}ment of an angle of {sympy.latex(x)}°, in degrees.",
+                f"Angle X and angle Y are {name}. If X = {sympy.latex(x)} degrees, find Y in degrees.",
+            ],
+        )
+        return Draft(
+            q,
+            sympy.nsimplify(answer),
+            (f"the angles are {name}", f"X = {_deg(x)}"),
+            (
+                f"{name.capitalize()} angles add to {total} degrees.",
+                f"So Y = {total} - {sympy.latex(x)} = {sympy.latex(answer)}.",
+            ),
+        )
+
     family.__name__ = name
     return family
 
@@ -107,63 +141,112 @@ def vertical_angles(rng: random.Random, level: int) -> Draft:
         if not 0 < a * x + b < 180:
             return vertical_angles(rng, level)
         q = f"Two lines cross. A pair of vertical angles measure ({a}x + {b}) degrees and ({c}x + {d}) degrees. Find x."
-        return Draft(q, sympy.Integer(x), (f"vertical angles {a}x + {b} and {c}x + {d}",),
-                     ("Vertical angles are equal.", f"{a}x + {b} = {c}x + {d}, so {a - c}x = {d - b} and x = {x}."))
+        return Draft(
+            q,
+            sympy.Integer(x),
+            (f"vertical angles {a}x + {b} and {c}x + {d}",),
+            ("Vertical angles are equal.", f"{a}x + {b} = {c}x + {d}, so {a - c}x = {d - b} and x = {x}."),
+        )
     x = rng.randint(1, 179)
     if level == 1:
         q = f"Two lines intersect and one of the angles formed is {x} degrees. What is the angle vertical to it, in degrees?"
-        return Draft(q, sympy.Integer(x), (f"one angle is {x}°",), ("Vertical angles are equal, so it is also", f"{x} degrees."))
+        return Draft(
+            q, sympy.Integer(x), (f"one angle is {x}°",), ("Vertical angles are equal, so it is also", f"{x} degrees.")
+        )
     q = f"Two lines intersect and one of the angles formed is {x} degrees. What is an angle adjacent to it, in degrees?"
-    return Draft(q, sympy.Integer(180 - x), (f"one angle is {x}°",),
-                 ("Adjacent angles on a line are supplementary.", f"So it is 180 - {x} = {180 - x}."))
+    return Draft(
+        q,
+        sympy.Integer(180 - x),
+        (f"one angle is {x}°",),
+        ("Adjacent angles on a line are supplementary.", f"So it is 180 - {x} = {180 - x}."),
+    )
 
 
 def isosceles_base_angle(rng: random.Random, level: int) -> Draft:
     if level == 3:
         base = rng.randint(1, 89)
         q = f"Each base angle of an isosceles triangle is {base} degrees. What is the vertex angle in degrees?"
-        return Draft(q, sympy.Integer(180 - 2 * base), (f"base angles {base}°",),
-                     ("The two base angles are equal.", f"Vertex = 180 - 2 * {base} = {180 - 2 * base}."))
+        return Draft(
+            q,
+            sympy.Integer(180 - 2 * base),
+            (f"base angles {base}°",),
+            ("The two base angles are equal.", f"Vertex = 180 - 2 * {base} = {180 - 2 * base}."),
+        )
     apex = rng.randrange(2, 179, 2) if level == 1 else rng.randint(1, 179)
     answer = Rational(180 - apex, 2)
-    t, q = _pick(rng, [
-        f"The vertex angle of an isosceles triangle is {apex} degrees. Find one base angle in degrees.",
-        f"An isosceles triangle has an apex angle of {apex}°. What is each base angle, in degrees?",
-    ])
-    return Draft(q, answer, (f"vertex angle {apex}°",),
-                 ("The base angles are equal and the angles sum to 180.", f"Each base angle = (180 - {apex}) / 2 = {sympy.latex(answer)}."))
+    t, q = _pick(
+        rng,
+        [
+            f"The vertex angle of an isosceles triangle is {apex} degrees. Find one base angle in degrees.",
+            f"An isosceles triangle has an apex angle of {apex}°. What is each base angle, in degrees?",
+        ],
+    )
+    return Draft(
+        q,
+        answer,
+        (f"vertex angle {apex}°",),
+        (
+            "The base angles are equal and the angles sum to 180.",
+            f"Each base angle = (180 - {apex}) / 2 = {sympy.latex(answer)}.",
+        ),
+    )
 
 
 def polygon_angles(rng: random.Random, level: int) -> Draft:
     n = rng.randint(3, 60)
     total = (n - 2) * 180
     if level == 1:
-        t, q = _pick(rng, [f"What is the sum of the interior angles of a polygon with {n} sides, in degrees?",
-                          f"Find the interior angle sum of a {n}-gon in degrees."])
-        return Draft(q, sympy.Integer(total), (f"{n} sides",), (f"The sum is (n - 2) * 180 = ({n} - 2) * 180 = {total}.",))
+        t, q = _pick(
+            rng,
+            [
+                f"What is the sum of the interior angles of a polygon with {n} sides, in degrees?",
+                f"Find the interior angle sum of a {n}-gon in degrees.",
+            ],
+        )
+        return Draft(
+            q, sympy.Integer(total), (f"{n} sides",), (f"The sum is (n - 2) * 180 = ({n} - 2) * 180 = {total}.",)
+        )
     if level == 2:
         each = Rational(total, n)
         q = f"What is the measure of each interior angle of a regular polygon with {n} sides, in degrees?"
-        return Draft(q, each, (f"regular, {n} sides",),
-                     (f"The sum is ({n} - 2) * 180 = {total}.", f"Each angle is {total} / {n} = {sympy.latex(each)}."))
+        return Draft(
+            q,
+            each,
+            (f"regular, {n} sides",),
+            (f"The sum is ({n} - 2) * 180 = {total}.", f"Each angle is {total} / {n} = {sympy.latex(each)}."),
+        )
     q = f"The interior angles of a convex polygon add up to {total} degrees. How many sides does it have?"
-    return Draft(q, sympy.Integer(n), (f"angle sum {total}°",),
-                 (f"(n - 2) * 180 = {total}, so n - 2 = {n - 2}.", f"n = {n}."))
+    return Draft(
+        q, sympy.Integer(n), (f"angle sum {total}°",), (f"(n - 2) * 180 = {total}, so n - 2 = {n - 2}.", f"n = {n}.")
+    )
 
 
 def rectangle(rng: random.Random, level: int) -> Draft:
     w, h = rng.randint(1, 99), rng.randint(1, 99)
     if level == 1:
-        t, q = _pick(rng, [f"A rectangle is {w} cm wide and {h} cm tall. What is its area in square centimeters?",
-                          f"Find the area of a rectangle with sides {w} and {h}."])
+        t, q = _pick(
+            rng,
+            [
+                f"A rectangle is {w} cm wide and {h} cm tall. What is its area in square centimeters?",
+                f"Find the area of a rectangle with sides {w} and {h}.",
+            ],
+        )
         return Draft(q, sympy.Integer(w * h), (f"width {w}", f"height {h}"), (f"Area = {w} * {h} = {w * h}.",))
     if level == 2:
         q = f"What is the perimeter of a rectangle with length {w} and width {h}?"
-        return Draft(q, sympy.Integer(2 * (w + h)), (f"length {w}", f"width {h}"),
-                     (f"Perimeter = 2 * ({w} + {h}) = {2 * (w + h)}.",))
+        return Draft(
+            q,
+            sympy.Integer(2 * (w + h)),
+            (f"length {w}", f"width {h}"),
+            (f"Perimeter = 2 * ({w} + {h}) = {2 * (w + h)}.",),
+        )
     q = f"A rectangle has area {w * h} and width {w}. What is its perimeter?"
-    return Draft(q, sympy.Integer(2 * (w + h)), (f"area {w * h}", f"width {w}"),
-                 (f"Length = {w * h} / {w} = {h}.", f"Perimeter = 2 * ({w} + {h}) = {2 * (w + h)}."))
+    return Draft(
+        q,
+        sympy.Integer(2 * (w + h)),
+        (f"area {w * h}", f"width {w}"),
+        (f"Length = {w * h} / {w} = {h}.", f"Perimeter = 2 * ({w} + {h}) = {2 * (w + h)}."),
+    )
 
 
 def triangle_area(rng: random.Random, level: int) -> Draft:
@@ -171,14 +254,24 @@ def triangle_area(rng: random.Random, level: int) -> Draft:
     area = Rational(b * h, 2)
     if level == 3:
         q = f"A triangle has area {sympy.latex(area)} and base {b}. What is its height?"
-        return Draft(q, sympy.Integer(h), (f"area {sympy.latex(area)}", f"base {b}"),
-                     (f"Height = 2 * area / base = 2 * {sympy.latex(area)} / {b} = {h}.",))
+        return Draft(
+            q,
+            sympy.Integer(h),
+            (f"area {sympy.latex(area)}", f"base {b}"),
+            (f"Height = 2 * area / base = 2 * {sympy.latex(area)} / {b} = {h}.",),
+        )
     if level == 1 and (b * h) % 2:
         return triangle_area(rng, level)
-    t, q = _pick(rng, [f"A triangle has base {b} and height {h}. What is its area?",
-                      f"Find the area of a triangle whose base is {b} cm and whose height is {h} cm, in square cm."])
-    return Draft(q, area, (f"base {b}", f"height {h}"),
-                 (f"Area = base * height / 2 = {b} * {h} / 2 = {sympy.latex(area)}.",))
+    t, q = _pick(
+        rng,
+        [
+            f"A triangle has base {b} and height {h}. What is its area?",
+            f"Find the area of a triangle whose base is {b} cm and whose height is {h} cm, in square cm.",
+        ],
+    )
+    return Draft(
+        q, area, (f"base {b}", f"height {h}"), (f"Area = base * height / 2 = {b} * {h} / 2 = {sympy.latex(area)}.",)
+    )
 
 
 def trapezoid_area(rng: random.Random, level: int) -> Draft:
@@ -187,8 +280,12 @@ def trapezoid_area(rng: random.Random, level: int) -> Draft:
     if level == 1 and ((a + b) * h) % 2:
         return trapezoid_area(rng, level)
     q = f"A trapezoid has parallel sides {a} and {b} and height {h}. What is its area?"
-    return Draft(q, area, (f"bases {a} and {b}", f"height {h}"),
-                 (f"Area = (a + b) * h / 2 = ({a} + {b}) * {h} / 2 = {sympy.latex(area)}.",))
+    return Draft(
+        q,
+        area,
+        (f"bases {a} and {b}", f"height {h}"),
+        (f"Area = (a + b) * h / 2 = ({a} + {b}) * {h} / 2 = {sympy.latex(area)}.",),
+    )
 
 
 _TRIPLES = ((3, 4, 5), (5, 12, 13), (8, 15, 17), (7, 24, 25), (20, 21, 29), (9, 40, 41), (12, 35, 37))
@@ -199,32 +296,43 @@ def right_triangle(rng: random.Random, level: int) -> Draft:
         a, b = rng.randint(1, 30), rng.randint(1, 30)
         c = sqrt(a * a + b * b)
         q = f"A right triangle has legs {a} and {b}. What is the length of the hypotenuse? Give an exact answer."
-        return Draft(q, c, (f"legs {a}, {b}",),
-                     (f"c^2 = {a}^2 + {b}^2 = {a * a + b * b}.", f"c = \\sqrt{{{a * a + b * b}}} = {sympy.latex(c)}."))
+        return Draft(
+            q,
+            c,
+            (f"legs {a}, {b}",),
+            (f"c^2 = {a}^2 + {b}^2 = {a * a + b * b}.", f"c = \\sqrt{{{a * a + b * b}}} = {sympy.latex(c)}."),
+        )
     k = rng.randint(1, 15)
     a, b, c = (k * s for s in rng.choice(_TRIPLES))
     if level == 1:
         q = f"The legs of a right triangle are {a} and {b}. How long is the hypotenuse?"
-        return Draft(q, sympy.Integer(c), (f"legs {a}, {b}",),
-                     (f"c^2 = {a}^2 + {b}^2 = {c * c}.", f"c = {c}."))
+        return Draft(q, sympy.Integer(c), (f"legs {a}, {b}",), (f"c^2 = {a}^2 + {b}^2 = {c * c}.", f"c = {c}."))
     q = f"A right triangle has hypotenuse {c} and one leg {a}. Find the other leg."
-    return Draft(q, sympy.Integer(b), (f"hypotenuse {c}", f"leg {a}"),
-                 (f"b^2 = {c}^2 - {a}^2 = {b * b}.", f"b = {b}."))
+    return Draft(q, sympy.Integer(b), (f"hypotenuse {c}", f"leg {a}"), (f"b^2 = {c}^2 - {a}^2 = {b * b}.", f"b = {b}."))
 
 
 def circle(rng: random.Random, level: int) -> Draft:
     r = rng.randint(1, 50)
     if level == 1:
-        t, q = _pick(rng, [f"What is the area of a circle with radius {r}? Express your answer in terms of \\pi.",
-                          f"A circle has radius {r} cm. Find its area in terms of pi."])
+        t, q = _pick(
+            rng,
+            [
+                f"What is the area of a circle with radius {r}? Express your answer in terms of \\pi.",
+                f"A circle has radius {r} cm. Find its area in terms of pi.",
+            ],
+        )
         return Draft(q, r * r * pi, (f"radius {r}",), (f"Area = \\pi r^2 = \\pi * {r}^2 = {sympy.latex(r * r * pi)}.",))
     if level == 2:
         d = 2 * r
         q = f"A circle has diameter {d}. What is its circumference, in terms of \\pi?"
         return Draft(q, d * pi, (f"diameter {d}",), (f"Circumference = \\pi d = {sympy.latex(d * pi)}.",))
     q = f"A circle has circumference {sympy.latex(2 * r * pi)}. What is its area, in terms of \\pi?"
-    return Draft(q, r * r * pi, (f"circumference {sympy.latex(2 * r * pi)}",),
-                 (f"r = {sympy.latex(2 * r * pi)} / (2\\pi) = {r}.", f"Area = \\pi r^2 = {sympy.latex(r * r * pi)}."))
+    return Draft(
+        q,
+        r * r * pi,
+        (f"circumference {sympy.latex(2 * r * pi)}",),
+        (f"r = {sympy.latex(2 * r * pi)} / (2\\pi) = {r}.", f"Area = \\pi r^2 = {sympy.latex(r * r * pi)}."),
+    )
 
 
 def similar_triangles(rng: random.Random, level: int) -> Draft:
@@ -234,12 +342,23 @@ def similar_triangles(rng: random.Random, level: int) -> Draft:
         area = rng.randint(2, 60)
         answer = area * k**2
         q = f"Two triangles are similar with scale factor {sympy.latex(k)}. The smaller has area {area}. What is the area of the larger?"
-        return Draft(q, answer, (f"scale {sympy.latex(k)}", f"area {area}"),
-                     ("Areas scale with the square of the scale factor.", f"Area = {area} * ({sympy.latex(k)})^2 = {sympy.latex(answer)}."))
+        return Draft(
+            q,
+            answer,
+            (f"scale {sympy.latex(k)}", f"area {area}"),
+            (
+                "Areas scale with the square of the scale factor.",
+                f"Area = {area} * ({sympy.latex(k)})^2 = {sympy.latex(answer)}.",
+            ),
+        )
     answer = side * k
     q = f"Triangle DEF is similar to triangle ABC with scale factor {sympy.latex(k)}. If AB = {side}, what is DE?"
-    return Draft(q, answer, (f"scale {sympy.latex(k)}", f"AB = {side}"),
-                 (f"DE = {sympy.latex(k)} * {side} = {sympy.latex(answer)}.",))
+    return Draft(
+        q,
+        answer,
+        (f"scale {sympy.latex(k)}", f"AB = {side}"),
+        (f"DE = {sympy.latex(k)} * {side} = {sympy.latex(answer)}.",),
+    )
 
 
 def solid_volume(rng: random.Random, level: int) -> Draft:
@@ -247,14 +366,25 @@ def solid_volume(rng: random.Random, level: int) -> Draft:
         r, h = rng.randint(1, 20), rng.randint(1, 30)
         v = r * r * h * pi
         q = f"A cylinder has radius {r} and height {h}. What is its volume, in terms of \\pi?"
-        return Draft(q, v, (f"radius {r}", f"height {h}"), (f"V = \\pi r^2 h = \\pi * {r}^2 * {h} = {sympy.latex(v)}.",))
-    l, w, h = rng.randint(1, 30), rng.randint(1, 30), rng.randint(1, 30)
+        return Draft(
+            q, v, (f"radius {r}", f"height {h}"), (f"V = \\pi r^2 h = \\pi * {r}^2 * {h} = {sympy.latex(v)}.",)
+        )
+    length, w, h = rng.randint(1, 30), rng.randint(1, 30), rng.randint(1, 30)
     if level == 1:
-        q = f"A box is {l} by {w} by {h}. What is its volume?"
-        return Draft(q, sympy.Integer(l * w * h), (f"dimensions {l}, {w}, {h}",), (f"V = {l} * {w} * {h} = {l * w * h}.",))
-    q = f"A box has volume {l * w * h}, length {l} and width {w}. What is its height?"
-    return Draft(q, sympy.Integer(h), (f"volume {l * w * h}", f"length {l}", f"width {w}"),
-                 (f"h = {l * w * h} / ({l} * {w}) = {h}.",))
+        q = f"A box is {length} by {w} by {h}. What is its volume?"
+        return Draft(
+            q,
+            sympy.Integer(length * w * h),
+            (f"dimensions {length}, {w}, {h}",),
+            (f"V = {length} * {w} * {h} = {length * w * h}.",),
+        )
+    q = f"A box has volume {length * w * h}, length {length} and width {w}. What is its height?"
+    return Draft(
+        q,
+        sympy.Integer(h),
+        (f"volume {length * w * h}", f"length {length}", f"width {w}"),
+        (f"h = {length * w * h} / ({length} * {w}) = {h}.",),
+    )
 
 
 FAMILIES: dict[str, Callable[[random.Random, int], Draft]] = {
@@ -284,7 +414,9 @@ def is_test_question(question: str, buckets: int = TEST_BUCKETS) -> bool:
 def _solutions(draft: Draft, answer: str) -> tuple[str, str]:
     concise = " ".join(draft.steps) + f" The answer is \\boxed{{{answer}}}."
     verbose = (
-        "We are given: " + "; ".join(draft.givens) + ". "
+        "We are given: "
+        + "; ".join(draft.givens)
+        + ". "
         + " ".join(draft.steps)
         + f" Checking the computation once more gives {answer} again."
         + f" The answer is \\boxed{{{answer}}}."
@@ -342,11 +474,13 @@ def generate(
         seen.add(draft.question)
         answer = sympy.latex(draft.answer)
         concise, verbose = _solutions(draft, answer)
-        split.append(Problem(
-            id=f"{'test' if in_test else 'train'}-{len(split):06d}",
-            question=draft.question,
-            answer=answer,
-            solution=concise,
-            meta={"family": family, "level": level, "verbose_solution": verbose},
-        ))
+        split.append(
+            Problem(
+                id=f"{'test' if in_test else 'train'}-{len(split):06d}",
+                question=draft.question,
+                answer=answer,
+                solution=concise,
+                meta={"family": family, "level": level, "verbose_solution": verbose},
+            )
+        )
     return train, test

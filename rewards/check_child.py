@@ -58,8 +58,9 @@ def handle(request: dict) -> dict:
         return {"result": _run_function(request)}
     from rewards.equivalence import answers_match
 
-    match = answers_match(request["parts"], request["gold"], rel_tol=request["rel_tol"],
-                          pi_numeric=request["pi_numeric"])
+    match = answers_match(
+        request["parts"], request["gold"], rel_tol=request["rel_tol"], pi_numeric=request["pi_numeric"]
+    )
     return {"match": bool(match)}
 
 
@@ -69,8 +70,12 @@ def _run_function(request: dict) -> dict:
 
     module_name, _, attr = request["function"].partition(":")
     function = getattr(importlib.import_module(module_name), attr)
-    result = function(request["completion"], request["ground_truth"], timeout_s=request["timeout_s"],
-                      config=RewardConfig(**request["config"]))
+    result = function(
+        request["completion"],
+        request["ground_truth"],
+        timeout_s=request["timeout_s"],
+        config=RewardConfig(**request["config"]),
+    )
     if not isinstance(result, RewardResult):
         raise TypeError(f"reward function returned {type(result).__name__}, not a RewardResult")
     return dataclasses.asdict(result)

@@ -32,7 +32,7 @@ class RewardConfig(BaseModel):
     None = the built-in geometry verifier."""
 
     @model_validator(mode="after")
-    def _some_weight(self) -> "RewardConfig":
+    def _some_weight(self) -> RewardConfig:
         if self.accuracy_weight == 0.0 and self.format_weight == 0.0:
             raise ValueError("accuracy_weight and format_weight are both 0: every reward would be 0")
         if self.function is not None and ":" not in self.function:

@@ -17,14 +17,21 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 from rewards.normalize import UnparsableAnswer, normalize_answer
 from rewards.numbers import Number, approximates, numbers_match, parse_number
 
-__all__ = ["MAX_ANSWER_CHARS", "UnparsableAnswer", "answers_match", "choice_letter", "fast_match",
-           "normalize_answer", "parse_number"]
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "UnparsableAnswer",
+    "answers_match",
+    "choice_letter",
+    "fast_match",
+    "normalize_answer",
+    "parse_number",
+]
 
 # Long answers are not geometry answers; refusing them early keeps sympy away from
 # megabyte inputs (they score as parse errors, not as slow timeouts).
@@ -51,7 +58,7 @@ def _choice_match(answer: str, letter: str) -> bool:
     m = _CHOICE_ANSWER.match(norm)
     if not m or m.group(1).upper() != letter:
         return False
-    return _OTHER_LETTER.search(norm[m.end():]) is None
+    return _OTHER_LETTER.search(norm[m.end() :]) is None
 
 
 def split_list(text: str) -> tuple[str, list[str], str]:
@@ -61,7 +68,7 @@ def split_list(text: str) -> tuple[str, list[str], str]:
     opening, closing, inner = "", "", text
     for o, c in (("\\{", "\\}"), ("(", ")"), ("(", "]"), ("[", "]"), ("[", ")"), ("{", "}")):
         if text.startswith(o) and text.endswith(c) and len(text) >= len(o) + len(c) and _encloses(text, len(o)):
-            opening, closing, inner = o, c, text[len(o): len(text) - len(c)]
+            opening, closing, inner = o, c, text[len(o) : len(text) - len(c)]
             break
     if opening == "{":  # a TeX group {1,2,3} prints as the bare list 1,2,3
         opening = closing = ""
@@ -129,7 +136,7 @@ def _both_sets(a: tuple[str, list[str], str], b: tuple[str, list[str], str]) -> 
 
 def _lists_match(answer, gold, element_match) -> bool | None:
     """Same length; sets (``\\{..\\}`` or bare lists) in any order, tuples/intervals in order."""
-    (a_open, a_items, _), (g_open, g_items, _) = answer, gold
+    (_, a_items, _), (_, g_items, _) = answer, gold
     if len(a_items) != len(g_items):
         return False
     if len(g_items) > MAX_ELEMENTS:
@@ -196,8 +203,12 @@ def answers_match(answer: str | Parts, gold: str, *, rel_tol: float = 1e-4, pi_n
 
     if len(parts) > 1:
         return bool(_several_boxes(parts, gold, element_match))
-    return _math_verify_match(normalize_answer(parts[0], keep_spaces=True), normalize_answer(gold, keep_spaces=True),
-                              rel_tol=rel_tol, pi_numeric=pi_numeric)
+    return _math_verify_match(
+        normalize_answer(parts[0], keep_spaces=True),
+        normalize_answer(gold, keep_spaces=True),
+        rel_tol=rel_tol,
+        pi_numeric=pi_numeric,
+    )
 
 
 def _parts(answer: str | Parts) -> list[str]:

@@ -64,7 +64,7 @@ def final_boxes(text: str) -> tuple[list[str], str] | None:
         return None
     run = [boxes[-1]]
     for box in reversed(boxes[:-1]):
-        gap = text[box[1] + 1: run[0][0]]
+        gap = text[box[1] + 1 : run[0][0]]
         if len(gap) > MAX_CONNECTOR_CHARS or not _CONNECTOR.match(gap) or len(run) >= MAX_BOXES:
             break
         run.insert(0, box)

@@ -18,8 +18,10 @@ _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textnormal|textrm|mathrm|m
 # Degree marks only right after a number or a group: '\circ' alone is composition (f \circ g).
 _DEGREES = re.compile(r"(?<=[\d}]) ?(?:\^ ?\{ ?\\circ ?\}|\^ ?\\circ|°|\\degree\b|degrees?\b|deg\b)", re.I)
 _UNIT_POWER = r"(?: ?\^ ?\{? ?[23] ?\}?|²|³)?"
-_UNIT_WORDS = (r"units?|cm|mm|km|inch(?:es)?|in|ft|feet|foot|yd|yards?|miles?|"
-               r"(?:centi|milli|kilo)?met(?:er|re)s?")
+_UNIT_WORDS = (
+    r"units?|cm|mm|km|inch(?:es)?|in|ft|feet|foot|yd|yards?|miles?|"
+    r"(?:centi|milli|kilo)?met(?:er|re)s?"
+)
 # A trailing unit is stripped after a number, a group or a space; single-letter 'm' only
 # after a space (2m may be 2 times m).
 _TRAILING_UNIT = re.compile(

@@ -84,14 +84,18 @@ def terminates(value: Fraction) -> bool:
     return d == 1
 
 
-def values_match(answer: Fraction, answer_places: int | None, gold: Fraction, gold_places: int | None,
-                 rel_tol: float) -> bool:
+def values_match(
+    answer: Fraction, answer_places: int | None, gold: Fraction, gold_places: int | None, rel_tol: float
+) -> bool:
     """Exact unless one side is a decimal approximating a value with no finite decimal form
     (see the module docstring); ``places`` None means the side is exact."""
     if answer == gold:
         return True
-    approximations = [(places, other) for places, other in ((answer_places, gold), (gold_places, answer))
-                      if places is not None and not terminates(other)]
+    approximations = [
+        (places, other)
+        for places, other in ((answer_places, gold), (gold_places, answer))
+        if places is not None and not terminates(other)
+    ]
     if not approximations:
         return False  # both sides are exactly representable: equal or not, no tolerance
     places = min(p for p, _ in approximations)
@@ -110,6 +114,4 @@ def numbers_match(answer: Number, gold: Number, rel_tol: float) -> bool:
         return values_match(answer.value, answer.places, gold.value, gold.places, rel_tol)
     percent, other = (answer, gold) if answer.percent else (gold, answer)
     as_value = Number(percent.value / 100, None if percent.places is None else percent.places + 2)
-    return any(
-        values_match(p.value, p.places, other.value, other.places, rel_tol) for p in (percent, as_value)
-    )
+    return any(values_match(p.value, p.places, other.value, other.places, rel_tol) for p in (percent, as_value))

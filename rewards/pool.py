@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import ray
 from ray.util import ActorPool
@@ -55,8 +55,9 @@ class RewardWorker:
             if self.config.function is None:
                 result = score(completion, ground_truth, timeout_s=self.config.timeout_s, config=self.config)
             else:
-                result = score_with_function(self.config.function, completion, ground_truth,
-                                             timeout_s=self.config.timeout_s, config=self.config)
+                result = score_with_function(
+                    self.config.function, completion, ground_truth, timeout_s=self.config.timeout_s, config=self.config
+                )
         except Exception as error:  # noqa: BLE001 - a bug here must not kill the batch
             logger.error("reward scoring raised; scoring as parse_error:\n%s", traceback.format_exc())
             return RewardResult(False, 0.0, False, None, "parse_error", f"{type(error).__name__}: {error}")
@@ -70,8 +71,14 @@ class RewardWorker:
 class RewardPool:
     """``num_workers`` reward actors on the current Ray cluster."""
 
-    def __init__(self, config: RewardConfig, *, num_cpus_per_worker: float = 0.5, chunk_size: int = 32,
-                 start_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        config: RewardConfig,
+        *,
+        num_cpus_per_worker: float = 0.5,
+        chunk_size: int = 32,
+        start_timeout_s: float = 600.0,
+    ) -> None:
         # Resolve once on the driver so a bad import path fails at start-up, not in a worker.
         resolve_reward_function(config.function)
         self.config = config
@@ -82,14 +89,14 @@ class RewardPool:
             ray.get([w.ready.remote() for w in self.workers], timeout=start_timeout_s)
         except ray.exceptions.GetTimeoutError:
             self.shutdown()
-            raise TimeoutError(f"{config.num_workers} reward worker(s) of {num_cpus_per_worker:g} CPU did not start "
-                               f"within {start_timeout_s:g} s (ray.placement_timeout_s); free in the cluster: "
-                               f"{ray.available_resources()}") from None
+            raise TimeoutError(
+                f"{config.num_workers} reward worker(s) of {num_cpus_per_worker:g} CPU did not start "
+                f"within {start_timeout_s:g} s (ray.placement_timeout_s); free in the cluster: "
+                f"{ray.available_resources()}"
+            ) from None
         self._pool = ActorPool(self.workers)
 
-    def score(
-        self, completions: list[str], ground_truths: list[str]
-    ) -> tuple[list[RewardResult], dict[str, float]]:
+    def score(self, completions: list[str], ground_truths: list[str]) -> tuple[list[RewardResult], dict[str, float]]:
         """Results in input order, and the batch's ``reward/*`` metrics."""
         if len(completions) != len(ground_truths):
             raise ValueError(f"{len(completions)} completions for {len(ground_truths)} ground truths")

@@ -210,15 +210,26 @@ def check_answer(
 ) -> CheckOutcome:
     """``answers_match`` in a child process with a hard wall-clock deadline. Never raises."""
     parts = [answer] if isinstance(answer, str) else list(answer)
-    reply = _run({"kind": "match", "parts": parts, "gold": gold, "rel_tol": rel_tol, "pi_numeric": pi_numeric},
-                 timeout_s)
+    reply = _run(
+        {"kind": "match", "parts": parts, "gold": gold, "rel_tol": rel_tol, "pi_numeric": pi_numeric}, timeout_s
+    )
     return reply if isinstance(reply, CheckOutcome) else CheckOutcome(bool(reply["match"]))
 
 
-def run_reward_function(function: str, completion: str, ground_truth: str, *, timeout_s: float,
-                        config: dict) -> CheckOutcome:
+def run_reward_function(
+    function: str, completion: str, ground_truth: str, *, timeout_s: float, config: dict
+) -> CheckOutcome:
     """A custom reward function (``'pkg.mod:fn'``) in a child process under the same
     deadline and limits as the built-in check. ``result`` holds its RewardResult fields."""
-    reply = _run({"kind": "function", "function": function, "completion": completion,
-                  "ground_truth": ground_truth, "timeout_s": timeout_s, "config": config}, timeout_s)
+    reply = _run(
+        {
+            "kind": "function",
+            "function": function,
+            "completion": completion,
+            "ground_truth": ground_truth,
+            "timeout_s": timeout_s,
+            "config": config,
+        },
+        timeout_s,
+    )
     return reply if isinstance(reply, CheckOutcome) else CheckOutcome(None, result=reply["result"])

@@ -58,11 +58,15 @@ def score(
         return _result(config, decided, extraction.boxed, extraction.answer, "correct" if decided else "wrong")
     remaining = timeout_s - (time.monotonic() - started)
     if remaining <= 0:
-        return _result(config, False, extraction.boxed, extraction.answer, "timeout",
-                       f"no verdict within {timeout_s:g} s")
+        return _result(
+            config, False, extraction.boxed, extraction.answer, "timeout", f"no verdict within {timeout_s:g} s"
+        )
     outcome = check_answer(
-        list(extraction.parts), ground_truth,
-        timeout_s=remaining, rel_tol=config.rel_tol, pi_numeric=config.pi_numeric,
+        list(extraction.parts),
+        ground_truth,
+        timeout_s=remaining,
+        rel_tol=config.rel_tol,
+        pi_numeric=config.pi_numeric,
     )
     if outcome.error is not None:
         return _result(config, False, extraction.boxed, extraction.answer, outcome.error, outcome.detail)
@@ -71,7 +75,11 @@ def score(
 
 
 def score_with_function(
-    function: str, completion: str | bytes, ground_truth: str, *, timeout_s: float = 5.0,
+    function: str,
+    completion: str | bytes,
+    ground_truth: str,
+    *,
+    timeout_s: float = 5.0,
     config: RewardConfig | None = None,
 ) -> RewardResult:
     """A custom reward function (``reward.function``, ``'pkg.mod:fn'``) run like the built-in
@@ -80,8 +88,9 @@ def score_with_function(
     config = config or RewardConfig()
     if isinstance(completion, bytes):
         completion = completion.decode("utf-8", errors="replace")
-    outcome = run_reward_function(function, completion, ground_truth, timeout_s=timeout_s,
-                                  config=config.model_dump(mode="json"))
+    outcome = run_reward_function(
+        function, completion, ground_truth, timeout_s=timeout_s, config=config.model_dump(mode="json")
+    )
     if outcome.result is None:
         return _result(config, False, False, None, outcome.error or "parse_error", outcome.detail)
     return RewardResult(**outcome.result)

@@ -33,7 +33,7 @@ class EarlyStop:
         if not self.judges:
             raise ValueError("early stopping needs reward actors to judge finished completions")
 
-    def slice(self, start: int, end: int) -> "EarlyStop":
+    def slice(self, start: int, end: int) -> EarlyStop:
         return EarlyStop(self.answers[start:end], self.judges)
 
 

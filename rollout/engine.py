@@ -93,8 +93,15 @@ class RolloutEngine:
         self.policy_version = 0
         self.instance_id = uuid.uuid4().hex  # a new one after Ray restarts the actor
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings, *, first_index: int = 0,
-                 early_stop: EarlyStop | None = None, expected_version: int | None = None) -> list[Sample]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        sampling: SamplingSettings,
+        *,
+        first_index: int = 0,
+        early_stop: EarlyStop | None = None,
+        expected_version: int | None = None,
+    ) -> list[Sample]:
         """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order.
 
         With ``early_stop`` a group stops once a correct and an incorrect completion have
@@ -103,8 +110,9 @@ class RolloutEngine:
         ``expected_version``: refuse (``StaleEngineError``) to sample with other weights.
         """
         if expected_version is not None and expected_version != self.policy_version:
-            raise StaleEngineError(f"engine holds policy version {self.policy_version}, "
-                                   f"the caller expects {expected_version}")
+            raise StaleEngineError(
+                f"engine holds policy version {self.policy_version}, the caller expects {expected_version}"
+            )
         max_seqs = None
         if early_stop is not None:  # every completion of a slice must start decoding at once
             max_seqs = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
@@ -113,8 +121,9 @@ class RolloutEngine:
             if early_stop is None:
                 samples += self._generate(prompts[start:end], sampling, first_index + start)
             else:
-                samples += self._generate_until_decided(prompts[start:end], sampling, first_index + start,
-                                                        early_stop.slice(start, end))
+                samples += self._generate_until_decided(
+                    prompts[start:end], sampling, first_index + start, early_stop.slice(start, end)
+                )
         return samples
 
     def _generate(self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int) -> list[Sample]:
@@ -126,8 +135,9 @@ class RolloutEngine:
             for completion in output.outputs
         ]
 
-    def _generate_until_decided(self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int,
-                                early_stop: EarlyStop) -> list[Sample]:
+    def _generate_until_decided(
+        self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int, early_stop: EarlyStop
+    ) -> list[Sample]:
         """One request per completion, stepped by hand: finished completions are judged after
         every engine step, and a decided group's other completions are aborted."""
         from vllm.sampling_params import RequestOutputKind
@@ -169,9 +179,14 @@ class RolloutEngine:
 
     # ---- vLLM's weight-transfer API, called by weight_sync.client -------------
 
-    TRANSFER_METHODS = ("init_weight_transfer_engine", "start_weight_update", "update_weights",
-                        "finish_weight_update", "shutdown_weight_transfer_engine",
-                        "abort_weight_update")  # the last one: weight_sync.transfer.WeightTransferExtension
+    TRANSFER_METHODS = (
+        "init_weight_transfer_engine",
+        "start_weight_update",
+        "update_weights",
+        "finish_weight_update",
+        "shutdown_weight_transfer_engine",
+        "abort_weight_update",
+    )  # the last one: weight_sync.transfer.WeightTransferExtension
 
     def weight_transfer(self, method: str, kwargs: dict | None = None, timeout_s: float | None = None) -> None:
         """One call of the weight-transfer API on every worker of this engine (plain dicts cross
@@ -202,10 +217,11 @@ def _cpu_binding(workers: int) -> str:
     """``VLLM_CPU_OMP_THREADS_BIND`` giving ``workers`` TP workers disjoint cores, e.g. ``0|1``."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < workers:
-        raise ValueError(f"rollout.tensor_parallel_size={workers} needs at least {workers} CPUs, "
-                         f"this node has {len(cpus)}")
+        raise ValueError(
+            f"rollout.tensor_parallel_size={workers} needs at least {workers} CPUs, this node has {len(cpus)}"
+        )
     per = len(cpus) // workers
-    return "|".join(",".join(str(c) for c in cpus[i * per:(i + 1) * per]) for i in range(workers))
+    return "|".join(",".join(str(c) for c in cpus[i * per : (i + 1) * per]) for i in range(workers))
 
 
 def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: int | None = None):
@@ -227,17 +243,22 @@ def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: 
     )
 
 
-def _call_slices(prompts: list[list[int]], n: int, prefill_budget: int | None,
-                 max_seqs: int | None) -> list[tuple[int, int]]:
+def _call_slices(
+    prompts: list[list[int]], n: int, prefill_budget: int | None, max_seqs: int | None
+) -> list[tuple[int, int]]:
     """Contiguous [start, end) slices of a call whose n x prompt tokens fit the prefill budget
     and whose n x prompts fit ``max_seqs`` (each limit None = unlimited); a slice holds at
     least one prompt."""
     slices, start = [], 0
     while start < len(prompts):
         end, tokens = start, 0
-        while end < len(prompts) and (end == start or (
+        while end < len(prompts) and (
+            end == start
+            or (
                 (prefill_budget is None or tokens + len(prompts[end]) * n <= prefill_budget)
-                and (max_seqs is None or (end - start + 1) * n <= max_seqs))):
+                and (max_seqs is None or (end - start + 1) * n <= max_seqs)
+            )
+        ):
             tokens += len(prompts[end]) * n
             end += 1
         slices.append((start, end))
@@ -264,8 +285,11 @@ def _step_until_decided(engine, num_groups: int, G: int, early_stop: EarlyStop) 
         for (i, k), out in zip(keys, done):
             tracker.finished(i, k)
             outputs[(i, k)] = out.outputs[0]
-        submitted = (keys, _judge_async(early_stop, [(outputs[key].text, early_stop.answers[key[0]])
-                                                     for key in keys])) if keys else None
+        submitted = (
+            (keys, _judge_async(early_stop, [(outputs[key].text, early_stop.answers[key[0]]) for key in keys]))
+            if keys
+            else None
+        )
         if in_flight is not None:
             judged_keys, calls = in_flight
             for (i, k), verdict in zip(judged_keys, _collect(calls)):
@@ -282,8 +306,9 @@ def _judge_async(early_stop: EarlyStop, items: list[tuple[str, str]]) -> list:
     """Start judging finished completions, spread over the judge actors (one chunk each)."""
     judges = early_stop.judges
     size = -(-len(items) // len(judges))  # ceil
-    return [judges[j].score_chunk.remote(items[start:start + size])
-            for j, start in enumerate(range(0, len(items), size))]
+    return [
+        judges[j].score_chunk.remote(items[start : start + size]) for j, start in enumerate(range(0, len(items), size))
+    ]
 
 
 def _collect(calls: list) -> list:

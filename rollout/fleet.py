@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -25,8 +25,16 @@ ENGINE_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
 class EngineFleet:
-    def __init__(self, *, num_engines: int, engine_kwargs: dict, resources_per_engine: dict,
-                 max_restarts: int = 3, max_retries: int = 3, start_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        *,
+        num_engines: int,
+        engine_kwargs: dict,
+        resources_per_engine: dict,
+        max_restarts: int = 3,
+        max_retries: int = 3,
+        start_timeout_s: float = 600.0,
+    ) -> None:
         actor = ray.remote(RolloutEngine).options(
             num_cpus=resources_per_engine.get("CPU", 0),
             num_gpus=resources_per_engine.get("GPU", 0),
@@ -46,15 +54,18 @@ class EngineFleet:
         self.restarts = 0
         self._identities = self._wait_started(range(num_engines), what=f"{resources_per_engine} each")
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings,
-                 early_stop: EarlyStop | None = None) -> list[Sample]:
+    def generate(
+        self, prompts: list[list[int]], sampling: SamplingSettings, early_stop: EarlyStop | None = None
+    ) -> list[Sample]:
         """Samples for every prompt, grouped by prompt in input order; prompts are split into
         one contiguous slice per engine (per-prompt seeds make the result independent of the
         split). ``early_stop``: see ``RolloutEngine.generate``."""
         bounds = _slices(len(prompts), len(self.engines))
         results = self._call_all(
             lambda engine, i: engine.generate.remote(
-                prompts[bounds[i][0]: bounds[i][1]], sampling, first_index=bounds[i][0],
+                prompts[bounds[i][0] : bounds[i][1]],
+                sampling,
+                first_index=bounds[i][0],
                 early_stop=None if early_stop is None else early_stop.slice(*bounds[i]),
                 expected_version=self.policy_version,
             ),
@@ -113,18 +124,21 @@ class EngineFleet:
         for i in indices:
             while True:
                 try:
-                    identities[i] = ray.get(self.engines[i].identity.remote(),
-                                            timeout=max(0.0, deadline - time.monotonic()))
+                    identities[i] = ray.get(
+                        self.engines[i].identity.remote(), timeout=max(0.0, deadline - time.monotonic())
+                    )
                     break
                 except ENGINE_FAILURES as error:  # still restarting
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"rollout engine {i} did not come back within "
-                                           f"{self.start_timeout_s:g} s: {error}") from error
+                        raise RuntimeError(
+                            f"rollout engine {i} did not come back within {self.start_timeout_s:g} s: {error}"
+                        ) from error
                     time.sleep(1.0)
                 except ray.exceptions.GetTimeoutError:
                     raise TimeoutError(
                         f"rollout engine {i} ({what}) did not start within {self.start_timeout_s:g} s "
-                        f"(ray.placement_timeout_s); free in the cluster: {ray.available_resources()}") from None
+                        f"(ray.placement_timeout_s); free in the cluster: {ray.available_resources()}"
+                    ) from None
         return identities
 
     def shutdown(self, timeout_s: float = 30.0) -> None:

@@ -24,7 +24,7 @@ TEST_TINY = dict(num_layers=2, tokenizer_problems=300)
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """The tiny Qwen2 model + tokenizer, built by the project's own builder in a temp dir."""
-    from orchestrator.config import TinyModelConfig
     from models.tiny import ensure_tiny_model
+    from orchestrator.config import TinyModelConfig
 
     return str(ensure_tiny_model(TinyModelConfig(**TEST_TINY), root=tmp_path_factory.mktemp("models")))

@@ -18,8 +18,10 @@ def _prompt_logprobs(engine, sequences: list[list[int]]) -> list[list[float]]:
 
     params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
     outputs = engine.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
-    return [[0.0] + [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
-            for seq, out in zip(sequences, outputs)]
+    return [
+        [0.0] + [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
+        for seq, out in zip(sequences, outputs)
+    ]
 
 
 def engine_versions(fleet) -> list[int]:

@@ -15,11 +15,13 @@ def test_group_advantages_by_hand():
     # row 1: mean 0.25, std sqrt((0.5625 + 3 * 0.0625) / 3) = 0.5 -> 1.5, -0.5
     # row 2: all equal -> 0 (std 0 + eps)
     s0 = math.sqrt(1 / 3)
-    expected = torch.tensor([
-        [0.5 / (s0 + 1e-6), -0.5 / (s0 + 1e-6), -0.5 / (s0 + 1e-6), 0.5 / (s0 + 1e-6)],
-        [0.75 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6)],
-        [0.0, 0.0, 0.0, 0.0],
-    ])
+    expected = torch.tensor(
+        [
+            [0.5 / (s0 + 1e-6), -0.5 / (s0 + 1e-6), -0.5 / (s0 + 1e-6), 0.5 / (s0 + 1e-6)],
+            [0.75 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6)],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
     torch.testing.assert_close(group_advantages(rewards), expected)
     # Dr.GRPO: r - mean only
     torch.testing.assert_close(
@@ -44,11 +46,14 @@ def test_group_advantages_over_the_valid_completions_only():
     s0, s1 = math.sqrt(1 / 3) + 1e-6, math.sqrt(1 / 2) + 1e-6
     expected = torch.tensor([[(1 / 3) / s0, (-2 / 3) / s0, (1 / 3) / s0, 0.0], [-0.5 / s1, 0.5 / s1, 0.0, 0.0]])
     torch.testing.assert_close(group_advantages(rewards, valid=valid), expected)
-    torch.testing.assert_close(group_advantages(rewards, norm_by_std=False, valid=valid),
-                               torch.tensor([[1 / 3, -2 / 3, 1 / 3, 0.0], [-0.5, 0.5, 0.0, 0.0]]))
+    torch.testing.assert_close(
+        group_advantages(rewards, norm_by_std=False, valid=valid),
+        torch.tensor([[1 / 3, -2 / 3, 1 / 3, 0.0], [-0.5, 0.5, 0.0, 0.0]]),
+    )
     # all valid == no mask
-    torch.testing.assert_close(group_advantages(rewards, valid=torch.ones(2, 4, dtype=torch.bool)),
-                               group_advantages(rewards))
+    torch.testing.assert_close(
+        group_advantages(rewards, valid=torch.ones(2, 4, dtype=torch.bool)), group_advantages(rewards)
+    )
     with pytest.raises(ValueError, match="group 1 has 1"):
         group_advantages(rewards, valid=torch.tensor([[True, True, False, False], [True, False, False, False]]))
     with pytest.raises(ValueError, match="shape of rewards"):
@@ -61,18 +66,22 @@ def test_informative_groups_is_dapos_filter():
 
 
 def test_select_pairs_shortest_longest_and_ties():
-    correct = torch.tensor([
-        [True, False, True, False, True],
-        [False, False, False, False, False],  # no positive
-        [True, True, True, True, True],  # no negative
-        [False, True, False, True, False],
-    ])
-    lengths = torch.tensor([
-        [9, 4, 3, 7, 3],  # positives 0(9) 2(3) 4(3): shortest tie 2,4 -> 2; negatives 1(4) 3(7)
-        [1, 2, 3, 4, 5],
-        [1, 2, 3, 4, 5],
-        [5, 6, 5, 6, 2],  # positives 1(6) 3(6): tie -> 1 for both rules; negatives 0(5) 2(5) 4(2)
-    ])
+    correct = torch.tensor(
+        [
+            [True, False, True, False, True],
+            [False, False, False, False, False],  # no positive
+            [True, True, True, True, True],  # no negative
+            [False, True, False, True, False],
+        ]
+    )
+    lengths = torch.tensor(
+        [
+            [9, 4, 3, 7, 3],  # positives 0(9) 2(3) 4(3): shortest tie 2,4 -> 2; negatives 1(4) 3(7)
+            [1, 2, 3, 4, 5],
+            [1, 2, 3, 4, 5],
+            [5, 6, 5, 6, 2],  # positives 1(6) 3(6): tie -> 1 for both rules; negatives 0(5) 2(5) 4(2)
+        ]
+    )
     pos, neg, has = select_pairs(correct, lengths, "shortest")
     assert has.tolist() == [True, False, False, True]
     assert pos.tolist() == [2, 0, 0, 1]
@@ -113,16 +122,24 @@ def test_select_pairs_random_is_seeded_and_picks_the_right_class():
 
 
 def test_prefix_mask_modes():
-    mask = torch.tensor([
-        [0, 0, 1, 1, 1, 1, 1],  # 5 response tokens
-        [0, 1, 1, 0, 0, 0, 0],  # 2
-        [0, 0, 0, 1, 1, 1, 0],  # 3
-    ])
+    mask = torch.tensor(
+        [
+            [0, 0, 1, 1, 1, 1, 1],  # 5 response tokens
+            [0, 1, 1, 0, 0, 0, 0],  # 2
+            [0, 0, 0, 1, 1, 1, 0],  # 3
+        ]
+    )
     assert prefix_mask(mask, mode="tokens", tokens=3).tolist() == [
-        [0, 0, 1, 1, 1, 0, 0], [0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0]]
+        [0, 0, 1, 1, 1, 0, 0],
+        [0, 1, 1, 0, 0, 0, 0],
+        [0, 0, 0, 1, 1, 1, 0],
+    ]
     # ceil(0.5 * 5) = 3, ceil(0.5 * 2) = 1, ceil(0.5 * 3) = 2
     assert prefix_mask(mask, mode="fraction", fraction=0.5).tolist() == [
-        [0, 0, 1, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0, 0]]
+        [0, 0, 1, 1, 1, 0, 0],
+        [0, 1, 0, 0, 0, 0, 0],
+        [0, 0, 0, 1, 1, 0, 0],
+    ]
     assert torch.equal(prefix_mask(mask, mode="full"), mask)
     assert prefix_mask(mask.float(), mode="tokens", tokens=1).dtype == torch.float32
 
@@ -131,11 +148,13 @@ def test_divergence_window_starts_where_the_pair_differs():
     """Our extension (not the paper's): the window of n tokens starts at the first
     differing token of the pair."""
     assert divergence_points([[1, 2, 3], [1, 2], [5], []], [[1, 2, 4], [1, 2, 9, 9], [6], [7]]).tolist() == [2, 2, 0, 0]
-    mask = torch.tensor([
-        [0, 1, 1, 1, 1, 1],  # 5 response tokens, diverges at response index 2
-        [1, 1, 1, 0, 0, 0],  # 3 response tokens, diverges at 2 -> only the last one is left
-        [0, 0, 1, 1, 0, 0],  # 2 response tokens, diverges at 7 (past the end) -> clamped to the last
-    ])
+    mask = torch.tensor(
+        [
+            [0, 1, 1, 1, 1, 1],  # 5 response tokens, diverges at response index 2
+            [1, 1, 1, 0, 0, 0],  # 3 response tokens, diverges at 2 -> only the last one is left
+            [0, 0, 1, 1, 0, 0],  # 2 response tokens, diverges at 7 (past the end) -> clamped to the last
+        ]
+    )
     window = prefix_mask(mask, mode="divergence", tokens=2, start=torch.tensor([2, 2, 7]))
     assert window.tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0]]
     with pytest.raises(ValueError, match="needs start"):
@@ -149,8 +168,10 @@ def test_prefix_fraction_is_exact_where_floats_are_not():
     assert prefix_mask(torch.ones(1, 7), mode="fraction", fraction=0.3).sum().item() == 3  # ceil(2.1)
 
 
-@pytest.mark.parametrize("kwargs", [dict(mode="tokens"), dict(mode="tokens", tokens=0),
-                                    dict(mode="fraction", fraction=1.5), dict(mode="middle")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(mode="tokens"), dict(mode="tokens", tokens=0), dict(mode="fraction", fraction=1.5), dict(mode="middle")],
+)
 def test_prefix_mask_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         prefix_mask(torch.ones(2, 3), **kwargs)

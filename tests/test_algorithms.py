@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from learner.algorithms import (
-    TRAIN_BATCH_BUILDERS, BPPOConfig, GRPOConfig, PrefixConfig, algorithm_loss, build_train_batch, overlong_penalty,
+    TRAIN_BATCH_BUILDERS,
+    BPPOConfig,
+    GRPOConfig,
+    PrefixConfig,
+    algorithm_loss,
+    build_train_batch,
+    overlong_penalty,
     signal_groups,
 )
 from learner.batch import RolloutGroups
@@ -48,7 +54,7 @@ def test_bppo_batch_by_hand():
     torch.testing.assert_close(batch.advantages, torch.tensor([a0, -a0, a2_pos, a2_neg]))
     # prompt + first 2 response tokens; cut to the longest kept row (3 + 2 = 5 columns)
     assert batch.input_ids.tolist() == [
-        [11, 12, 5, 6, 7],   # the column after the window is inside T but not attended or trained
+        [11, 12, 5, 6, 7],  # the column after the window is inside T but not attended or trained
         [11, 12, 4, PAD, PAD],
         [14, 15, 16, 8, 8],
         [14, 15, 16, 9, PAD],
@@ -133,8 +139,13 @@ def test_bppo_early_stopped_groups_use_their_finished_completions():
     with pytest.raises(ValueError, match="early_stop_groups is for BPPO only"):
         build_train_batch(groups, GRPOConfig(), pad_id=PAD)
     with pytest.raises(ValueError, match="finished must be"):
-        RolloutGroups(groups.prompt_ids, groups.response_ids, groups.rewards, groups.correct,
-                      finished=torch.ones(3, 3, dtype=torch.bool))
+        RolloutGroups(
+            groups.prompt_ids,
+            groups.response_ids,
+            groups.rewards,
+            groups.correct,
+            finished=torch.ones(3, 3, dtype=torch.bool),
+        )
 
 
 def test_grpo_batch_keeps_every_completion_and_dapo_filter_drops_uniform_groups():
@@ -157,10 +168,12 @@ def test_bppo_early_stop_signal_counts_finished_completions_only():
 
 def test_bppo_random_selection_is_a_function_of_the_seed():
     algo = BPPOConfig(selection="random", prefix=PrefixConfig(mode="full"))
-    picks = {seed: build_train_batch(_groups(), algo, pad_id=PAD, seed=seed).loss_mask.sum(1).tolist()
-             for seed in range(20)}
-    assert all(build_train_batch(_groups(), algo, pad_id=PAD, seed=s).loss_mask.sum(1).tolist() == picks[s]
-               for s in (0, 7))  # the same seed, the same pairs (a resumed run)
+    picks = {
+        seed: build_train_batch(_groups(), algo, pad_id=PAD, seed=seed).loss_mask.sum(1).tolist() for seed in range(20)
+    }
+    assert all(
+        build_train_batch(_groups(), algo, pad_id=PAD, seed=s).loss_mask.sum(1).tolist() == picks[s] for s in (0, 7)
+    )  # the same seed, the same pairs (a resumed run)
     # group 0 has two positives (lengths 3, 4) and two negatives (2, 1): some seed picks each
     assert {p[0] for p in picks.values()} == {3, 4} and {p[1] for p in picks.values()} == {2, 1}
     assert all(p[2:] == [5, 1] or p[2:] == [5, 2] or p[2:] == [5, 3] for p in picks.values())
@@ -171,22 +184,27 @@ def test_bppo_refuses_a_pair_whose_signs_are_reversed():
     # a custom reward that scores group 2's incorrect completion 2 above its correct one
     groups.rewards[2] = torch.tensor([0.0, 0.5, 1.0, 0.0])
     # shortest pair of group 2: correct 1 (reward 0.5), incorrect 2 (length 1, reward 1.0)
-    with pytest.raises(ValueError, match="group 2: the correct completion 1 has reward 0.5 and the incorrect completion 2 1"):
+    with pytest.raises(
+        ValueError, match="group 2: the correct completion 1 has reward 0.5 and the incorrect completion 2 1"
+    ):
         build_train_batch(groups, BPPOConfig(), pad_id=PAD)
     groups.rewards[2] = torch.tensor([0.5, 0.5, 0.5, 0.5])  # equal: no signal, but not reversed
     assert build_train_batch(groups, BPPOConfig(), pad_id=PAD).advantages[2:].eq(0).all()
     # equal pair off the group mean: mean 0.375, both advantages (0.5 - 0.375) / std > 0 would push
     # the incorrect completion up exactly as hard as the correct one
     groups.rewards[2] = torch.tensor([0.0, 0.5, 0.5, 0.5])
-    with pytest.raises(ValueError, match="group 2: the correct completion 1 has reward 0.5 and the incorrect completion 2 0.5"):
+    with pytest.raises(
+        ValueError, match="group 2: the correct completion 1 has reward 0.5 and the incorrect completion 2 0.5"
+    ):
         build_train_batch(groups, BPPOConfig(), pad_id=PAD)
 
 
 def test_overlong_penalty_is_dapos_soft_punishment():
     # L_max 10, L_cache 4: no penalty up to 6 tokens, then -(len - 6) / 4 * 0.5, -0.5 at 10
     lengths = torch.tensor([3, 6, 7, 8, 10])
-    torch.testing.assert_close(overlong_penalty(lengths, max_tokens=10, buffer=4, penalty=0.5),
-                               torch.tensor([0.0, 0.0, -0.125, -0.25, -0.5]))
+    torch.testing.assert_close(
+        overlong_penalty(lengths, max_tokens=10, buffer=4, penalty=0.5), torch.tensor([0.0, 0.0, -0.125, -0.25, -0.5])
+    )
     assert overlong_penalty(lengths, max_tokens=10, buffer=0, penalty=0.5).eq(0).all()
     with pytest.raises(ValueError, match="overlong buffer 11"):
         overlong_penalty(lengths, max_tokens=10, buffer=11, penalty=1.0)
@@ -206,13 +224,22 @@ def test_truncated_forward_gives_the_prefix_logprobs_of_the_full_forward():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    config = Qwen2Config(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
     model = Qwen2ForCausalLM(config).eval().float()
     groups = RolloutGroups(
         prompt_ids=[[3, 4, 5, 6, 7], [8, 9, 10]],
-        response_ids=[[torch.randint(1, 64, (length,)).tolist() for length in (17, 9)],
-                      [torch.randint(1, 64, (length,)).tolist() for length in (12, 20)]],
+        response_ids=[
+            [torch.randint(1, 64, (length,)).tolist() for length in (17, 9)],
+            [torch.randint(1, 64, (length,)).tolist() for length in (12, 20)],
+        ],
         rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
         correct=torch.tensor([[True, False], [False, True]]),
     )

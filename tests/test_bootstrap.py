@@ -8,9 +8,14 @@ from orchestrator.config_io import load_config
 from tests.conftest import TEST_TINY
 
 OVERRIDES = [f"model.tiny.{k}={v}" for k, v in TEST_TINY.items()] + [
-    "model.warm_start.num_problems=200", "model.warm_start.max_steps=6", "model.warm_start.eval_every=3",
-    "model.warm_start.eval_problems=10", "model.warm_start.batch_size=16", "model.warm_start.accuracy_band=[0.0,1.0]",
-    "data.source.num_train=200", "data.source.num_test=10",
+    "model.warm_start.num_problems=200",
+    "model.warm_start.max_steps=6",
+    "model.warm_start.eval_every=3",
+    "model.warm_start.eval_problems=10",
+    "model.warm_start.batch_size=16",
+    "model.warm_start.accuracy_band=[0.0,1.0]",
+    "data.source.num_train=200",
+    "data.source.num_test=10",
 ]
 
 
@@ -36,7 +41,9 @@ def test_bootstrap_trains_stops_in_band_and_is_cached(ray_local, tmp_path, monke
     monkeypatch.setenv("BPPO_CACHE_DIR", str(tmp_path))
     # A run's stand-in reward (even character count: ~50% "correct" for any text) must not judge
     # the shared warm start: after 3 SFT steps the built-in verifier finds almost nothing right.
-    config = load_config(["configs/tiny_cpu.yaml"], OVERRIDES + ["reward.function=tests.custom_reward:even_length_reward"])
+    config = load_config(
+        ["configs/tiny_cpu.yaml"], OVERRIDES + ["reward.function=tests.custom_reward:even_length_reward"]
+    )
     path = resolve_model_path(config)
     assert path == str(warm_model_dir(config))
     record = json.loads((tmp_path / path.split("/")[-1] / "bootstrap.json").read_text())

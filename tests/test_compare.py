@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def _records(step_s: float, gen_s: float, learner_s: float, tokens: float, accs: list[float], lens: list[float]):
     records = [{"step": 0, "eval/accuracy": accs[0], "eval/problems": 100.0}]
     for step in range(1, len(accs)):
-        records.append({
-            "step": step, "time/step": step_s, "time/generate": gen_s, "time/update": learner_s,
-            "time/train_elapsed": step * step_s, "train/tokens": tokens, "response/len_mean": lens[step - 1],
-            "response/prompt_len_mean": 20.0, "eval/accuracy": accs[step], "eval/problems": 100.0,
-        })
+        records.append(
+            {
+                "step": step,
+                "time/step": step_s,
+                "time/generate": gen_s,
+                "time/update": learner_s,
+                "time/train_elapsed": step * step_s,
+                "train/tokens": tokens,
+                "response/len_mean": lens[step - 1],
+                "response/prompt_len_mean": 20.0,
+                "eval/accuracy": accs[step],
+                "eval/problems": 100.0,
+            }
+        )
     return records
 
 
@@ -57,32 +64,51 @@ def test_compare_end_to_end_writes_report_consistent_with_metrics(ray_local, tin
     from experiments.compare import run_compare
 
     overrides = [
-        f"model.path={tiny_model}", f"trainer.run_dir={tmp_path}", "trainer.steps=2", "trainer.time_budget_s=null",
-        "reward.function=tests.custom_reward:even_length_reward", "data.source.num_train=200",
-        "data.source.num_test=30", "trainer.prompts_per_step=4", "eval.every=1", "wandb.mode=offline",
+        f"model.path={tiny_model}",
+        f"trainer.run_dir={tmp_path}",
+        "trainer.steps=2",
+        "trainer.time_budget_s=null",
+        "reward.function=tests.custom_reward:even_length_reward",
+        "data.source.num_train=200",
+        "data.source.num_test=30",
+        "trainer.prompts_per_step=4",
+        "eval.every=1",
+        "wandb.mode=offline",
     ]
     run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test")
     report = json.loads((tmp_path / "report.json").read_text())
     for name in ("report.md", "accuracy_vs_time.png", "phase_times.png", "train_tokens.png", "response_length.png"):
         assert (tmp_path / name).stat().st_size > 1000 if name.endswith(".png") else (tmp_path / name).exists()
     for algo in ("grpo", "bppo"):
-        metrics = [json.loads(l) for l in (tmp_path / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
+        metrics = [json.loads(line) for line in (tmp_path / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
         assert [m["step"] for m in metrics] == [0, 1, 2]
         entry = report[algo]
-        for key in ("final_eval_accuracy", "warm_start_eval_accuracy", "mean_step_time_s", "mean_learner_time_s",
-                    "mean_generate_time_s", "train_tokens_per_step", "mean_response_len_start",
-                    "mean_response_len_end", "time_to_target_s"):
+        for key in (
+            "final_eval_accuracy",
+            "warm_start_eval_accuracy",
+            "mean_step_time_s",
+            "mean_learner_time_s",
+            "mean_generate_time_s",
+            "train_tokens_per_step",
+            "mean_response_len_start",
+            "mean_response_len_end",
+            "time_to_target_s",
+        ):
             assert key in entry, key
         assert entry["warm_start_eval_accuracy"] == metrics[0]["eval/accuracy"]
         assert entry["final_eval_accuracy"] == metrics[-1]["eval/accuracy"]
         assert entry["mean_step_time_s"] == pytest.approx(metrics[2]["time/step"])  # step 1 is warm-up
-        assert entry["train_tokens_per_step"] == pytest.approx((metrics[1]["train/tokens"] + metrics[2]["train/tokens"]) / 2)
-    assert report["speedup"]["step"] == pytest.approx(report["grpo"]["mean_step_time_s"] / report["bppo"]["mean_step_time_s"])
+        assert entry["train_tokens_per_step"] == pytest.approx(
+            (metrics[1]["train/tokens"] + metrics[2]["train/tokens"]) / 2
+        )
+    assert report["speedup"]["step"] == pytest.approx(
+        report["grpo"]["mean_step_time_s"] / report["bppo"]["mean_step_time_s"]
+    )
     assert set(report["speedup"]) >= {"step", "learner", "time_to_target"}
     assert set(report["bound"]) >= {"token_ratio", "amdahl"} and report["seeds"] == [0]
     assert 0 < report["bound"]["token_ratio"] < 1 and math.isfinite(report["bound"]["amdahl"])
     assert "BPPO vs GRPO" in (tmp_path / "report.md").read_text()
-    evals = [json.loads(l) for l in (tmp_path / "grpo-seed0" / "evals.jsonl").read_text().splitlines()]
+    evals = [json.loads(line) for line in (tmp_path / "grpo-seed0" / "evals.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [0, 1, 2] and all(len(e["correct"]) == 30 for e in evals)
     assert report["intervals"]["speedup/step"]["ci"] is not None  # per-item outcomes: intervals
     # --report-only: the same report again from the run directories, nothing trained
@@ -95,5 +121,9 @@ def test_report_only_without_runs_names_what_is_missing(tmp_path):
     from experiments.compare import run_compare
 
     with pytest.raises(ValueError, match="no metrics.jsonl for grpo-seed0, grpo-seed1, bppo-seed0, bppo-seed1 "):
-        run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")],
-                    [f"trainer.run_dir={tmp_path}", "compare.seeds=[0,1]"], command="test", report_only=True)
+        run_compare(
+            [str(ROOT / "configs/compare_tiny_cpu.yaml")],
+            [f"trainer.run_dir={tmp_path}", "compare.seeds=[0,1]"],
+            command="test",
+            report_only=True,
+        )

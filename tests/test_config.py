@@ -29,7 +29,12 @@ def test_baseline_presets_are_faithful():
     grpo = load_config([str(ROOT / "configs/grpo.yaml")]).algo
     assert isinstance(grpo, GRPOConfig)
     assert (grpo.agg_mode, grpo.kl_kind, grpo.kl_coef, grpo.clip_low, grpo.clip_high) == (
-        "seq-mean-token-mean", "k3", 0.04, 0.2, 0.2)
+        "seq-mean-token-mean",
+        "k3",
+        0.04,
+        0.2,
+        0.2,
+    )
     dr = load_config([str(ROOT / "configs/dr_grpo.yaml")]).algo
     assert (dr.agg_mode, dr.norm_by_std, dr.kl_coef) == ("seq-mean-token-sum-norm", False, 0.0)
     dapo = load_config([str(ROOT / "configs/dapo.yaml")]).algo
@@ -73,27 +78,45 @@ def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
         load_config([str(ROOT / "configs/tiny_cpu.yaml")], ["algo.name=grpo", "algo.selection=random"])
 
 
-@pytest.mark.parametrize("override, message", [
-    ("algo.nme=bppo", "algo.nme: unknown key; allowed: "),
-    ("algo.name=ppo", "algo: Input tag 'ppo'"),
-    ("algo.prefix.mode=middle", "algo.prefix.mode: Input should be 'tokens', 'fraction', 'full' or 'divergence'"),
-    ("rollout.n=1", "rollout.n=1: group-relative advantages"),
-    ("rollout.temperature=hot", "rollout.temperature: Input should be a valid number"),
-    ("data.source.nme=x", "data.source.nme: unknown key; allowed: kind, num_train"),
-    ("rollout.n.x=1", "rollout.n: is a value, not a section"),
-    ("learner.zero_stage=4", "learner.zero_stage: Input should be 0, 1, 2 or 3"),
-    ("rollout.early_stop_groups=true algo.selection=random", "needs BPPO with selection 'shortest' (got algo.selection=random)"),
-    ("rollout.temperature=0", "rollout.temperature: Input should be greater than 0"),
-    ("algo.clip_ratio_c=1", "algo.clip_ratio_c: Input should be greater than 1"),
-    ("learner.mini_batch_size=17", "learner.mini_batch_size=17 is more than trainer.prompts_per_step=16 groups"),
-    ("learner.epochs=0", "learner.epochs: Input should be greater than or equal to 1"),
-    ("algo.name=grpo trainer.gen_prompts_per_step=32", "trainer.gen_prompts_per_step=32 with trainer.prompts_per_step=16"),
-    ("trainer.gen_prompts_per_step=8", "it can never be fewer"),
-    ("trainer.time_budget_s=60 learner.lr_schedule=cosine", "learner.lr_schedule=cosine with trainer.time_budget_s"),
-    ("algo.overlong_buffer=200", "algo.overlong_buffer=200 is more than rollout.max_tokens=160"),
-    ("reward.format_weight=1", "reward.accuracy_weight=1 must exceed reward.format_weight=1 plus the overlong penalty 0"),
-    ("reward.format_weight=0.5 algo.overlong_buffer=32", "must exceed reward.format_weight=0.5 plus the overlong penalty 1"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("algo.nme=bppo", "algo.nme: unknown key; allowed: "),
+        ("algo.name=ppo", "algo: Input tag 'ppo'"),
+        ("algo.prefix.mode=middle", "algo.prefix.mode: Input should be 'tokens', 'fraction', 'full' or 'divergence'"),
+        ("rollout.n=1", "rollout.n=1: group-relative advantages"),
+        ("rollout.temperature=hot", "rollout.temperature: Input should be a valid number"),
+        ("data.source.nme=x", "data.source.nme: unknown key; allowed: kind, num_train"),
+        ("rollout.n.x=1", "rollout.n: is a value, not a section"),
+        ("learner.zero_stage=4", "learner.zero_stage: Input should be 0, 1, 2 or 3"),
+        (
+            "rollout.early_stop_groups=true algo.selection=random",
+            "needs BPPO with selection 'shortest' (got algo.selection=random)",
+        ),
+        ("rollout.temperature=0", "rollout.temperature: Input should be greater than 0"),
+        ("algo.clip_ratio_c=1", "algo.clip_ratio_c: Input should be greater than 1"),
+        ("learner.mini_batch_size=17", "learner.mini_batch_size=17 is more than trainer.prompts_per_step=16 groups"),
+        ("learner.epochs=0", "learner.epochs: Input should be greater than or equal to 1"),
+        (
+            "algo.name=grpo trainer.gen_prompts_per_step=32",
+            "trainer.gen_prompts_per_step=32 with trainer.prompts_per_step=16",
+        ),
+        ("trainer.gen_prompts_per_step=8", "it can never be fewer"),
+        (
+            "trainer.time_budget_s=60 learner.lr_schedule=cosine",
+            "learner.lr_schedule=cosine with trainer.time_budget_s",
+        ),
+        ("algo.overlong_buffer=200", "algo.overlong_buffer=200 is more than rollout.max_tokens=160"),
+        (
+            "reward.format_weight=1",
+            "reward.accuracy_weight=1 must exceed reward.format_weight=1 plus the overlong penalty 0",
+        ),
+        (
+            "reward.format_weight=0.5 algo.overlong_buffer=32",
+            "must exceed reward.format_weight=0.5 plus the overlong penalty 1",
+        ),
+    ],
+)
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         load_config([str(ROOT / "configs/tiny_cpu.yaml")], override.split())
@@ -115,7 +138,10 @@ def test_oversampling_and_sign_rules_accept_what_they_should():
 def test_unknown_key_error_lists_the_allowed_keys():
     with pytest.raises(ConfigError) as error:
         load_config([], ["trainer.stpes=3"])
-    assert "trainer.stpes: unknown key; allowed: steps, time_budget_s, prompts_per_step, gen_prompts_per_step, seed, run_dir" in str(error.value)
+    assert (
+        "trainer.stpes: unknown key; allowed: steps, time_budget_s, prompts_per_step, gen_prompts_per_step, seed, run_dir"
+        in str(error.value)
+    )
 
 
 def test_base_files_and_bad_files(tmp_path):
@@ -169,8 +195,10 @@ def test_bppo_config_output_of_every_preset_loads_back_to_the_same_config(preset
     assert load_config([str(printed)]) == load_config([str(preset)])
 
 
-@pytest.mark.parametrize("recipe, question, answer", [
-    ("plain", "question", "answer"), ("math_geometry", "problem", "solution"), ("geo3k", "problem", "answer")])
+@pytest.mark.parametrize(
+    "recipe, question, answer",
+    [("plain", "question", "answer"), ("math_geometry", "problem", "solution"), ("geo3k", "problem", "answer")],
+)
 def test_a_file_recipes_columns_are_resolved_into_the_written_config(recipe, question, answer, tmp_path):
     source = f"data.source={{kind: file, train_path: x.jsonl, recipe: {recipe}}}"
     config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [source])

@@ -38,7 +38,7 @@ def test_router_writes_everything_to_the_file_and_what_matters_to_the_terminal(t
     written = (tmp_path / "run" / "worker.log").read_text().splitlines()
     assert written == [f"(RolloutEngine pid=7) {line}" for line in VLLM_NOISE + MATTERS]
     shown = terminal.getvalue().splitlines()
-    assert shown == (written if verbose else written[len(VLLM_NOISE):])
+    assert shown == (written if verbose else written[len(VLLM_NOISE) :])
     # with no run log open (nothing to keep it), everything reaches the terminal: nothing is lost
     terminal.truncate(0), terminal.seek(0)
     router({"lines": VLLM_NOISE[:1], "pid": 8, "task_name": "trial"})
@@ -77,11 +77,14 @@ def test_step_bar_without_a_budget_and_resume_offsets():
 def test_step_warnings_name_the_step_and_what_happened():
     assert step_warnings(3, _step(1.0), 1.0) == []
     assert step_warnings(4, _step(1.0, **{"learner/skipped_nonfinite": 1.0}), 1.0) == [
-        "warning: step 4: non-finite loss or gradient, the update was skipped"]
+        "warning: step 4: non-finite loss or gradient, the update was skipped"
+    ]
     assert step_warnings(5, _step(1.0, **{"learner/skipped_empty": 1.0}), 1.0) == [
-        "warning: step 5: no group carried a learning signal, nothing was trained"]
+        "warning: step 5: no group carried a learning signal, nothing was trained"
+    ]
     drift = _step(1.0, **{"sync/logprob_max_diff": 2.5})
     assert step_warnings(6, drift, 1.0) == [
         "warning: step 6: learner and engine log-probs differ by up to 2.5 (> trainer.parity_warn_above = 1): "
-        "check the weight sync and sampling"]
+        "check the weight sync and sampling"
+    ]
     assert step_warnings(6, drift, None) == [] and step_warnings(6, drift, 3.0) == []

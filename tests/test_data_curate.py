@@ -8,16 +8,22 @@ import pytest
 import torch
 
 from cli.main import main
-from prompts.tools.complexity import words
 from prompts.config import DataConfig, FileSource
+from prompts.loaders import load_prompt_set
+from prompts.synthetic import generate
+from prompts.tools.complexity import words
 from prompts.tools.curate import CurateSettings, easiest, hard_filters
 from prompts.tools.dedup import exact_duplicates, jaccard, near_duplicates, normalise, numbers, shingles
 from prompts.tools.diversity import (
-    agglomerate, kmeans, max_min_order, mean_nearest_neighbour_cosine_distance, mean_pairwise_cosine_distance,
-    select_diverse, split_budget, unit_rows,
+    agglomerate,
+    kmeans,
+    max_min_order,
+    mean_nearest_neighbour_cosine_distance,
+    mean_pairwise_cosine_distance,
+    select_diverse,
+    split_budget,
+    unit_rows,
 )
-from prompts.loaders import load_prompt_set
-from prompts.synthetic import generate
 
 TINY_CPU = "configs/tiny_cpu.yaml"
 
@@ -36,7 +42,9 @@ def test_shingles_and_jaccard_by_hand():
 
 
 def test_near_duplicates_removed_and_distinct_prompts_kept():
-    base = "In triangle ABC, angle A is 50 degrees and angle B is 60 degrees. What is the measure of angle C in degrees?"
+    base = (
+        "In triangle ABC, angle A is 50 degrees and angle B is 60 degrees. What is the measure of angle C in degrees?"
+    )
     # 23 words, 21 distinct 3-grams
     reworded = base.replace("degrees?", "degrees? Explain.")  # 1 new 3-gram: Jaccard 21/22
     other_numbers = base.replace("50", "55")  # 3 of 21 change: 18/24, a different problem
@@ -46,7 +54,10 @@ def test_near_duplicates_removed_and_distinct_prompts_kept():
     assert near_duplicates([base, other_numbers, reworded, unrelated], 0.8) == [2]
     assert near_duplicates([base, reworded, base], 0.8, skip={2}) == [1]
     # one changed number at the end changes 1 of 9 3-grams (Jaccard 0.8): still another problem
-    rectangle, other_rectangle = "Find the area of a rectangle with sides 48 and 49.", "Find the area of a rectangle with sides 48 and 29."
+    rectangle, other_rectangle = (
+        "Find the area of a rectangle with sides 48 and 49.",
+        "Find the area of a rectangle with sides 48 and 29.",
+    )
     assert jaccard(shingles(rectangle), shingles(other_rectangle)) == 0.8
     assert numbers(rectangle) == ("48", "49") and numbers("Sides 49 and 48, area?") == ("48", "49")
     assert near_duplicates([rectangle, other_rectangle, rectangle.replace("Find", "Now find")], 0.8) == [2]
@@ -76,8 +87,9 @@ def test_near_duplicates_among_templated_prompts_equal_the_all_pairs_answer():
 def test_hard_filters_count_each_removal_and_easiest_by_loss():
     questions = ["a b c d e", "A b c  d e", "x y", "long " * 10, "p q r s t u v w x y z", "p q r s t u v w x y z!"]
     lengths = [5, 5, 2, 50, 11, 11]
-    kept, removed = hard_filters(questions, lengths, CurateSettings(model="-", size=1, min_prompt_tokens=3,
-                                                                    max_prompt_tokens=20))
+    kept, removed = hard_filters(
+        questions, lengths, CurateSettings(model="-", size=1, min_prompt_tokens=3, max_prompt_tokens=20)
+    )
     assert kept == [0, 4]
     assert removed == {"prompt_too_short": 1, "prompt_too_long": 1, "exact_duplicate": 1, "near_duplicate": 1}
     # the lowest losses first, the lower index on a tie; the share rounds down (0.5 x 4 = 2)
@@ -149,8 +161,21 @@ def test_selection_is_balanced_and_more_diverse_than_random():
 
 def test_curate_command_end_to_end(tiny_model, tmp_path, capsys):
     overrides = ["data.source.num_train=150", "data.source.num_test=20"]
-    args = ["data", "curate", "--config", TINY_CPU, *overrides, "--model", tiny_model, "--size", "40",
-            "--clusters", "6", "--groups", "2"]
+    args = [
+        "data",
+        "curate",
+        "--config",
+        TINY_CPU,
+        *overrides,
+        "--model",
+        tiny_model,
+        "--size",
+        "40",
+        "--clusters",
+        "6",
+        "--groups",
+        "2",
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert "curated 40" in capsys.readouterr().out
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
@@ -158,10 +183,17 @@ def test_curate_command_end_to_end(tiny_model, tmp_path, capsys):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     report = json.loads((tmp_path / "a" / "curate_report.json").read_text())
     removed = report["removed"]
-    assert set(removed) == {"prompt_too_short", "prompt_too_long", "exact_duplicate", "near_duplicate",
-                            "easy_low_perplexity"}
+    assert set(removed) == {
+        "prompt_too_short",
+        "prompt_too_long",
+        "exact_duplicate",
+        "near_duplicate",
+        "easy_low_perplexity",
+    }
     before_easy = 150 - sum(v for k, v in removed.items() if k != "easy_low_perplexity")
-    assert removed["easy_low_perplexity"] == int(0.1 * before_easy) and report["pool"] == before_easy - int(0.1 * before_easy)
+    assert removed["easy_low_perplexity"] == int(0.1 * before_easy) and report["pool"] == before_easy - int(
+        0.1 * before_easy
+    )
     assert report["selected"] == 40 and sum(report["clusters"]["leaf_budgets"]) == 40
     for metric in ("mean_pairwise_cosine_distance", "mean_nearest_neighbour_cosine_distance"):
         assert report[metric]["curated"] > report[metric]["random_same_size"], metric
@@ -181,7 +213,25 @@ def test_curate_command_bad_flags(tiny_model, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "curate", "--config", TINY_CPU])  # --size is required
     out = tmp_path / "out"
-    assert main(["data", "curate", "--config", TINY_CPU, "data.source.num_train=20", "--model", tiny_model,
-                 "--size", "5", "--min-prompt-tokens", "1000", "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "data",
+                "curate",
+                "--config",
+                TINY_CPU,
+                "data.source.num_train=20",
+                "--model",
+                tiny_model,
+                "--size",
+                "5",
+                "--min-prompt-tokens",
+                "1000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "every prompt was filtered out (prompt_too_short: 20" in capsys.readouterr().err
     assert not out.exists()

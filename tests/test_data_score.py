@@ -9,11 +9,27 @@ import torch
 
 from cli.main import main
 from prompts.tools.complexity import (
-    ScoresError, ScoreWeights, combined_scores, load_scores, min_max_normalise, needs_larger_model, perplexity,
-    task_complexity, text_complexity, type_token_ratio, words,
+    ScoresError,
+    ScoreWeights,
+    combined_scores,
+    load_scores,
+    min_max_normalise,
+    needs_larger_model,
+    perplexity,
+    task_complexity,
+    text_complexity,
+    type_token_ratio,
+    words,
 )
 from prompts.tools.model_stats import (
-    encode_pairs, first_blocks, fit_to_context, load_causal_lm, masked_mean, pair_stats, plan_batches, response_mean_nll,
+    encode_pairs,
+    first_blocks,
+    fit_to_context,
+    load_causal_lm,
+    masked_mean,
+    pair_stats,
+    plan_batches,
+    response_mean_nll,
 )
 
 TINY_CPU = "configs/tiny_cpu.yaml"
@@ -33,9 +49,13 @@ def test_response_loss_and_perplexity_from_fixed_logits():
     #   position 1 -> token 2: logits [0, 0, ln 2] -> softmax [1/4, 1/4, 1/2] -> p = 1/2
     #   position 2 -> token 1: logits [ln 3, 0, 0] -> softmax [3/5, 1/5, 1/5] -> p = 1/5
     # Positions 0 (predicts the prompt's 2nd token) and 3 (after the end) must not count.
-    logits = torch.tensor([[[9.0, -4.0, 2.0], [0.0, 0.0, math.log(2)], [math.log(3), 0.0, 0.0], [5.0, 5.0, -5.0]],
-                           # row 1: [2 | 0] and one pad; position 0 -> token 0: logits [ln 4, 0, 0] -> p = 4/6
-                           [[math.log(4), 0.0, 0.0], [7.0, 1.0, 1.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]])
+    logits = torch.tensor(
+        [
+            [[9.0, -4.0, 2.0], [0.0, 0.0, math.log(2)], [math.log(3), 0.0, 0.0], [5.0, 5.0, -5.0]],
+            # row 1: [2 | 0] and one pad; position 0 -> token 0: logits [ln 4, 0, 0] -> p = 4/6
+            [[math.log(4), 0.0, 0.0], [7.0, 1.0, 1.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]],
+        ]
+    )
     input_ids = torch.tensor([[0, 1, 2, 1], [2, 0, 0, 0]])
     response_mask = torch.tensor([[0, 0, 1, 1], [0, 1, 0, 0]])
     nll = response_mean_nll(logits, input_ids, response_mask)
@@ -57,8 +77,11 @@ def test_masked_mean_and_batches_and_context_fit():
 
 def test_batched_pass_equals_one_plain_forward_per_pair(tiny_model):
     model, tokenizer = load_causal_lm(tiny_model, "cpu")
-    prompts = ["A triangle has base 7 and height 4. What is its area?", "What is 2 + 2?",
-               "In triangle ABC, angle A is 50 degrees and angle B is 60 degrees. Find angle C."]
+    prompts = [
+        "A triangle has base 7 and height 4. What is its area?",
+        "What is 2 + 2?",
+        "In triangle ABC, angle A is 50 degrees and angle B is 60 degrees. Find angle C.",
+    ]
     responses = ["Area = 7 * 4 / 2 = 14. The answer is \\boxed{14}.", "\\boxed{4}", "C = 180 - 50 - 60 = 70."]
     pairs = encode_pairs(tokenizer, prompts, responses)
     stats = pair_stats(model, pairs, pad_id=0, embeddings=True, batch_tokens=64)
@@ -67,8 +90,8 @@ def test_batched_pass_equals_one_plain_forward_per_pair(tiny_model):
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0]  # [T, V]
             hidden = model.model(input_ids=ids).last_hidden_state[0]  # [T, H]
-        targets = ids[0, len(prompt):]
-        nll = torch.nn.functional.cross_entropy(logits[len(prompt) - 1:-1], targets)
+        targets = ids[0, len(prompt) :]
+        nll = torch.nn.functional.cross_entropy(logits[len(prompt) - 1 : -1], targets)
         assert stats.losses[index] == pytest.approx(nll.item(), rel=1e-5)
         torch.testing.assert_close(stats.embeddings[index], hidden[: len(prompt)].mean(0), rtol=1e-5, atol=1e-5)
     assert stats.truncated == 0
@@ -105,7 +128,9 @@ def test_load_scores_and_its_errors(tmp_path):
     good = tmp_path / "scores.jsonl"
     good.write_text('{"id": "a", "score": 0.25, "text": 0.5}\n\n{"id": "b", "score": 1}\n')
     assert load_scores(good) == {"a": 0.25, "b": 1.0}
-    with pytest.raises(ScoresError, match=r"row 3: 'text' must be a finite number, got None \(its columns: id, score\)"):
+    with pytest.raises(
+        ScoresError, match=r"row 3: 'text' must be a finite number, got None \(its columns: id, score\)"
+    ):
         load_scores(good, "text")  # another column: b has none
     cases = {
         '{"id": "a", "score": 0.1}\n{"id": "b", "score": \n': "row 2: not valid JSON",
@@ -113,8 +138,8 @@ def test_load_scores_and_its_errors(tmp_path):
         '{"id": "a", "score": NaN}\n': "row 1: 'score' must be a finite number, got nan",
         '{"id": 3, "score": 0.1}\n': "row 1: 'id' must be a non-empty string",
         '{"id": "a", "score": 0.1}\n{"id": "a", "score": 0.2}\n': "row 2: id 'a' appears twice",
-        '[1, 2]\n': "row 1: expected an object, got list",
-        '\n': "no rows",
+        "[1, 2]\n": "row 1: expected an object, got list",
+        "\n": "no rows",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.jsonl"
@@ -127,8 +152,23 @@ def test_load_scores_and_its_errors(tmp_path):
 
 def test_score_command_rows_summary_and_determinism(tiny_model, tmp_path, capsys):
     small = first_blocks(tiny_model, 1, tmp_path / "small")
-    args = ["data", "score", "--config", TINY_CPU, "data.source.num_train=40", "--model", tiny_model,
-            "--small-model", small, "--large-model", tiny_model, "--beta", "1.05", "--delta", "0.1"]
+    args = [
+        "data",
+        "score",
+        "--config",
+        TINY_CPU,
+        "data.source.num_train=40",
+        "--model",
+        tiny_model,
+        "--small-model",
+        small,
+        "--large-model",
+        tiny_model,
+        "--beta",
+        "1.05",
+        "--delta",
+        "0.1",
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     for name in ("scores.jsonl", "scores_summary.json"):
@@ -150,15 +190,44 @@ def test_score_command_rows_summary_and_determinism(tiny_model, tmp_path, capsys
 
 def test_score_command_without_task_models_and_bad_flags(tiny_model, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["data", "score", "--config", TINY_CPU, "data.source.num_train=12", "--model", tiny_model,
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "score",
+                "--config",
+                TINY_CPU,
+                "data.source.num_train=12",
+                "--model",
+                tiny_model,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "task term left out" in capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert all(r["task"] is None and r["score"] == r["text"] for r in rows)
     assert json.loads((out / "scores_summary.json").read_text())["weights"] == {"text": 1.0, "task": 0.0}
     bad = tmp_path / "bad"
-    assert main(["data", "score", "--config", TINY_CPU, "--model", tiny_model, "--small-model", tiny_model,
-                 "--out", str(bad)]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "score",
+                "--config",
+                TINY_CPU,
+                "--model",
+                tiny_model,
+                "--small-model",
+                tiny_model,
+                "--out",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     assert "--small-model and --large-model go together" in capsys.readouterr().err
     assert main(["data", "score", "--config", TINY_CPU, "--model", str(tmp_path / "nowhere"), "--out", str(bad)]) == 1
     assert f"--model {tmp_path / 'nowhere'}: not a local Hugging Face model directory" in capsys.readouterr().err

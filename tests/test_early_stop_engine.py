@@ -27,10 +27,14 @@ def engine_and_judges(ray_local, tiny_model):
     from rewards.pool import RewardPool
     from rollout.fleet import EngineFleet
 
-    fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 0.5},
-                        engine_kwargs=dict(model_path=tiny_model, max_model_len=128, seed=0))
-    pool = RewardPool(RewardConfig(function="tests.custom_reward:even_length_reward", num_workers=2),
-                      num_cpus_per_worker=0.25)
+    fleet = EngineFleet(
+        num_engines=1,
+        resources_per_engine={"CPU": 0.5},
+        engine_kwargs=dict(model_path=tiny_model, max_model_len=128, seed=0),
+    )
+    pool = RewardPool(
+        RewardConfig(function="tests.custom_reward:even_length_reward", num_workers=2), num_cpus_per_worker=0.25
+    )
     yield fleet, pool
     fleet.shutdown()
     pool.shutdown()
@@ -38,8 +42,9 @@ def engine_and_judges(ray_local, tiny_model):
 
 def _pairs(samples, correct, finished):
     lengths = torch.tensor([len(s.response_ids) for s in samples]).view(PROMPTS, G)
-    return select_pairs(torch.tensor(correct).view(PROMPTS, G), lengths, "shortest",
-                        eligible=torch.tensor(finished).view(PROMPTS, G))
+    return select_pairs(
+        torch.tensor(correct).view(PROMPTS, G), lengths, "shortest", eligible=torch.tensor(finished).view(PROMPTS, G)
+    )
 
 
 def test_early_stop_keeps_the_pair_and_saves_the_rest(engine_and_judges):
@@ -56,8 +61,9 @@ def test_early_stop_keeps_the_pair_and_saves_the_rest(engine_and_judges):
         assert a.prompt_index == b.prompt_index
         if done:  # same seed, same completion, same verdict from the same reward
             assert a.response_ids == b.response_ids
-            torch.testing.assert_close(torch.tensor(a.response_logprobs), torch.tensor(b.response_logprobs),
-                                       atol=1e-4, rtol=0)
+            torch.testing.assert_close(
+                torch.tensor(a.response_logprobs), torch.tensor(b.response_logprobs), atol=1e-4, rtol=0
+            )
             assert a.meta["reward"].correct == result.correct
         else:  # aborted: empty, and strictly longer in the full run than the group's deciding finish
             assert a.response_ids == [] and a.response_logprobs == [] and "reward" not in a.meta

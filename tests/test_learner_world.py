@@ -18,11 +18,11 @@ ROWS = [(5, 9), (4, 3), (6, 12), (5, 7), (4, 10), (6, 4), (5, 6)]  # (prompt, re
 def _batch(vocab: int, model) -> TrainBatch:
     generator = torch.Generator().manual_seed(0)
     draw = lambda n: torch.randint(1, vocab, (n,), generator=generator).tolist()  # noqa: E731
-    input_ids, attention_mask, loss_mask, _ = pad_rows(
-        [draw(p) for p, _ in ROWS], [draw(r) for _, r in ROWS], pad_id=0
-    )
+    input_ids, attention_mask, loss_mask, _ = pad_rows([draw(p) for p, _ in ROWS], [draw(r) for _, r in ROWS], pad_id=0)
     batch = TrainBatch(
-        input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        loss_mask=loss_mask,
         advantages=torch.tensor([1.0, -0.5, 0.8, -1.2, 0.3, 0.9, -1.3]),
         group_index=torch.arange(len(ROWS)),
     )
@@ -43,10 +43,16 @@ def _reference_step(model, batch: TrainBatch, algo: GRPOConfig):
     return loss.item(), grad_norm.item(), grads, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("agg_mode,zero_stage", [
-    ("seq-mean-token-mean", 0), ("token-mean", 0), ("seq-mean-token-sum-norm", 0), ("seq-mean-token-mean", 2),
-    ("seq-mean-token-mean", 3),
-])
+@pytest.mark.parametrize(
+    "agg_mode,zero_stage",
+    [
+        ("seq-mean-token-mean", 0),
+        ("token-mean", 0),
+        ("seq-mean-token-sum-norm", 0),
+        ("seq-mean-token-mean", 2),
+        ("seq-mean-token-mean", 3),
+    ],
+)
 def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model, agg_mode, zero_stage):
     import ray
     from transformers import AutoModelForCausalLM
@@ -62,11 +68,27 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
     lengths = batch.attention_mask.sum(-1).tolist()
     for world_size, budget in ((1, 10_000), (2, 20)):  # (2, 20): 2 ranks x several micro-batches
         group = LearnerWorld(
-            world_size=world_size, micro_batch_tokens=budget, resources_per_rank={"CPU": 0.5}, max_len=32,
-            worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",
-                               temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
-                                   zero_stage=zero_stage, lr=LR, weight_decay=0.0, warmup_steps=0,
-                                   lr_schedule="constant", max_grad_norm=1e6, gradient_checkpointing=False).model_dump()),
+            world_size=world_size,
+            micro_batch_tokens=budget,
+            resources_per_rank={"CPU": 0.5},
+            max_len=32,
+            worker_kwargs=dict(
+                model_path=tiny_model,
+                algo=algo.model_dump(),
+                dtype="float32",
+                temperature=1.0,
+                total_steps=10,
+                seed=0,
+                learner=LearnerConfig(
+                    zero_stage=zero_stage,
+                    lr=LR,
+                    weight_decay=0.0,
+                    warmup_steps=0,
+                    lr_schedule="constant",
+                    max_grad_norm=1e6,
+                    gradient_checkpointing=False,
+                ).model_dump(),
+            ),
         )
         try:
             if world_size == 2:
@@ -89,8 +111,9 @@ def test_two_ranks_and_micro_batches_equal_full_batch_step(ray_local, tiny_model
             grad = ref_grads.get(name.removeprefix("module."))
             clear = grad.abs() > 1e-5 if grad is not None else torch.ones_like(expected, dtype=torch.bool)
             checked += int(clear.sum())
-            torch.testing.assert_close(weights[name][clear], expected[clear], rtol=0, atol=1e-3 * LR,
-                                       msg=lambda m: f"{name}: {m}")
+            torch.testing.assert_close(
+                weights[name][clear], expected[clear], rtol=0, atol=1e-3 * LR, msg=lambda m, name=name: f"{name}: {m}"
+            )
             assert (weights[name] - expected).abs().max() <= 2 * LR, name
         assert checked > 100_000  # most of the 0.6M weights are pinned exactly
 
@@ -106,11 +129,28 @@ def test_non_finite_loss_skips_the_step_without_touching_weights_or_schedule(ray
     poisoned = copy.deepcopy(batch)
     poisoned.advantages[3] = float("nan")  # e.g. a reward function that returned NaN
     group = LearnerWorld(
-        world_size=1, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
-        worker_kwargs=dict(model_path=tiny_model, algo=GRPOConfig().model_dump(), dtype="float32",
-                           temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
-                               zero_stage=0, lr=LR, weight_decay=0.0, warmup_steps=2, lr_schedule="constant",
-                               max_grad_norm=1.0, gradient_checkpointing=False).model_dump()))
+        world_size=1,
+        micro_batch_tokens=20,
+        resources_per_rank={"CPU": 0.5},
+        max_len=32,
+        worker_kwargs=dict(
+            model_path=tiny_model,
+            algo=GRPOConfig().model_dump(),
+            dtype="float32",
+            temperature=1.0,
+            total_steps=10,
+            seed=0,
+            learner=LearnerConfig(
+                zero_stage=0,
+                lr=LR,
+                weight_decay=0.0,
+                warmup_steps=2,
+                lr_schedule="constant",
+                max_grad_norm=1.0,
+                gradient_checkpointing=False,
+            ).model_dump(),
+        ),
+    )
     try:
         before = ray.get(group.export_weights())
         skipped = group.train(poisoned)
@@ -162,12 +202,30 @@ def test_mini_batches_and_epochs_are_sequential_steps_where_clipping_acts(ray_lo
         algo = GRPOConfig(agg_mode="token-mean", clip_low=0.2, clip_high=clip_high)
         expected, ref_clip = _sequential_reference(model, batch, algo, steps, lr)
         group = LearnerWorld(
-            world_size=1, micro_batch_tokens=10_000, resources_per_rank={"CPU": 0.5}, max_len=32,
-            mini_batch_size=3, epochs=2,
-            worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32",
-                               temperature=1.0, total_steps=10, seed=0, learner=LearnerConfig(
-                                   zero_stage=0, lr=lr, weight_decay=0.0, warmup_steps=0, lr_schedule="constant",
-                                   max_grad_norm=1e6, gradient_checkpointing=False).model_dump()))
+            world_size=1,
+            micro_batch_tokens=10_000,
+            resources_per_rank={"CPU": 0.5},
+            max_len=32,
+            mini_batch_size=3,
+            epochs=2,
+            worker_kwargs=dict(
+                model_path=tiny_model,
+                algo=algo.model_dump(),
+                dtype="float32",
+                temperature=1.0,
+                total_steps=10,
+                seed=0,
+                learner=LearnerConfig(
+                    zero_stage=0,
+                    lr=lr,
+                    weight_decay=0.0,
+                    warmup_steps=0,
+                    lr_schedule="constant",
+                    max_grad_norm=1e6,
+                    gradient_checkpointing=False,
+                ).model_dump(),
+            ),
+        )
         try:
             assert group.optimizer_steps(batch) == 6
             metrics = group.train(batch)

@@ -14,25 +14,35 @@ def _jsonl(path, rows):
 
 
 def test_jsonl_with_column_mapping_and_choices(tmp_path):
-    train = _jsonl(tmp_path / "train.jsonl", [
-        {"q": "Find x.", "gold": 5, "opts": None},
-        {"q": "Pick one.", "gold": "B", "opts": ["30", "45"]},
-    ])
-    config = DataConfig(source=FileSource(train_path=train), columns=ColumnMap(question="q", answer="gold", choices="opts"))
+    train = _jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"q": "Find x.", "gold": 5, "opts": None},
+            {"q": "Pick one.", "gold": "B", "opts": ["30", "45"]},
+        ],
+    )
+    config = DataConfig(
+        source=FileSource(train_path=train), columns=ColumnMap(question="q", answer="gold", choices="opts")
+    )
     prompt_set = load_prompt_set(config)
     assert [(p.question, p.answer, p.choices) for p in prompt_set.train] == [
-        ("Find x.", "5", None), ("Pick one.", "B", ("30", "45"))]
+        ("Find x.", "5", None),
+        ("Pick one.", "B", ("30", "45")),
+    ]
     assert prompt_set.train[0].id == f"{train}:1"
     assert prompt_set.test == []
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"question": "Find x."}, "row 2: column 'answer' is missing (columns: question)"),
-    ({"question": "", "answer": "1"}, "row 2: column 'question': empty"),
-    ({"question": ["a"], "answer": "1"}, "row 2: column 'question': expected text or a number, got list"),
-    ('{"question": "x", "answer": ', "row 2: not valid JSON"),
-    ([1, 2], "row 2: expected an object with columns, got list"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"question": "Find x."}, "row 2: column 'answer' is missing (columns: question)"),
+        ({"question": "", "answer": "1"}, "row 2: column 'question': empty"),
+        ({"question": ["a"], "answer": "1"}, "row 2: column 'question': expected text or a number, got list"),
+        ('{"question": "x", "answer": ', "row 2: not valid JSON"),
+        ([1, 2], "row 2: expected an object with columns, got list"),
+    ],
+)
 def test_bad_row_error_names_file_row_and_column(tmp_path, row, message):
     path = _jsonl(tmp_path / "train.jsonl", [{"question": "ok", "answer": "1"}, row])
     with pytest.raises(DataError) as error:
@@ -41,7 +51,10 @@ def test_bad_row_error_names_file_row_and_column(tmp_path, row, message):
 
 
 def test_bad_rows_can_be_counted_and_skipped(tmp_path):
-    path = _jsonl(tmp_path / "train.jsonl", [{"question": "a", "answer": "1"}, {"question": "b"}, "{broken", {"question": "c", "answer": 2}])
+    path = _jsonl(
+        tmp_path / "train.jsonl",
+        [{"question": "a", "answer": "1"}, {"question": "b"}, "{broken", {"question": "c", "answer": 2}],
+    )
     prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=path), on_bad_row="skip"))
     assert [p.question for p in prompt_set.train] == ["a", "c"]
     assert prompt_set.skipped_rows == 2
@@ -54,20 +67,31 @@ def test_csv_and_parquet(tmp_path):
     datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "t.parquet"))
     (tmp_path / "t.csv").write_text("question,answer\nWhat is 1+1?,2\nAnd 2+2?,4\n")
     for name in ("t.parquet", "t.csv"):
-        prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=str(tmp_path / name), test_path=str(tmp_path / name))))
+        prompt_set = load_prompt_set(
+            DataConfig(source=FileSource(train_path=str(tmp_path / name), test_path=str(tmp_path / name)))
+        )
         assert [(p.question, p.answer) for p in prompt_set.train] == [(r["question"], r["answer"]) for r in rows]
         assert len(prompt_set.test) == 2
 
 
 def test_math_geometry_recipe_takes_the_last_boxed_answer_and_filters_subjects(tmp_path):
-    path = _jsonl(tmp_path / "math.jsonl", [
-        {"problem": "Area?", "solution": "First \\boxed{1}, finally \\boxed{\\frac{\\sqrt{3}}{4}}.", "type": "Geometry"},
-        {"problem": "Solve.", "solution": "\\boxed{2}", "type": "Algebra"},
-        {"problem": "Angle?", "solution": "It is 30.", "type": "Geometry"},
-    ])
+    path = _jsonl(
+        tmp_path / "math.jsonl",
+        [
+            {
+                "problem": "Area?",
+                "solution": "First \\boxed{1}, finally \\boxed{\\frac{\\sqrt{3}}{4}}.",
+                "type": "Geometry",
+            },
+            {"problem": "Solve.", "solution": "\\boxed{2}", "type": "Algebra"},
+            {"problem": "Angle?", "solution": "It is 30.", "type": "Geometry"},
+        ],
+    )
     with pytest.raises(DataError, match="row 3: column 'solution': the solution has no \\\\boxed"):
         load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="math_geometry")))
-    prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="math_geometry"), on_bad_row="skip"))
+    prompt_set = load_prompt_set(
+        DataConfig(source=FileSource(train_path=path, recipe="math_geometry"), on_bad_row="skip")
+    )
     assert [(p.question, p.answer) for p in prompt_set.train] == [("Area?", "\\frac{\\sqrt{3}}{4}")]
 
 

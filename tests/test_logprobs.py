@@ -34,12 +34,15 @@ def test_by_hand_one_row_every_intermediate():
     temperature = 2.0
     # Position 0 predicts token 2 from z / T = [0, ln 3, ln 4]; position 1 predicts token 0
     # from z / T = [ln 2, ln 2, 0]; the last position predicts nothing.
-    logits = torch.tensor([[[0.0, 2 * math.log(3), 2 * math.log(4)],
-                            [2 * math.log(2), 2 * math.log(2), 0.0],
-                            [1.0, 2.0, 3.0]]], requires_grad=True)
+    logits = torch.tensor(
+        [[[0.0, 2 * math.log(3), 2 * math.log(4)], [2 * math.log(2), 2 * math.log(2), 0.0], [1.0, 2.0, 3.0]]],
+        requires_grad=True,
+    )
     input_ids = torch.tensor([[1, 2, 0]])
-    torch.testing.assert_close(logits.detach()[0, :2] / temperature,
-                               torch.tensor([[0.0, math.log(3), math.log(4)], [math.log(2), math.log(2), 0.0]]))
+    torch.testing.assert_close(
+        logits.detach()[0, :2] / temperature,
+        torch.tensor([[0.0, math.log(3), math.log(4)], [math.log(2), math.log(2), 0.0]]),
+    )
 
     gathered, logsumexp = gathered_and_logsumexp(logits.detach()[0, :2], torch.tensor([2, 0]), temperature, 1)
     torch.testing.assert_close(logsumexp, torch.tensor([math.log(1 + 3 + 4), math.log(2 + 2 + 1)]))
@@ -51,9 +54,9 @@ def test_by_hand_one_row_every_intermediate():
 
     logprobs.sum().backward()
     # (onehot(y) - softmax(z / T)) / T: ([0, 0, 1] - [1, 3, 4] / 8) / 2 and ([1, 0, 0] - [2, 2, 1] / 5) / 2.
-    torch.testing.assert_close(logits.grad, torch.tensor([[[-1 / 16, -3 / 16, 1 / 4],
-                                                           [0.3, -0.2, -0.1],
-                                                           [0.0, 0.0, 0.0]]]))
+    torch.testing.assert_close(
+        logits.grad, torch.tensor([[[-1 / 16, -3 / 16, 1 / 4], [0.3, -0.2, -0.1], [0.0, 0.0, 0.0]]])
+    )
 
 
 @pytest.mark.parametrize("chunk_tokens", [1, 4, 5, 7, 21, 64, None])
@@ -153,7 +156,7 @@ def test_a_leaf_or_a_view_is_never_overwritten():
 def test_another_backward_that_needs_the_logits_fails_loudly():
     hidden, weight, input_ids, upstream = _case()
     logits = hidden @ weight
-    other = (logits ** 2).sum()  # saves the logits; its backward runs after ours
+    other = (logits**2).sum()  # saves the logits; its backward runs after ours
     loss = (sequence_logprobs(logits, input_ids) * upstream).sum() + other
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
@@ -167,7 +170,6 @@ def test_shape_and_argument_errors():
         sequence_logprobs(logits, torch.zeros(1, 3, dtype=torch.long), 0.0)
     with pytest.raises(ValueError, match="chunk_tokens"):
         sequence_logprobs(logits, torch.zeros(1, 3, dtype=torch.long), chunk_tokens=0)
-
 
 
 # ---- top-p ---------------------------------------------------------------------------------
@@ -212,11 +214,14 @@ def test_top_p_by_hand_every_intermediate():
     cumulative = sorted_scaled.softmax(dim=-1).cumsum(dim=-1)
     torch.testing.assert_close(cumulative, torch.tensor([[0.05, 0.15, 0.3, 0.6, 1.0]] * 2))
     assert (cumulative <= 1 - top_p).sum(dim=-1).tolist() == [3, 3]
-    assert vllm_nucleus_mask(scaled, top_p).tolist() == [[True, False, True, False, True],
-                                                         [False, False, True, True, True]]
+    assert vllm_nucleus_mask(scaled, top_p).tolist() == [
+        [True, False, True, False, True],
+        [False, False, True, True, True],
+    ]
 
     gathered, logsumexp, floor, floor_share = nucleus_gathered_and_logsumexp(
-        logits.detach()[0, :2], torch.tensor([3, 2]), temperature, top_p, 1)
+        logits.detach()[0, :2], torch.tensor([3, 2]), temperature, top_p, 1
+    )
     torch.testing.assert_close(floor, torch.tensor([math.log(0.3)] * 2))  # tau: the smallest kept z / T
     assert floor_share.tolist() == [1.0, 1.0]  # no ties
     torch.testing.assert_close(logsumexp, torch.tensor([math.log(0.7)] * 2))
@@ -227,15 +232,17 @@ def test_top_p_by_hand_every_intermediate():
     # finite, where vLLM's nucleus would give -inf (it never samples it).
     torch.testing.assert_close(logprobs, torch.tensor([[0.0, math.log(3 / 7), math.log(3 / 14)]]))
     # The full softmax gives other numbers: the bug this argument fixes.
-    torch.testing.assert_close(sequence_logprobs(logits.detach(), input_ids, temperature),
-                               torch.tensor([[0.0, math.log(0.3), math.log(0.15)]]))
+    torch.testing.assert_close(
+        sequence_logprobs(logits.detach(), input_ids, temperature), torch.tensor([[0.0, math.log(0.3), math.log(0.15)]])
+    )
 
     logprobs.sum().backward()
     # (onehot(y) - softmax_nucleus(z / T)) / T, softmax_nucleus 0 outside: row 0 ([0, 0, 0, 1, 0] -
     # [0, 4, 0, 3, 0] / 7) / 2; row 1 ([0, 0, 1, 0, 0] - [4, 3, 0, 0, 0] / 7) / 2; the last row 0.
-    torch.testing.assert_close(logits.grad, torch.tensor([[[0.0, -2 / 7, 0.0, 2 / 7, 0.0],
-                                                           [-2 / 7, -3 / 14, 0.5, 0.0, 0.0],
-                                                           [0.0, 0.0, 0.0, 0.0, 0.0]]]))
+    torch.testing.assert_close(
+        logits.grad,
+        torch.tensor([[[0.0, -2 / 7, 0.0, 2 / 7, 0.0], [-2 / 7, -3 / 14, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]]),
+    )
 
 
 def test_top_p_tie_at_the_boundary_by_hand():
@@ -246,7 +253,8 @@ def test_top_p_tie_at_the_boundary_by_hand():
     logits = probs.log().unsqueeze(0).requires_grad_()  # [1, 3, 4], T = 1
     input_ids = torch.tensor([[1, 2, 0]])  # position 0 predicts the 0.4 token, position 1 a tied one
     gathered, logsumexp, floor, floor_share = nucleus_gathered_and_logsumexp(
-        logits.detach()[0, :2], torch.tensor([2, 0]), 1.0, 0.7, 2)
+        logits.detach()[0, :2], torch.tensor([2, 0]), 1.0, 0.7, 2
+    )
     torch.testing.assert_close(floor, torch.tensor([math.log(0.2)] * 2))
     torch.testing.assert_close(floor_share, torch.tensor([2 / 3] * 2))  # 2 of the 3 tied tokens
     torch.testing.assert_close(logsumexp, torch.tensor([math.log(0.8)] * 2))
@@ -256,9 +264,10 @@ def test_top_p_tie_at_the_boundary_by_hand():
     logprobs.sum().backward()
     # softmax_nucleus: 0.5 for the 0.4 token, 2/3 x 0.25 = 1/6 for each tied token (its share of
     # the two kept), summing to 1: row 0 [0, 0, 1, 0] - that, row 1 [1, 0, 0, 0] - that.
-    torch.testing.assert_close(logits.grad, torch.tensor([[[-1 / 6, -1 / 6, 0.5, -1 / 6],
-                                                           [5 / 6, -1 / 6, -0.5, -1 / 6],
-                                                           [0.0, 0.0, 0.0, 0.0]]]))
+    torch.testing.assert_close(
+        logits.grad,
+        torch.tensor([[[-1 / 6, -1 / 6, 0.5, -1 / 6], [5 / 6, -1 / 6, -0.5, -1 / 6], [0.0, 0.0, 0.0, 0.0]]]),
+    )
 
 
 def test_top_p_keeps_at_least_one_token():
@@ -319,7 +328,8 @@ def test_top_p_gradcheck_float64():
     assert mask.any() and (~mask).sum(dim=-1).gt(1).any()
     logits.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda z: sequence_logprobs(z, input_ids, temperature, top_p=top_p, chunk_tokens=3), (logits,))
+        lambda z: sequence_logprobs(z, input_ids, temperature, top_p=top_p, chunk_tokens=3), (logits,)
+    )
 
 
 @pytest.mark.parametrize("chunk_tokens", [1, 4, None])
@@ -356,8 +366,10 @@ def test_top_p_one_is_the_old_path_bit_for_bit(monkeypatch):
 
     monkeypatch.setattr(learner.logprobs, "nucleus_gathered_and_logsumexp", forbidden)
     logits = (hidden @ weight).detach()
-    assert torch.equal(sequence_logprobs(logits, input_ids, 0.7, top_p=1.0, chunk_tokens=4),
-                       sequence_logprobs(logits, input_ids, 0.7, chunk_tokens=4))
+    assert torch.equal(
+        sequence_logprobs(logits, input_ids, 0.7, top_p=1.0, chunk_tokens=4),
+        sequence_logprobs(logits, input_ids, 0.7, chunk_tokens=4),
+    )
     grads = []
     for kwargs in ({"top_p": 1.0}, {}):
         logits = hidden @ weight

@@ -140,7 +140,7 @@ def test_metrics_jsonl_truncation_and_wandb_mode(tmp_path, monkeypatch):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "x": s}) + "\n" for s in range(5)))
     truncate_jsonl(path, 2)
-    assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 1, 2]
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode("online") == "disabled"
     monkeypatch.delenv("WANDB_MODE")
@@ -157,17 +157,18 @@ def test_eval_outcomes_are_kept_per_problem_and_cut_back_on_resume(tmp_path, mon
     from orchestrator.evaluation import AnswerQuality
     from orchestrator.metrics import MetricsSink
 
-    quality = AnswerQuality(correct=[True, False, False, True], lengths=[10, 20, 30, 40],
-                            clipped=[False, False, True, False])
+    quality = AnswerQuality(
+        correct=[True, False, False, True], lengths=[10, 20, 30, 40], clipped=[False, False, True, False]
+    )
     assert quality.metrics() == {"accuracy": 0.5, "len_mean": 25.0, "clip_rate": 0.25, "problems": 4.0}
     monkeypatch.setenv("WANDB_MODE", "disabled")
     off = SimpleNamespace(mode="disabled")
     sink = MetricsSink(tmp_path, wandb_config=off, run_config={}, name="t")
     for step in (0, 10, 20):
         sink.log_eval(step, step * 1.5, quality.correct)
-    records = [json.loads(l) for l in (tmp_path / "evals.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "evals.jsonl").read_text().splitlines()]
     assert records[1] == {"step": 10, "train_elapsed_s": 15.0, "correct": "1001"}
     MetricsSink(tmp_path, wandb_config=off, run_config={}, name="t", resume_step=10)  # resumed at step 10
-    assert [json.loads(l)["step"] for l in (tmp_path / "evals.jsonl").read_text().splitlines()] == [0, 10]
+    assert [json.loads(line)["step"] for line in (tmp_path / "evals.jsonl").read_text().splitlines()] == [0, 10]
     MetricsSink(tmp_path, wandb_config=off, run_config={}, name="t")  # a fresh run starts empty
     assert not (tmp_path / "evals.jsonl").exists()

@@ -25,10 +25,12 @@ def test_token_terms_by_hand():
     terms = token_terms(logprobs, old, advantages, mask)
     torch.testing.assert_close(terms.ratio, torch.tensor([[1.0, E03, EM05], [E03, EM05, 1.0]]))
     # pg = max(-A rho, -A clip(rho, 0.8, 1.2))
-    expected_pg = torch.tensor([
-        [-1.0, -1.2, -EM05],  # tok1 clipped at 1.2; tok2: -0.6065 > -0.8 so unclipped
-        [2 * E03, 1.6, 2.0],  # tok0: 2.6997 > 2.4 unclipped; tok1: 1.6 > 1.2131 clipped at 0.8
-    ])
+    expected_pg = torch.tensor(
+        [
+            [-1.0, -1.2, -EM05],  # tok1 clipped at 1.2; tok2: -0.6065 > -0.8 so unclipped
+            [2 * E03, 1.6, 2.0],  # tok0: 2.6997 > 2.4 unclipped; tok1: 1.6 > 1.2131 clipped at 0.8
+        ]
+    )
     torch.testing.assert_close(terms.pg, expected_pg)
     assert terms.clipped.tolist() == [[False, True, False], [False, True, False]]
     assert terms.kl is None
@@ -149,8 +151,9 @@ def test_micro_batches_with_global_normalisers_sum_to_the_full_batch(agg_mode):
     norms = dict(global_tokens=mask.sum(), global_seqs=(mask.sum(-1) > 0).sum(), max_len=T)
     total, summed_metrics = 0.0, {}
     for rows in (slice(0, 1), slice(1, 4), slice(4, 6)):  # uneven micro-batches / ranks
-        part, metrics = policy_loss(logprobs[rows], old[rows], advantages[rows], mask[rows], settings,
-                                    ref_logprobs=ref[rows], **norms)
+        part, metrics = policy_loss(
+            logprobs[rows], old[rows], advantages[rows], mask[rows], settings, ref_logprobs=ref[rows], **norms
+        )
         total = total + part
         for key, value in metrics.items():
             summed_metrics[key] = summed_metrics.get(key, 0.0) + value

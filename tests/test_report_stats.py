@@ -21,9 +21,17 @@ def _run(step_s: float, correct_sets: list[range | set], learner_s: float = 0.5,
         bits = "".join("1" if i in correct else "0" for i in range(PROBLEMS))
         record = {"step": step, "eval/accuracy": bits.count("1") / PROBLEMS, "eval/problems": float(PROBLEMS)}
         if step:
-            record.update({"time/step": step_s, "time/generate": step_s - learner_s, "time/update": learner_s,
-                           "time/train_elapsed": step * step_s, "train/tokens": tokens, "response/len_mean": 50.0,
-                           "response/prompt_len_mean": 20.0})
+            record.update(
+                {
+                    "time/step": step_s,
+                    "time/generate": step_s - learner_s,
+                    "time/update": learner_s,
+                    "time/train_elapsed": step * step_s,
+                    "train/tokens": tokens,
+                    "response/len_mean": 50.0,
+                    "response/prompt_len_mean": 20.0,
+                }
+            )
         records.append(record)
         evals.append({"step": step, "train_elapsed_s": step * step_s, "correct": bits})
     return records, evals
@@ -76,8 +84,11 @@ def test_pairing_makes_a_pure_time_difference_exact():
     text = render_markdown(report, command="test")
     assert "| lift over the warm start (final − warm) | 0.400 [" in text
     assert "+14.1 SE" in text  # 0.4 / sqrt(0.2 * 0.8 / 200) = 0.4 / 0.02828
-    assert "Per step the two were not distinguishable (steps-to-target ratio 1.00× [1.00, 1.00], an interval " \
-        "that includes 1); the time-to-target speedup ≈ steps-to-target ratio × step speedup = 1.00 × 2.00 = 2.00×." in text
+    assert (
+        "Per step the two were not distinguishable (steps-to-target ratio 1.00× [1.00, 1.00], an interval "
+        "that includes 1); the time-to-target speedup ≈ steps-to-target ratio × step speedup = 1.00 × 2.00 = 2.00×."
+        in text
+    )
     assert "BPPO needed more steps" not in text and "improved by only" not in text
 
 

@@ -11,14 +11,24 @@ from rewards.verify import score
 
 EXACT = [
     # (boxed answer, gold, correct?)  integers and fractions compare exactly: no rel_tol
-    ("9999", "10000", False), ("123457", "123456", False), ("100001", "100000", False),
-    ("10000", "10000", True), ("10000.0", "10000", True), ("9999.99", "10000", False),
+    ("9999", "10000", False),
+    ("123457", "123456", False),
+    ("100001", "100000", False),
+    ("10000", "10000", True),
+    ("10000.0", "10000", True),
+    ("9999.99", "10000", False),
     ("123456.5", "123456", False),  # a decimal of an integer gold is exact too
-    ("0.5000001", "0.5", False), ("0.50", "\\frac{1}{2}", True), ("\\frac{2}{4}", "0.5", True),
+    ("0.5000001", "0.5", False),
+    ("0.50", "\\frac{1}{2}", True),
+    ("\\frac{2}{4}", "0.5", True),
     ("\\frac{333}{1000}", "\\frac{1}{3}", False),  # a fraction is exact, never an approximation
     # a decimal against a non-terminating fraction: within one unit of its last digit AND rel_tol 1e-4
-    ("0.3333", "\\frac{1}{3}", True), ("0.33333", "\\frac{1}{3}", True), ("0.3334", "\\frac{1}{3}", False),
-    ("0.6667", "\\frac{2}{3}", True), ("0.6666", "\\frac{2}{3}", True), ("0.33", "\\frac{1}{3}", False),
+    ("0.3333", "\\frac{1}{3}", True),
+    ("0.33333", "\\frac{1}{3}", True),
+    ("0.3334", "\\frac{1}{3}", False),
+    ("0.6667", "\\frac{2}{3}", True),
+    ("0.6666", "\\frac{2}{3}", True),
+    ("0.33", "\\frac{1}{3}", False),
     ("\\frac{1}{3}", "0.3333", True),  # gold given as a decimal approximation
     ("004", "4", True),  # leading zeros do not change an integer
 ]
@@ -27,42 +37,71 @@ SPACES = [
     ("12 3", "123", "parse_error"),  # two numbers are not silently joined
     ("1 2", "3", "parse_error"),  # math-verify alone would read 1 2 as 1+2
     ("123 456", "123456", "correct"),  # a space between groups of three is a thousands separator
-    ("1\\,000", "1000", "correct"), ("1{,}000", "1000", "correct"), ("32,\\!349", "32349", "correct"),
+    ("1\\,000", "1000", "correct"),
+    ("1{,}000", "1000", "correct"),
+    ("32,\\!349", "32349", "correct"),
     ("32, 349", "32349", "wrong"),  # comma + space separates a list
-    ("1,2", "12", "wrong"), ("10,000", "1000", "wrong"),
+    ("1,2", "12", "wrong"),
+    ("10,000", "1000", "wrong"),
     ("\\frac 1 2", "0.5", "correct"),  # TeX's \frac 1 2, not '1 2'
 ]
 
 RULES = [
     # degrees: dropped only after a number or group
-    ("30^\\circ", "30", True), ("31^\\circ", "30", False), ("f \\circ g", "fg", False),
+    ("30^\\circ", "30", True),
+    ("31^\\circ", "30", False),
+    ("f \\circ g", "fg", False),
     # units: dropped after a number, never a variable
-    ("12\\text{ cm}^2", "12", True), ("12 m", "12", True), ("12 square units", "12", True),
-    ("13 cm", "12", False), ("2x", "2", False),  # (math-verify itself reads 2m as 2 metres)
+    ("12\\text{ cm}^2", "12", True),
+    ("12 m", "12", True),
+    ("12 square units", "12", True),
+    ("13 cm", "12", False),
+    ("2x", "2", False),  # (math-verify itself reads 2m as 2 metres)
     # \text{} wrappers
-    ("\\text{Evelyn}", "\\text{Evelyn}", True), ("\\text{Eve}", "\\text{Evelyn}", False),
+    ("\\text{Evelyn}", "\\text{Evelyn}", True),
+    ("\\text{Eve}", "\\text{Evelyn}", False),
     # percent: the sign read as a unit or as /100, never a bare number for another
-    ("28\\%", "28\\%", True), ("28 percent", "28\\%", True), ("28 pct", "28\\%", True), ("28", "28\\%", True),
-    ("0.28", "28\\%", True), ("29\\%", "28\\%", False), ("0.28", "28", False), ("2.8\\%", "28\\%", False),
+    ("28\\%", "28\\%", True),
+    ("28 percent", "28\\%", True),
+    ("28 pct", "28\\%", True),
+    ("28", "28\\%", True),
+    ("0.28", "28\\%", True),
+    ("29\\%", "28\\%", False),
+    ("0.28", "28", False),
+    ("2.8\\%", "28\\%", False),
     # choice letters: one letter decides; a hedge never matches
-    ("C) 45", "C", True), ("\\text{(C)}", "C", True), ("C or D", "C", False), ("(C), (D)", "C", False),
-    ("c", "C", True), ("B", "C", False),
+    ("C) 45", "C", True),
+    ("\\text{(C)}", "C", True),
+    ("C or D", "C", False),
+    ("(C), (D)", "C", False),
+    ("c", "C", True),
+    ("B", "C", False),
 ]
 
 FORMS = [
     # coordinates and tuples: in order
-    ("(3, \\frac{\\pi}{2})", "(3,\\frac{\\pi}{2})", True), ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})", True),
-    ("(2, 1)", "(1,2)", False), ("(1, 2, 3)", "(1,2)", False),
+    ("(3, \\frac{\\pi}{2})", "(3,\\frac{\\pi}{2})", True),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})", True),
+    ("(2, 1)", "(1,2)", False),
+    ("(1, 2, 3)", "(1,2)", False),
     # intervals: the brackets matter
-    ("[1, 2)", "[1,2)", True), ("(1, 2]", "[1,2)", False), ("[0, 1]", "(0,1)", False),
-    ("(2,12) \\cup (12,102)", "(2, 12) \\cup (12, 102)", True), ("(2,12) \\cup (12,103)", "(2,12)\\cup(12,102)", False),
+    ("[1, 2)", "[1,2)", True),
+    ("(1, 2]", "[1,2)", False),
+    ("[0, 1]", "(0,1)", False),
+    ("(2,12) \\cup (12,102)", "(2, 12) \\cup (12, 102)", True),
+    ("(2,12) \\cup (12,103)", "(2,12)\\cup(12,102)", False),
     # sets and lists: any order
-    ("\\{1, 2\\}", "\\{2,1\\}", True), ("1, 2", "\\{2, 1\\}", True), ("2, 3, 5", "\\{2,3,5,7\\}", False),
-    ("6 \\text{ and } 8", "6,8", True), ("6 \\text{ and } 9", "6,8", False),
+    ("\\{1, 2\\}", "\\{2,1\\}", True),
+    ("1, 2", "\\{2, 1\\}", True),
+    ("2, 3, 5", "\\{2,3,5,7\\}", False),
+    ("6 \\text{ and } 8", "6,8", True),
+    ("6 \\text{ and } 9", "6,8", False),
     ("-12; -11", "-12,-11", True),
     # symbolic
-    ("2\\sqrt{3}", "\\sqrt{12}", True), ("\\sqrt{13}", "\\sqrt{12}", False),
-    ("x = 5", "5", True), ("x = 6", "5", False),
+    ("2\\sqrt{3}", "\\sqrt{12}", True),
+    ("\\sqrt{13}", "\\sqrt{12}", False),
+    ("x = 5", "5", True),
+    ("x = 6", "5", False),
 ]
 
 
@@ -87,9 +126,11 @@ SEVERAL_BOXES = [
     ("\\boxed{1}, \\boxed{2}, \\boxed{3}", "\\{1, 2\\}", False),
     # a pair of coordinates: in order
     ("x = \\boxed{3}, y = \\boxed{4}", "(3, 4)", False),  # 'y =' is not a connector: only the last box
-    ("\\boxed{3}, \\boxed{4}", "(3,4)", True), ("\\boxed{4}, \\boxed{3}", "(3,4)", False),
+    ("\\boxed{3}, \\boxed{4}", "(3,4)", True),
+    ("\\boxed{4}, \\boxed{3}", "(3,4)", False),
     # a hedge against a single gold is wrong, even when one of them is right
-    ("\\boxed{2} or \\boxed{3}", "3", False), ("\\boxed{3}\\boxed{3}", "3", False),
+    ("\\boxed{2} or \\boxed{3}", "3", False),
+    ("\\boxed{3}\\boxed{3}", "3", False),
     # an interval is not two boxes
     ("\\boxed{1}, \\boxed{2}", "[1,2]", False),
     # an earlier box followed by words is an intermediate result: the last box answers

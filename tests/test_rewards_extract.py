@@ -5,17 +5,20 @@ import pytest
 from rewards.extract import extract_answer, last_boxed
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("so the answer is \\boxed{42}.", ("42", "boxed")),
-    ("\\boxed{1} then \\boxed{\\frac{3}{4}}", ("\\frac{3}{4}", "boxed")),  # the last one
-    ("\\boxed{\\frac{\\sqrt{3}}{2}}", ("\\frac{\\sqrt{3}}{2}", "boxed")),  # nested braces
-    ("\\fbox{7}", ("7", "fbox")),
-    ("\\boxed {12}", ("12", "boxed")),  # space before the brace
-    ("\\boxed{\\{1, 2\\}}", ("\\{1, 2\\}", "boxed")),  # escaped braces are not groups
-    ("\\boxed{3} and later \\boxed{unclosed", ("3", "boxed")),  # cut-off box: the closed one
-    ("\\boxed{\\boxed{5}}", ("\\boxed{5}", "boxed")),  # outer box wins
-    ("\\boxedx{5}", None),  # a different command
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so the answer is \\boxed{42}.", ("42", "boxed")),
+        ("\\boxed{1} then \\boxed{\\frac{3}{4}}", ("\\frac{3}{4}", "boxed")),  # the last one
+        ("\\boxed{\\frac{\\sqrt{3}}{2}}", ("\\frac{\\sqrt{3}}{2}", "boxed")),  # nested braces
+        ("\\fbox{7}", ("7", "fbox")),
+        ("\\boxed {12}", ("12", "boxed")),  # space before the brace
+        ("\\boxed{\\{1, 2\\}}", ("\\{1, 2\\}", "boxed")),  # escaped braces are not groups
+        ("\\boxed{3} and later \\boxed{unclosed", ("3", "boxed")),  # cut-off box: the closed one
+        ("\\boxed{\\boxed{5}}", ("\\boxed{5}", "boxed")),  # outer box wins
+        ("\\boxedx{5}", None),  # a different command
+    ],
+)
 def test_last_boxed(text, expected):
     found = last_boxed(text)
     assert found == expected

@@ -43,16 +43,21 @@ def test_a_custom_reward_function_runs_in_the_child_and_its_result_comes_back():
 
 def _start_child() -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BPPO_REWARD_PARENT_PID": str(os.getpid())}
-    child = subprocess.Popen([sys.executable, "-m", "rewards.check_child"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rewards.check_child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
     assert json.loads(child.stdout.readline()) == {"ready": True}
     return child
 
 
 def test_the_child_kills_itself_after_its_cpu_budget_even_if_nobody_kills_it():
     child = _start_child()
-    request = {"kind": "match", "parts": [POWER_TOWER], "gold": "3", "rel_tol": 1e-4, "pi_numeric": False,
-               "cpu_s": 1.0}
+    request = {"kind": "match", "parts": [POWER_TOWER], "gold": "3", "rel_tol": 1e-4, "pi_numeric": False, "cpu_s": 1.0}
     child.stdin.write((json.dumps(request) + "\n").encode())
     child.stdin.flush()
     try:
@@ -70,13 +75,14 @@ from rewards import sandbox
 from rewards.verify import score
 sandbox.warm_up(2)
 print(" ".join(str(c.process.pid) for c in sandbox._POOL._idle), flush=True)
-score("\\\\boxed{%s}", "3", timeout_s=120)  # busy in a check when the parent is killed
-""" % POWER_TOWER
+score("\\\\boxed{POWER_TOWER}", "3", timeout_s=120)  # busy in a check when the parent is killed
+""".replace("POWER_TOWER", POWER_TOWER)
 
 
 def test_children_die_with_their_parent():
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
         assert len(pids) == 2
@@ -111,8 +117,14 @@ print(result.reason, round(time.monotonic() - started, 2))
 
 def test_a_cold_checker_warm_up_is_not_charged_to_the_first_check():
     # Starting a checker (imports + a warm-up parse) takes ~1-2 s, far over this check's 0.3 s.
-    out = subprocess.run([sys.executable, "-c", COLD], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", COLD],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     reason, seconds = out.stdout.split()
     assert reason == "correct", out.stderr[-2000:]
     assert float(seconds) > 0.3  # it did wait for the warm-up, and the verdict still counted

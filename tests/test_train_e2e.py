@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config_io import load_config
-from tests.conftest import TEST_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs" / "tiny_cpu.yaml")
@@ -92,22 +91,52 @@ def runs(ray_local, tiny_model, tmp_path_factory):
         "bppo": _train(root / "bppo", tiny_model, kill_engine_at=3, **{"trainer.steps": 4, **TARGET_SCHED}),
         # verl-style: 2 mini-batches of 4 groups, 2 epochs = 4 optimizer steps per batch, at an LR
         # that moves the tiny policy past the clip range within them
-        "grpo": _train(root / "grpo", tiny_model, **{"trainer.steps": 3, "algo.name": "grpo",
-                                                     "learner.mini_batch_size": 4, "learner.epochs": 2,
-                                                     "learner.lr": 3e-3}),
+        "grpo": _train(
+            root / "grpo",
+            tiny_model,
+            **{
+                "trainer.steps": 3,
+                "algo.name": "grpo",
+                "learner.mini_batch_size": 4,
+                "learner.epochs": 2,
+                "learner.lr": 3e-3,
+            },
+        ),
         # stop strings on digits: a random model's completions then end at varied lengths;
         # oversampling: 12 prompts in one call for 8 groups with a pair
-        "bppo_early_stop": _train(root / "bppo_early_stop", tiny_model, **{
-            "trainer.steps": 2, "rollout.early_stop_groups": True, "rollout.stop": ["0", "1", "2", "3", "4"],
-            "trainer.gen_prompts_per_step": 12}),
+        "bppo_early_stop": _train(
+            root / "bppo_early_stop",
+            tiny_model,
+            **{
+                "trainer.steps": 2,
+                "rollout.early_stop_groups": True,
+                "rollout.stop": ["0", "1", "2", "3", "4"],
+                "trainer.gen_prompts_per_step": 12,
+            },
+        ),
         "root": root,
     }
 
 
-STEP_KEYS = ["time/step", "time/generate", "time/reward", "time/select", "time/update", "time/sync",
-             "reward/mean", "reward/accuracy", "response/len_mean", "loss/pg", "loss/total", "train/tokens",
-             "throughput/train_tokens_per_s", "throughput/gen_tokens_per_s", "sync/logprob_max_diff",
-             "sync/policy_version", "rollout/staleness"]
+STEP_KEYS = [
+    "time/step",
+    "time/generate",
+    "time/reward",
+    "time/select",
+    "time/update",
+    "time/sync",
+    "reward/mean",
+    "reward/accuracy",
+    "response/len_mean",
+    "loss/pg",
+    "loss/total",
+    "train/tokens",
+    "throughput/train_tokens_per_s",
+    "throughput/gen_tokens_per_s",
+    "sync/logprob_max_diff",
+    "sync/policy_version",
+    "rollout/staleness",
+]
 
 
 @pytest.mark.parametrize("algo", ["bppo", "grpo"])
@@ -131,12 +160,16 @@ def test_every_step_is_complete_and_in_sync(runs, algo):
         assert all(r["bppo/pair_rate"] > 0 and r["train/rows"] == 2 * 8 * r["bppo/pair_rate"] for r in steps)
         assert all(r["bppo/prefix_tokens"] <= 48 for r in steps)
         # One optimizer step per batch: the update's own log-probs are the old ones, no old pass.
-        assert all(r["learner/optimizer_steps"] == 1 and r["learner/old_logprobs_pass"] == 0
-                   and "time/old" not in r for r in steps)
+        assert all(
+            r["learner/optimizer_steps"] == 1 and r["learner/old_logprobs_pass"] == 0 and "time/old" not in r
+            for r in steps
+        )
     else:
         assert all(r["train/rows"] == 8 * 8 for r in steps)
-        assert all(r["learner/optimizer_steps"] == 4 and r["learner/old_logprobs_pass"] == 1
-                   and r["time/old"] > 0 for r in steps)
+        assert all(
+            r["learner/optimizer_steps"] == 4 and r["learner/old_logprobs_pass"] == 1 and r["time/old"] > 0
+            for r in steps
+        )
         assert max(r["loss/clip_frac"] for r in steps) > 0  # the policy moved between mini-batches
     assert any("eval/accuracy" in r for r in steps)
 
@@ -159,8 +192,12 @@ def test_early_stopped_groups_abort_completions_and_still_train(runs):
         assert record["rollout/rounds"] == 1
     aborted = sum(length is None for step in rollouts for group in step["lengths"] for length in group)
     assert aborted > 0  # recorded as null, with a null reward beside it
-    assert all((length is None) == (reward is None) for step in rollouts
-               for lengths, rewards in zip(step["lengths"], step["rewards"]) for length, reward in zip(lengths, rewards))
+    assert all(
+        (length is None) == (reward is None)
+        for step in rollouts
+        for lengths, rewards in zip(step["lengths"], step["rewards"])
+        for length, reward in zip(lengths, rewards)
+    )
     assert all(r["rollout/aborted_rate"] == 0.0 for r in runs["bppo"] if r["step"] > 0)
 
 
@@ -190,13 +227,21 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
     rewards the uninterrupted run had. That run lost an engine before step 3: equal samples
     at steps 3-4 also show the restarted engine sampled with the newest weights."""
     run_dir = runs["root"] / "killed"
-    command = [sys.executable, "-m", "cli.main", "train", "--config", PRESET,
-               *_overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})]
+    command = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "train",
+        "--config",
+        PRESET,
+        *_overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED}),
+    ]
     # Its own wandb service, as a fresh launch would have (not this process's, inherited).
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     env["PYTHONPATH"] = str(ROOT)
-    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     checkpoint = run_dir / "checkpoints" / "step_000002"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -211,8 +256,9 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
 
     from orchestrator.loop import Trainer
 
-    Trainer(load_config([PRESET], _overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})),
-            resume=True).run()
+    Trainer(
+        load_config([PRESET], _overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})), resume=True
+    ).run()
     resumed, reference = _records(run_dir), runs["bppo"]
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]  # lost steps are not counted twice
     resumed_rollouts = _records(run_dir, "rollouts.jsonl")

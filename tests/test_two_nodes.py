@@ -18,19 +18,27 @@ from pathlib import Path
 
 import pytest
 
+from experiments.sweep import expand_trials
 from orchestrator.config import Config
 from orchestrator.placement import PlacementError, plan_placement
-from experiments.sweep import expand_trials
 from tests.test_train_e2e import PRESET, ROOT, _overrides
 
 PINS = ["rollout.resources={rollout_node: 0.1}", "learner.resources={learner_node: 0.1}"]
-TWO_NODES = {"CPU": 2.0, "node:192.0.2.2": 2.0, "node:__internal_head__": 1.0, "rollout_node": 1.0,
-             "learner_node": 1.0}  # what ray.cluster_resources() says of the test's cluster
+TWO_NODES = {
+    "CPU": 2.0,
+    "node:192.0.2.2": 2.0,
+    "node:__internal_head__": 1.0,
+    "rollout_node": 1.0,
+    "learner_node": 1.0,
+}  # what ray.cluster_resources() says of the test's cluster
 
 
 def test_custom_resources_pin_actors_and_every_share_fits_on_one_node():
-    pinned = dict(rollout={"resources": {"rollout_node": 0.1}}, learner={"resources": {"learner_node": 0.1}},
-                  reward={"num_workers": 1})
+    pinned = dict(
+        rollout={"resources": {"rollout_node": 0.1}},
+        learner={"resources": {"learner_node": 0.1}},
+        reward={"num_workers": 1},
+    )
     alone = plan_placement(Config(**pinned), TWO_NODES)
     # 3 actors (engine, learner rank, reward worker) planned into one node's CPU (2 CPUs / 2 nodes).
     assert alone.engine == {"CPU": 0.333, "rollout_node": 0.1}
@@ -38,10 +46,14 @@ def test_custom_resources_pin_actors_and_every_share_fits_on_one_node():
     # Two concurrent trials (ray.share=0.5): all 6 actors fit even on one 1-CPU node.
     shared = plan_placement(Config(**pinned, ray={"share": 0.5}), TWO_NODES)
     assert shared.engine["CPU"] == 0.166 and 6 * shared.engine["CPU"] <= 1.0
-    assert plan_placement(Config(reward={"num_workers": 1}), {"CPU": 2.0, "node:10.0.0.1": 1.0}).engine == {"CPU": 0.666}
+    assert plan_placement(Config(reward={"num_workers": 1}), {"CPU": 2.0, "node:10.0.0.1": 1.0}).engine == {
+        "CPU": 0.666
+    }
 
-    with pytest.raises(PlacementError, match="ask for 0.2 of the custom resource 'rollout_node', but the Ray "
-                                             "cluster has 0 .*ray start --resources"):
+    with pytest.raises(
+        PlacementError,
+        match="ask for 0.2 of the custom resource 'rollout_node', but the Ray cluster has 0 .*ray start --resources",
+    ):
         plan_placement(Config(rollout={"num_engines": 2, "resources": {"rollout_node": 0.1}}), {"CPU": 2.0})
     with pytest.raises(PlacementError, match="learner.resources: 'CPU' is planned by placement"):
         plan_placement(Config(learner={"resources": {"CPU": 1.0}}), TWO_NODES)
@@ -50,8 +62,11 @@ def test_custom_resources_pin_actors_and_every_share_fits_on_one_node():
     cluster = {"CPU": 64, "GPU": 8, "rollout_node": 2}
     fits = plan_placement(gpu, cluster)
     assert fits.engine == {"CPU": 1, "GPU": 1, "rollout_node": 1} and fits.learner_rank == {"CPU": 1, "GPU": 1}
-    with pytest.raises(PlacementError, match=r"= 4 GPUs, but ray.share=0.25 of the Ray cluster's 8 is 2 "
-                                             r"\(runs sharing a cluster at once, e.g. sweep trials, each need their own GPUs\)"):
+    with pytest.raises(
+        PlacementError,
+        match=r"= 4 GPUs, but ray.share=0.25 of the Ray cluster's 8 is 2 "
+        r"\(runs sharing a cluster at once, e.g. sweep trials, each need their own GPUs\)",
+    ):
         plan_placement(gpu.model_copy(update={"ray": gpu.ray.model_copy(update={"share": 0.25})}), cluster)
 
 
@@ -66,8 +81,10 @@ def test_a_sweep_gives_each_concurrent_trial_its_share_and_its_own_absolute_run_
         run_dirs.add(run_dir)
     assert len(run_dirs) == len(trials) == 4
     # No more at once than there are trials; the sweep's own ray.share is split between them.
-    two = expand_trials([preset], ["sweep.max_concurrent=8", "ray.share=0.5",
-                                   "sweep.arms={grpo: [algo.name=grpo], bppo: [algo.name=bppo]}"])
+    two = expand_trials(
+        [preset],
+        ["sweep.max_concurrent=8", "ray.share=0.5", "sweep.arms={grpo: [algo.name=grpo], bppo: [algo.name=bppo]}"],
+    )
     assert all("ray.share=0.25" in overrides for overrides in two.values())
 
 
@@ -104,8 +121,14 @@ def _driver(command: str, overrides: list[str]) -> None:
     """``bppo <command>`` as its own driver process on the cluster (``ray.address`` in overrides)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "RAY_ADDRESS")}
     env.update(PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
-    result = subprocess.run([sys.executable, "-m", "cli.main", command, "--config", PRESET, *overrides],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", command, "--config", PRESET, *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-6000:]
 
 
@@ -127,8 +150,14 @@ def _records(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_engine_and_learner_on_their_nodes_then_a_two_trial_sweep_at_once(two_nodes, tiny_model, tmp_path):
     head, second = two_nodes.head_node.node_id, next(iter(two_nodes.worker_nodes)).node_id
-    common = [*PINS, f"ray.address={two_nodes.address}", "ray.placement_timeout_s=300", "eval.every=0",
-              "trainer.steps=2", "reward.num_workers=1"]
+    common = [
+        *PINS,
+        f"ray.address={two_nodes.address}",
+        "ray.placement_timeout_s=300",
+        "eval.every=0",
+        "trainer.steps=2",
+        "reward.num_workers=1",
+    ]
     seen: set[str] = set()
 
     run_dir = tmp_path / "train"
@@ -147,9 +176,21 @@ def test_engine_and_learner_on_their_nodes_then_a_two_trial_sweep_at_once(two_no
 
     root = tmp_path / "sweep"
     # One engine, one learner rank and 4 prompts per trial: two trials at once on 2 cores.
-    _driver("sweep", [*_overrides(root, tiny_model), *common, "rollout.num_engines=1", "learner.world_size=1",
-                      "learner.zero_stage=0", "trainer.prompts_per_step=4", "sweep.max_concurrent=2",
-                      "sweep.baseline=bppo", "sweep.arms={bppo: [algo.name=bppo]}", "sweep.grid={trainer.seed: [0, 1]}"])
+    _driver(
+        "sweep",
+        [
+            *_overrides(root, tiny_model),
+            *common,
+            "rollout.num_engines=1",
+            "learner.world_size=1",
+            "learner.zero_stage=0",
+            "trainer.prompts_per_step=4",
+            "sweep.max_concurrent=2",
+            "sweep.baseline=bppo",
+            "sweep.arms={bppo: [algo.name=bppo]}",
+            "sweep.grid={trainer.seed: [0, 1]}",
+        ],
+    )
     rows = json.loads((root / "sweep.json").read_text())["trials"]
     assert set(rows) == {"bppo-seed0", "bppo-seed1"}
     for name, row in rows.items():

@@ -67,14 +67,16 @@ def test_packed_attention_equals_each_row_alone_with_gradients():
     generator = torch.Generator().manual_seed(0)
     lengths = [5, 1, 3]
     position_ids = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)  # [1, 9]
-    query, key, value = (torch.randn(1, 2, 9, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-                         for _ in range(3))
+    query, key, value = (
+        torch.randn(1, 2, 9, 4, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(3)
+    )
     out, _ = packed_attention(None, query, key, value, None, position_ids=position_ids, scaling=0.3)
     pieces, start = [], 0
     for n in lengths:
         rows = slice(start, start + n)
         piece = torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, rows], key[:, :, rows], value[:, :, rows], is_causal=True, scale=0.3)
+            query[:, :, rows], key[:, :, rows], value[:, :, rows], is_causal=True, scale=0.3
+        )
         pieces.append(piece.transpose(1, 2))  # [1, n, heads, head_dim]
         start += n
     expected = torch.cat(pieces, dim=1)
@@ -91,9 +93,18 @@ def _worker(tiny_model: str, padding_free: bool, top_p: float):
     from learner.worker import LearnerWorker
     from orchestrator.config import LearnerConfig
 
-    worker = LearnerWorker(rank=0, world_size=1, model_path=tiny_model, dtype="float32", temperature=0.7,
-                           top_p=top_p, total_steps=1, seed=0, algo=GRPOConfig().model_dump(),
-                           learner=LearnerConfig(padding_free=padding_free).model_dump())
+    worker = LearnerWorker(
+        rank=0,
+        world_size=1,
+        model_path=tiny_model,
+        dtype="float32",
+        temperature=0.7,
+        top_p=top_p,
+        total_steps=1,
+        seed=0,
+        algo=GRPOConfig().model_dump(),
+        learner=LearnerConfig(padding_free=padding_free).model_dump(),
+    )
     return worker, worker._load_model(worker._ds_config(train=True))
 
 
@@ -105,8 +116,13 @@ def test_worker_packed_logprobs_and_gradients_equal_padded(tiny_model, top_p):
     shapes = [(5, 12), (3, 1), (6, 9), (2, 1), (4, 7)]  # (prompt, response) tokens
     draw = lambda n: torch.randint(1, 300, (n,), generator=generator).tolist()  # noqa: E731
     input_ids, attention_mask, _, _ = pad_rows([draw(p) for p, _ in shapes], [draw(r) for _, r in shapes], pad_id=0)
-    batch = TrainBatch(input_ids=input_ids, attention_mask=attention_mask, loss_mask=attention_mask.float(),
-                       advantages=torch.zeros(5), group_index=torch.arange(5))
+    batch = TrainBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        loss_mask=attention_mask.float(),
+        advantages=torch.zeros(5),
+        group_index=torch.arange(5),
+    )
     weights = torch.rand(input_ids.shape, generator=generator) * attention_mask  # a loss on real tokens only
     results = {}
     for padding_free in (False, True):
@@ -141,13 +157,26 @@ def test_flash_attention_varlen_packed_equals_padded_on_gpu(tiny_model):
     shapes = [(5, 40), (3, 7), (6, 25)]
     draw = lambda n: torch.randint(1, 300, (n,), generator=generator).tolist()  # noqa: E731
     input_ids, attention_mask, _, _ = pad_rows([draw(p) for p, _ in shapes], [draw(r) for _, r in shapes], pad_id=0)
-    batch = TrainBatch(input_ids=input_ids, attention_mask=attention_mask, loss_mask=attention_mask.float(),
-                       advantages=torch.zeros(3), group_index=torch.arange(3))
+    batch = TrainBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        loss_mask=attention_mask.float(),
+        advantages=torch.zeros(3),
+        group_index=torch.arange(3),
+    )
     results = {}
     for padding_free in (False, True):
-        worker = LearnerWorker(rank=0, world_size=1, model_path=tiny_model, dtype="bfloat16", temperature=1.0,
-                               total_steps=1, seed=0, algo=GRPOConfig().model_dump(),
-                               learner=LearnerConfig(padding_free=padding_free).model_dump())
+        worker = LearnerWorker(
+            rank=0,
+            world_size=1,
+            model_path=tiny_model,
+            dtype="bfloat16",
+            temperature=1.0,
+            total_steps=1,
+            seed=0,
+            algo=GRPOConfig().model_dump(),
+            learner=LearnerConfig(padding_free=padding_free).model_dump(),
+        )
         model = worker._load_model(worker._ds_config(train=True))
         assert (model.config._attn_implementation == "flash_attention_2") == padding_free
         with torch.no_grad():

@@ -9,10 +9,10 @@ import pytest
 import ray
 import torch
 
-from learner.batch import RolloutGroups
 from learner.algorithms import GRPOConfig, build_train_batch
-from rollout.types import SamplingSettings
+from learner.batch import RolloutGroups
 from orchestrator.config import LearnerConfig
+from rollout.types import SamplingSettings
 from tests.engine_probes import engine_logprobs, engine_versions
 
 G, PROMPTS, ENGINES = 4, 3, 2
@@ -25,14 +25,34 @@ def parts(ray_local, tiny_model):
     from weight_sync.driver import WeightSync
 
     algo = GRPOConfig(agg_mode="token-mean")
-    fleet = EngineFleet(num_engines=ENGINES, resources_per_engine={"CPU": 0.25}, engine_kwargs=dict(
-        model_path=tiny_model, max_model_len=128, seed=0))
+    fleet = EngineFleet(
+        num_engines=ENGINES,
+        resources_per_engine={"CPU": 0.25},
+        engine_kwargs=dict(model_path=tiny_model, max_model_len=128, seed=0),
+    )
     learner = LearnerWorld(
-        world_size=1, micro_batch_tokens=4096, resources_per_rank={"CPU": 0.5}, max_len=32,
-        worker_kwargs=dict(model_path=tiny_model, algo=algo.model_dump(), dtype="float32", temperature=1.0,
-                           total_steps=10, seed=0, learner=LearnerConfig(
-                               zero_stage=0, lr=1e-3, weight_decay=0.0, warmup_steps=0, lr_schedule="constant",
-                               max_grad_norm=1.0, gradient_checkpointing=False).model_dump()))
+        world_size=1,
+        micro_batch_tokens=4096,
+        resources_per_rank={"CPU": 0.5},
+        max_len=32,
+        worker_kwargs=dict(
+            model_path=tiny_model,
+            algo=algo.model_dump(),
+            dtype="float32",
+            temperature=1.0,
+            total_steps=10,
+            seed=0,
+            learner=LearnerConfig(
+                zero_stage=0,
+                lr=1e-3,
+                weight_decay=0.0,
+                warmup_steps=0,
+                lr_schedule="constant",
+                max_grad_norm=1.0,
+                gradient_checkpointing=False,
+            ).model_dump(),
+        ),
+    )
     sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
     yield fleet, learner, algo, sync
     sync.close()
@@ -44,8 +64,13 @@ def _learner_logprobs(learner, sequence: list[int]) -> torch.Tensor:
     from learner.batch import TrainBatch
 
     ids = torch.tensor([sequence])
-    batch = TrainBatch(input_ids=ids, attention_mask=torch.ones_like(ids), loss_mask=torch.ones(ids.shape),
-                       advantages=torch.zeros(1), group_index=torch.zeros(1, dtype=torch.long))
+    batch = TrainBatch(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        loss_mask=torch.ones(ids.shape),
+        advantages=torch.zeros(1),
+        group_index=torch.zeros(1, dtype=torch.long),
+    )
     return learner.logprobs(batch)[0]
 
 
@@ -54,11 +79,15 @@ def _one_update(fleet, learner, algo, seed: int) -> None:
     samples = fleet.generate(prompts, SamplingSettings(n=G, max_tokens=12, seed=seed))
     groups = RolloutGroups(
         prompt_ids=prompts,
-        response_ids=[[s.response_ids for s in samples[i * G:(i + 1) * G]] for i in range(PROMPTS)],
-        rewards=torch.tensor([[float(len(s.response_ids) % 2) + 0.1 * j for j, s in
-                               enumerate(samples[i * G:(i + 1) * G])] for i in range(PROMPTS)]),
+        response_ids=[[s.response_ids for s in samples[i * G : (i + 1) * G]] for i in range(PROMPTS)],
+        rewards=torch.tensor(
+            [
+                [float(len(s.response_ids) % 2) + 0.1 * j for j, s in enumerate(samples[i * G : (i + 1) * G])]
+                for i in range(PROMPTS)
+            ]
+        ),
         correct=torch.zeros(PROMPTS, G, dtype=torch.bool),
-        response_logprobs=[[s.response_logprobs for s in samples[i * G:(i + 1) * G]] for i in range(PROMPTS)],
+        response_logprobs=[[s.response_logprobs for s in samples[i * G : (i + 1) * G]] for i in range(PROMPTS)],
     )
     batch = build_train_batch(groups, algo, pad_id=0)
     batch.old_logprobs = learner.logprobs(batch)
@@ -69,8 +98,8 @@ def test_each_sync_bumps_the_version_and_changes_theengine_logprobs(parts):
     fleet, learner, algo, sync = parts
     probe = [3, 14, 15, 92, 65, 35, 89, 79]
     before = engine_logprobs(fleet, probe)
-    for engine_logprobs in before:
-        assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+    for logprobs_of_engine in before:
+        assert (logprobs_of_engine - _learner_logprobs(learner, probe)).abs().max() < 1e-4
     for round_ in range(1, 4):
         _one_update(fleet, learner, algo, seed=round_)
         version = sync.push()
@@ -95,8 +124,8 @@ def test_a_killed_engine_is_restarted_with_the_newest_weights_and_the_call_retri
     assert fleet.restarts == restarts + 1
     assert len(samples) == 2 * ENGINES and {s.policy_version for s in samples} == {version}
     probe = [9, 8, 7, 6, 5, 4]
-    for engine_logprobs in engine_logprobs(fleet, probe):  # the rebuilt group synced both
-        assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+    for logprobs_of_engine in engine_logprobs(fleet, probe):  # the rebuilt group synced both
+        assert (logprobs_of_engine - _learner_logprobs(learner, probe)).abs().max() < 1e-4
     _one_update(fleet, learner, algo, seed=100)
     assert sync.push() == version + 1  # the rebuilt group keeps working
 
@@ -118,8 +147,8 @@ def test_a_sync_broken_by_a_dying_engine_fails_fast_and_is_recovered(parts):
     assert time.monotonic() - started < 4 * 20 + 60  # timeouts, a restart and one resend; no hang
     assert fleet.restarts == restarts + 1 and engine_versions(fleet) == [version + 1] * ENGINES
     probe = [2, 7, 1, 8, 2, 8]
-    for engine_logprobs in engine_logprobs(fleet, probe):
-        assert (engine_logprobs - _learner_logprobs(learner, probe)).abs().max() < 1e-4
+    for logprobs_of_engine in engine_logprobs(fleet, probe):
+        assert (logprobs_of_engine - _learner_logprobs(learner, probe)).abs().max() < 1e-4
 
 
 def test_a_tensor_parallel_engine_takes_the_same_route(parts, tiny_model):
@@ -129,8 +158,11 @@ def test_a_tensor_parallel_engine_takes_the_same_route(parts, tiny_model):
     from weight_sync.driver import WeightSync
 
     _, learner, algo, _ = parts
-    fleet = EngineFleet(num_engines=1, resources_per_engine={"CPU": 0.5}, engine_kwargs=dict(
-        model_path=tiny_model, max_model_len=128, seed=0, tensor_parallel_size=2))
+    fleet = EngineFleet(
+        num_engines=1,
+        resources_per_engine={"CPU": 0.5},
+        engine_kwargs=dict(model_path=tiny_model, max_model_len=128, seed=0, tensor_parallel_size=2),
+    )
     try:
         sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
         _one_update(fleet, learner, algo, seed=7)

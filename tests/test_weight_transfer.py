@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from weight_sync.transfer import plan_buckets
 from orchestrator.config import LearnerConfig
 from tests.engine_probes import engine_versions
+from weight_sync.transfer import plan_buckets
 
 MB = 2**20
 
@@ -62,14 +62,34 @@ def test_nccl_sync_matches_learner_weights(ray_local, tiny_model):
     from rollout.fleet import EngineFleet
     from weight_sync.driver import WeightSync
 
-    fleet = EngineFleet(num_engines=1, resources_per_engine={"GPU": 1}, engine_kwargs=dict(
-        model_path=tiny_model, max_model_len=128, gpu_memory_utilization=0.3, seed=0))
-    learner = LearnerWorld(world_size=1, micro_batch_tokens=4096, resources_per_rank={"GPU": 1}, max_len=32,
-                           worker_kwargs=dict(model_path=tiny_model, algo={"name": "grpo"}, dtype="float32",
-                                              temperature=1.0, total_steps=1, seed=0, learner=LearnerConfig(
-                                                  zero_stage=0, lr=1e-3, weight_decay=0.0, warmup_steps=0,
-                                                  lr_schedule="constant", max_grad_norm=1.0,
-                                                  gradient_checkpointing=False).model_dump()))
+    fleet = EngineFleet(
+        num_engines=1,
+        resources_per_engine={"GPU": 1},
+        engine_kwargs=dict(model_path=tiny_model, max_model_len=128, gpu_memory_utilization=0.3, seed=0),
+    )
+    learner = LearnerWorld(
+        world_size=1,
+        micro_batch_tokens=4096,
+        resources_per_rank={"GPU": 1},
+        max_len=32,
+        worker_kwargs=dict(
+            model_path=tiny_model,
+            algo={"name": "grpo"},
+            dtype="float32",
+            temperature=1.0,
+            total_steps=1,
+            seed=0,
+            learner=LearnerConfig(
+                zero_stage=0,
+                lr=1e-3,
+                weight_decay=0.0,
+                warmup_steps=0,
+                lr_schedule="constant",
+                max_grad_norm=1.0,
+                gradient_checkpointing=False,
+            ).model_dump(),
+        ),
+    )
     sync = WeightSync(fleet, learner, on_gpu=True, bucket_mb=1, timeout_s=120)
     assert sync.push() == 1 and engine_versions(fleet) == [1]
     assert sync.push(version=7) == 7 and engine_versions(fleet) == [7]

@@ -18,8 +18,8 @@ import torch
 
 from learner.algorithms import GRPOConfig
 from learner.logprobs import sequence_logprobs
-from tests.test_learner_world import LR, _batch, _reference_step
 from orchestrator.config import LearnerConfig
+from tests.test_learner_world import LR, _batch, _reference_step
 
 TIMEOUT_S = 120  # a hang fails the test instead of blocking the suite; a step takes ~1 s
 ALGO = GRPOConfig(kl_coef=0.1, clip_low=0.02, clip_high=0.02)  # kl_coef > 0: the reference is built too
@@ -29,12 +29,29 @@ def _group(tiny_model: str):
     from learner.world import LearnerWorld
 
     return LearnerWorld(
-        world_size=2, micro_batch_tokens=20, resources_per_rank={"CPU": 0.5}, max_len=32,
-        worker_kwargs=dict(model_path=tiny_model, algo=ALGO.model_dump(), dtype="float32", temperature=1.0,
-                           total_steps=10, seed=0, learner=LearnerConfig(
-                               zero_stage=3, lr=LR, weight_decay=0.0, warmup_steps=0,
-                               # cosine: the LR of the step after a skip shows whether the skip moved it
-                               lr_schedule="cosine", max_grad_norm=1e6, gradient_checkpointing=False).model_dump()))
+        world_size=2,
+        micro_batch_tokens=20,
+        resources_per_rank={"CPU": 0.5},
+        max_len=32,
+        worker_kwargs=dict(
+            model_path=tiny_model,
+            algo=ALGO.model_dump(),
+            dtype="float32",
+            temperature=1.0,
+            total_steps=10,
+            seed=0,
+            learner=LearnerConfig(
+                zero_stage=3,
+                lr=LR,
+                weight_decay=0.0,
+                warmup_steps=0,
+                # cosine: the LR of the step after a skip shows whether the skip moved it
+                lr_schedule="cosine",
+                max_grad_norm=1e6,
+                gradient_checkpointing=False,
+            ).model_dump(),
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +62,9 @@ def setup(ray_local, tiny_model):
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     batch = _batch(model.config.vocab_size, model)
     with torch.no_grad():
-        batch.ref_logprobs = sequence_logprobs(model(batch.input_ids, attention_mask=batch.attention_mask).logits,
-                                               batch.input_ids)  # [B, T]
+        batch.ref_logprobs = sequence_logprobs(
+            model(batch.input_ids, attention_mask=batch.attention_mask).logits, batch.input_ids
+        )  # [B, T]
     learner = _group(tiny_model)
     try:
         yield learner, model, batch
@@ -64,10 +82,17 @@ def _on_each_rank(learner, fn) -> list:
 def _state(worker) -> dict:
     """This rank's optimizer state: Adam's moments and step, the fp32 master partition, the schedule."""
     optimizer = worker.engine.optimizer
-    adam = [{k: v.clone() if torch.is_tensor(v) else v for k, v in optimizer.optimizer.state[p].items()}
-            for group in optimizer.optimizer.param_groups for p in group["params"]]
-    return dict(adam=adam, master=[t.clone() for t in optimizer.fp32_partitioned_groups_flat],
-                schedule=worker.engine.lr_scheduler.state_dict(), global_steps=worker.engine.global_steps)
+    adam = [
+        {k: v.clone() if torch.is_tensor(v) else v for k, v in optimizer.optimizer.state[p].items()}
+        for group in optimizer.optimizer.param_groups
+        for p in group["params"]
+    ]
+    return dict(
+        adam=adam,
+        master=[t.clone() for t in optimizer.fp32_partitioned_groups_flat],
+        schedule=worker.engine.lr_scheduler.state_dict(),
+        global_steps=worker.engine.global_steps,
+    )
 
 
 def _assert_equal(a, b) -> None:
@@ -92,8 +117,10 @@ def test_policy_and_reference_are_built_partitioned_with_the_model_weights(setup
     hidden = model.config.hidden_size
 
     def placement(worker):
-        return {name: [(p.numel(), p.ds_tensor.numel(), p.ds_numel) for _, p in engine.module.named_parameters()]
-                for name, engine in (("policy", worker.engine), ("reference", worker.reference))}
+        return {
+            name: [(p.numel(), p.ds_tensor.numel(), p.ds_numel) for _, p in engine.module.named_parameters()]
+            for name, engine in (("policy", worker.engine), ("reference", worker.reference))
+        }
 
     def load_fresh(worker):  # both ranks at once: loading gathers each weight to rank 0 and back
         model = worker._load_model(worker._ds_config(train=True))
@@ -126,10 +153,15 @@ def _train_every_rank(learner, batch) -> list[dict]:
     """``LearnerWorld.train``'s dispatch, answering every rank's metrics (and never waiting forever)."""
     import ray
 
-    norms = dict(global_tokens=float(batch.loss_mask.sum()),
-                 global_seqs=float((batch.loss_mask.sum(dim=-1) > 0).sum()), max_len=learner.max_len)
-    calls = [w.train.remote([batch.select(rows) for rows in micro], norms)
-             for w, micro in zip(learner.workers, learner._split(batch))]
+    norms = dict(
+        global_tokens=float(batch.loss_mask.sum()),
+        global_seqs=float((batch.loss_mask.sum(dim=-1) > 0).sum()),
+        max_len=learner.max_len,
+    )
+    calls = [
+        w.train.remote([batch.select(rows) for rows in micro], norms)
+        for w, micro in zip(learner.workers, learner._split(batch))
+    ]
     return ray.get(calls, timeout=TIMEOUT_S)
 
 

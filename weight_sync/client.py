@@ -23,10 +23,17 @@ class EngineTransferClient:
         # (an engine died after start_weight_update) would make vLLM refuse to release them.
         self._all("abort_weight_update")
         self._all("shutdown_weight_transfer_engine")
-        self._wait("init_weight_transfer_engine", [
-            engine.weight_transfer.remote("init_weight_transfer_engine", {"init_info": dict(
-                init_info, rank_offset=init_info["rank_offset"] + i * self.workers_per_engine)}, self.timeout_s)
-            for i, engine in enumerate(self.engines)])
+        self._wait(
+            "init_weight_transfer_engine",
+            [
+                engine.weight_transfer.remote(
+                    "init_weight_transfer_engine",
+                    {"init_info": dict(init_info, rank_offset=init_info["rank_offset"] + i * self.workers_per_engine)},
+                    self.timeout_s,
+                )
+                for i, engine in enumerate(self.engines)
+            ],
+        )
 
     def start_weight_update(self) -> None:
         self._all("start_weight_update")
@@ -49,5 +56,7 @@ class EngineTransferClient:
         except ray.exceptions.GetTimeoutError:
             done, _ = ray.wait(calls, num_returns=len(calls), timeout=0)
             late = [i for i, call in enumerate(calls) if call not in done]
-            raise TimeoutError(f"weight transfer: rollout engine(s) {late} did not finish {method} within "
-                               f"{self.timeout_s:g} s (rollout.sync_timeout_s)") from None
+            raise TimeoutError(
+                f"weight transfer: rollout engine(s) {late} did not finish {method} within "
+                f"{self.timeout_s:g} s (rollout.sync_timeout_s)"
+            ) from None

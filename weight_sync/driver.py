@@ -56,12 +56,20 @@ class WeightSync:
     def _connect(self) -> None:
         host, port = self.learner.transfer_address()
         engines = self.fleet.engines
-        self._wait(self.learner.open_weight_transfer(
-            dict(backend=self.backend, master_address=host, master_port=port,
-                 world_size=1 + len(engines) * self.fleet.tensor_parallel_size,
-                 bucket_bytes=self.bucket_bytes, timeout_s=self.timeout_s),
-            EngineTransferClient(engines, self.fleet.tensor_parallel_size, self.timeout_s),
-        ), "the learner and the rollout engines forming the weight-transfer group")
+        self._wait(
+            self.learner.open_weight_transfer(
+                dict(
+                    backend=self.backend,
+                    master_address=host,
+                    master_port=port,
+                    world_size=1 + len(engines) * self.fleet.tensor_parallel_size,
+                    bucket_bytes=self.bucket_bytes,
+                    timeout_s=self.timeout_s,
+                ),
+                EngineTransferClient(engines, self.fleet.tensor_parallel_size, self.timeout_s),
+            ),
+            "the learner and the rollout engines forming the weight-transfer group",
+        )
 
     def _send(self) -> None:
         self._wait(self.learner.send_weights(), "the learner sending its weights to the rollout engines")
@@ -72,5 +80,6 @@ class WeightSync:
         try:
             ray.get(calls, timeout=2 * self.timeout_s + 30)
         except ray.exceptions.GetTimeoutError:
-            raise TimeoutError(f"weight sync: {what} did not finish within {2 * self.timeout_s + 30:g} s "
-                               "(rollout.sync_timeout_s)") from None
+            raise TimeoutError(
+                f"weight sync: {what} did not finish within {2 * self.timeout_s + 30:g} s (rollout.sync_timeout_s)"
+            ) from None

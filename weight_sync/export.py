@@ -8,7 +8,7 @@ sending rank (0) keeps a copy of each gathered tensor; the others only join the 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource
@@ -19,8 +19,10 @@ class DeepSpeedWeightSource(WeightSource):
         self.module, self.zero3, self.keep = module, zero3, keep
 
     def metadata(self) -> list[ParamMeta]:
-        return [ParamMeta(name, p.dtype, tuple(p.ds_shape if self.zero3 else p.shape))
-                for name, p in self.module.named_parameters()]
+        return [
+            ParamMeta(name, p.dtype, tuple(p.ds_shape if self.zero3 else p.shape))
+            for name, p in self.module.named_parameters()
+        ]
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
         import deepspeed

@@ -23,11 +23,12 @@ error instead of hanging it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 from vllm.distributed.weight_transfer.base import (
@@ -75,8 +76,9 @@ def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def _bucket_plan(names: list[str], dtype_names: list[str], shapes: list[list[int]],
-                 bucket_bytes: int) -> list[list[int]]:
+def _bucket_plan(
+    names: list[str], dtype_names: list[str], shapes: list[list[int]], bucket_bytes: int
+) -> list[list[int]]:
     sizes = [(_numel(s) * _dtype(d).itemsize, d) for d, s in zip(dtype_names, shapes)]
     return plan_buckets(sizes, bucket_bytes)
 
@@ -90,15 +92,18 @@ def _broadcast(group, flat: torch.Tensor, timeout_s: float, what: str) -> None:
     try:
         work.wait(timedelta(seconds=timeout_s))
     except RuntimeError as error:
-        raise TimeoutError(f"weight transfer: {what} did not complete within {timeout_s:g} s "
-                           f"(a peer died or stopped answering): {error}") from error
+        raise TimeoutError(
+            f"weight transfer: {what} did not complete within {timeout_s:g} s "
+            f"(a peer died or stopped answering): {error}"
+        ) from error
 
 
 def _open_group(host: str, port: int, rank: int, world_size: int, timeout_s: float):
     from vllm.distributed.utils import stateless_init_torch_distributed_process_group
 
     return stateless_init_torch_distributed_process_group(
-        host, port, rank, world_size, backend="gloo", timeout=timedelta(seconds=timeout_s))
+        host, port, rank, world_size, backend="gloo", timeout=timedelta(seconds=timeout_s)
+    )
 
 
 def _close_group(group) -> None:
@@ -144,8 +149,9 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooWeightTransferInitInfo, 
         self.shutdown()  # a rebuilt group replaces the old one
         rank = init_info.rank_offset + self.parallel_config.rank  # this worker's TP rank in its engine
         self.bucket_bytes, self.timeout_s = init_info.bucket_bytes, init_info.timeout_s
-        self.group = _open_group(init_info.master_address, init_info.master_port, rank, init_info.world_size,
-                                 init_info.timeout_s)
+        self.group = _open_group(
+            init_info.master_address, init_info.master_port, rank, init_info.world_size, init_info.timeout_s
+        )
 
     def start_weight_update(self) -> None:
         from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
@@ -167,13 +173,14 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooWeightTransferInitInfo, 
             raise RuntimeError("gloo weight transfer: init_weight_transfer_engine was not called")
         names, dtype_names, shapes = update_info.names, update_info.dtype_names, update_info.shapes
         for bucket in _bucket_plan(names, dtype_names, shapes, self.bucket_bytes):
-            flat = torch.empty(sum(_numel(shapes[i]) for i in bucket), dtype=_dtype(dtype_names[bucket[0]]),
-                               device=self.device)
+            flat = torch.empty(
+                sum(_numel(shapes[i]) for i in bucket), dtype=_dtype(dtype_names[bucket[0]]), device=self.device
+            )
             _broadcast(self.group, flat, self.timeout_s, f"receiving {names[bucket[0]]}")
             tensors, offset = [], 0
             for i in bucket:
                 n = _numel(shapes[i])
-                tensors.append((names[i], flat[offset:offset + n].view(shapes[i])))
+                tensors.append((names[i], flat[offset : offset + n].view(shapes[i])))
                 offset += n
             self.model.load_weights(tensors)
 
@@ -204,8 +211,7 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
 
     init_info_cls = GlooTrainerInitInfo
 
-    def __init__(self, *, client, source: WeightSource, is_sender: bool, bucket_bytes: int,
-                 timeout_s: float) -> None:
+    def __init__(self, *, client, source: WeightSource, is_sender: bool, bucket_bytes: int, timeout_s: float) -> None:
         super().__init__(client=client, source=source, is_sender=is_sender)
         self.bucket_bytes, self.timeout_s = bucket_bytes, timeout_s
         self.group = None
@@ -214,18 +220,29 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
     def trainer_init(cls, init_info: GlooTrainerInitInfo, *, client, source: WeightSource | None = None):
         if source is None:
             raise ValueError("gloo weight transfer needs a WeightSource")
-        engine = cls(client=client, source=source, is_sender=init_info.is_sender,
-                     bucket_bytes=init_info.bucket_bytes, timeout_s=init_info.timeout_s)
+        engine = cls(
+            client=client,
+            source=source,
+            is_sender=init_info.is_sender,
+            bucket_bytes=init_info.bucket_bytes,
+            timeout_s=init_info.timeout_s,
+        )
         if not engine.is_sender:
             return engine
         worker_info = GlooWeightTransferInitInfo(
-            master_address=init_info.master_address, master_port=init_info.master_port, rank_offset=1,
-            world_size=init_info.world_size, bucket_bytes=init_info.bucket_bytes, timeout_s=init_info.timeout_s)
+            master_address=init_info.master_address,
+            master_port=init_info.master_port,
+            rank_offset=1,
+            world_size=init_info.world_size,
+            bucket_bytes=init_info.bucket_bytes,
+            timeout_s=init_info.timeout_s,
+        )
         # The workers block in the rendezvous until rank 0 joins: run both at once.
         with ThreadPoolExecutor(max_workers=1) as pool:
             joined = pool.submit(client.init_weight_transfer_engine, asdict(worker_info))
-            engine.group = _open_group(init_info.master_address, init_info.master_port, 0, init_info.world_size,
-                                       init_info.timeout_s)
+            engine.group = _open_group(
+                init_info.master_address, init_info.master_port, 0, init_info.world_size, init_info.timeout_s
+            )
             _result(joined, init_info.timeout_s, "the rollout engines joining the weight-transfer group")
         return engine
 
@@ -236,8 +253,10 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
                 pass
             return
         update_info = GlooWeightTransferUpdateInfo(
-            names=[m.name for m in meta], dtype_names=[str(m.dtype).removeprefix("torch.") for m in meta],
-            shapes=[list(m.shape) for m in meta])
+            names=[m.name for m in meta],
+            dtype_names=[str(m.dtype).removeprefix("torch.") for m in meta],
+            shapes=[list(m.shape) for m in meta],
+        )
         self.client.start_weight_update()
         pool = ThreadPoolExecutor(max_workers=1)
         try:  # the workers receive inside update_weights while rank 0 broadcasts
@@ -277,8 +296,10 @@ def _checked(source: WeightSource, meta: list[ParamMeta]) -> Iterator[tuple[str,
             raise ValueError(f"weight source yielded more parameters than its metadata ({len(meta)}): {name!r}")
         want = meta[count]
         if name != want.name or tensor.dtype != want.dtype or tuple(tensor.shape) != tuple(want.shape):
-            raise ValueError(f"weight source disagrees with its metadata at {count}: declared {want.name!r} "
-                             f"{want.dtype} {tuple(want.shape)}, got {name!r} {tensor.dtype} {tuple(tensor.shape)}")
+            raise ValueError(
+                f"weight source disagrees with its metadata at {count}: declared {want.name!r} "
+                f"{want.dtype} {tuple(want.shape)}, got {name!r} {tensor.dtype} {tuple(tensor.shape)}"
+            )
         count += 1
         yield name, tensor
     if count != len(meta):
@@ -316,16 +337,36 @@ class WeightTransferExtension:
             self.weight_transfer_engine.reset_weight_update_target()
 
 
-def trainer_init_info(backend: str, *, rank: int, master_address: str, master_port: int, world_size: int,
-                      bucket_bytes: int, timeout_s: float) -> TrainerInitInfo:
+def trainer_init_info(
+    backend: str,
+    *,
+    rank: int,
+    master_address: str,
+    master_port: int,
+    world_size: int,
+    bucket_bytes: int,
+    timeout_s: float,
+) -> TrainerInitInfo:
     """The trainer-side init info of a backend: the one line where the GPU (vLLM's NCCL engine,
     packed buckets) and CPU (gloo) routes differ; ``WeightTransferTrainerFactory`` does the rest."""
     if backend == "nccl":
         from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
 
-        return NCCLTrainerInitInfo(master_address=master_address, master_port=master_port, world_size=world_size,
-                                   packed=True, packed_buffer_size_bytes=bucket_bytes, rank=rank)
+        return NCCLTrainerInitInfo(
+            master_address=master_address,
+            master_port=master_port,
+            world_size=world_size,
+            packed=True,
+            packed_buffer_size_bytes=bucket_bytes,
+            rank=rank,
+        )
     if backend == BACKEND:
-        return GlooTrainerInitInfo(master_address=master_address, master_port=master_port, world_size=world_size,
-                                   bucket_bytes=bucket_bytes, timeout_s=timeout_s, rank=rank)
+        return GlooTrainerInitInfo(
+            master_address=master_address,
+            master_port=master_port,
+            world_size=world_size,
+            bucket_bytes=bucket_bytes,
+            timeout_s=timeout_s,
+            rank=rank,
+        )
     raise ValueError(f"weight-transfer backend {backend!r}: expected 'nccl' (GPU) or 'gloo' (CPU)")

@@ -7,7 +7,7 @@ default), ``skip`` (GRESO), ``target`` (online difficulty filtering / AdaRFT) an
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -82,7 +82,7 @@ class SkipSched(_Estimates):
     """Skip never-seen prompts by their pool's prediction (off: GRESO exactly, history only)."""
 
     @model_validator(mode="after")
-    def _floor(self) -> "SkipSched":
+    def _floor(self) -> SkipSched:
         if self.min_explore > self.explore_init:
             raise ValueError(f"sched.min_explore={self.min_explore} is above sched.explore_init={self.explore_init}")
         return self
@@ -132,4 +132,4 @@ class CurriculumSched(_ScoreColumn):
     """Keep the earlier (less complex) bins in the pool of later stages."""
 
 
-SchedConfig = Annotated[Union[UniformSched, SkipSched, TargetSched, CurriculumSched], Field(discriminator="kind")]
+SchedConfig = Annotated[UniformSched | SkipSched | TargetSched | CurriculumSched, Field(discriminator="kind")]

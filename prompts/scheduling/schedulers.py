@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from prompts.stream import PromptStream
 from prompts.scheduling.config import CurriculumSched, SkipSched, TargetSched, UniformSched
 from prompts.scheduling.stats import PromptStats, pool_indices
+from prompts.stream import PromptStream
 
 
 class Scheduler:
@@ -81,7 +81,7 @@ class SkipScheduler(Scheduler):
         """Probability the prompt's next group is all correct (easy) / all wrong (hard): its record
         when it has ``window`` visits (certain if they all were), else, never seen, its pool's
         recent shares of such groups."""
-        recent = self.stats.pass_rates[index][-self.config.window:]
+        recent = self.stats.pass_rates[index][-self.config.window :]
         if len(recent) == self.config.window:
             return {"easy": float(all(r == 1.0 for r in recent)), "hard": float(all(r == 0.0 for r in recent))}
         if self.stats.visits(index) == 0 and self.config.use_pool:
@@ -120,8 +120,11 @@ class SkipScheduler(Scheduler):
             move = -self.config.explore_step if self._outcomes[kind] / groups > target else self.config.explore_step
             self.explore[kind] = min(1.0, max(self.config.min_explore, self.explore[kind] + move))
         self._outcomes = {"easy": 0, "hard": 0, "groups": 0}
-        return {**super().end_step(step), "sched/explore_easy": self.explore["easy"],
-                "sched/explore_hard": self.explore["hard"]}
+        return {
+            **super().end_step(step),
+            "sched/explore_easy": self.explore["easy"],
+            "sched/explore_hard": self.explore["hard"],
+        }
 
     def state(self) -> dict:
         return {**super().state(), "explore": self.explore}
@@ -156,8 +159,10 @@ class TargetScheduler(Scheduler):
         if eligible.sum() < count:  # a small set: let cooled-down prompts back in
             eligible = ~taken
         if eligible.sum() < count:
-            raise ValueError(f"sched: {count} prompts wanted this round, only {int(eligible.sum())} of the "
-                             f"{len(self.stats)} training prompts are left this step")
+            raise ValueError(
+                f"sched: {count} prompts wanted this round, only {int(eligible.sum())} of the "
+                f"{len(self.stats)} training prompts are left this step"
+            )
         # Weighted sampling without replacement (Efraimidis-Spirakis): the `count` largest u^(1/w).
         uniform = np.random.default_rng([self.seed, step, round_]).random(len(self.stats))
         keys = np.where(eligible, np.log(uniform) / self.weights(), -np.inf)
@@ -206,16 +211,24 @@ class CurriculumScheduler(Scheduler):
         self._step_rates = []
         self.stage_steps += 1
         if self.stage + 1 < len(self.stage_pools) and (
-                self.stage_steps >= self.config.stage_steps
-                or (self.config.advance == "plateau" and plateaued(self.stage_rates, self.config.patience,
-                                                                    self.config.min_delta))):
+            self.stage_steps >= self.config.stage_steps
+            or (
+                self.config.advance == "plateau"
+                and plateaued(self.stage_rates, self.config.patience, self.config.min_delta)
+            )
+        ):
             self.stage, self.stage_steps, self.stage_rates = self.stage + 1, 0, []
             self.stage_stream = self._stream(self.stage)
         return metrics
 
     def state(self) -> dict:
-        return {**super().state(), "stage": self.stage, "stage_steps": self.stage_steps,
-                "stage_rates": self.stage_rates, "stage_stream": self.stage_stream.state()}
+        return {
+            **super().state(),
+            "stage": self.stage,
+            "stage_steps": self.stage_steps,
+            "stage_rates": self.stage_rates,
+            "stage_stream": self.stage_stream.state(),
+        }
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
@@ -246,8 +259,8 @@ def plateaued(rates: Sequence[float], patience: int, min_delta: float) -> bool:
     ``min_delta`` for ``patience`` steps (needs ``2 * patience`` steps of the stage)."""
     if len(rates) < 2 * patience:
         return False
-    means = [sum(rates[i - patience:i]) / patience for i in range(patience, len(rates) + 1)]
-    best_before = max(means[: -patience])
+    means = [sum(rates[i - patience : i]) / patience for i in range(patience, len(rates) + 1)]
+    best_before = max(means[:-patience])
     return max(means[-patience:]) < best_before + min_delta
 
 
@@ -257,11 +270,9 @@ def build_scheduler(config, problems: Sequence, *, seed: int) -> Scheduler:
     if isinstance(config, (SkipSched, TargetSched)):  # the schedulers that read pooled estimates
         pools = pool_indices([problem.meta for problem in problems], config.pool_by)
         if config.pool_scores is not None:
-            scores = complexity_scores(config.pool_scores, problems, field=config.score_field,
-                                       key="sched.pool_scores")
+            scores = complexity_scores(config.pool_scores, problems, field=config.score_field, key="sched.pool_scores")
             pools = score_bins(pools, scores, config.pool_score_bins)
-        stats = PromptStats(pools, memory=config.memory, prior_visits=config.prior_visits,
-                            pool_decay=config.pool_decay)
+        stats = PromptStats(pools, memory=config.memory, prior_visits=config.prior_visits, pool_decay=config.pool_decay)
     else:
         stats = PromptStats([0] * len(problems))
     if isinstance(config, UniformSched):
@@ -270,8 +281,9 @@ def build_scheduler(config, problems: Sequence, *, seed: int) -> Scheduler:
         return SkipScheduler(stats, seed, config)
     if isinstance(config, TargetSched):
         return TargetScheduler(stats, seed, config)
-    return CurriculumScheduler(stats, seed, config, complexity_scores(config.scores, problems,
-                                                                      field=config.score_field))
+    return CurriculumScheduler(
+        stats, seed, config, complexity_scores(config.scores, problems, field=config.score_field)
+    )
 
 
 def score_bins(pools: Sequence[int], scores: Sequence[float], bins: int) -> list[int]:
@@ -289,8 +301,9 @@ def score_bins(pools: Sequence[int], scores: Sequence[float], bins: int) -> list
     return [numbering.setdefault(pair, len(numbering)) for pair in pool_bin]
 
 
-def complexity_scores(source: str, problems: Sequence, *, field: str = "score",
-                      key: str = "sched.scores") -> list[float]:
+def complexity_scores(
+    source: str, problems: Sequence, *, field: str = "score", key: str = "sched.scores"
+) -> list[float]:
     """Each problem's score from ``meta:<key>`` or the ``field`` column of a ``bppo data score``
     file, by problem id; ``key`` names the config entry in errors."""
     if source.startswith("meta:"):
@@ -299,8 +312,10 @@ def complexity_scores(source: str, problems: Sequence, *, field: str = "score",
         for row, problem in enumerate(problems):
             value = problem.meta.get(meta_key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"{key}={source}: training problem {row} ({problem.id}) has "
-                                 f"meta[{meta_key!r}]={value!r}, not a number")
+                raise ValueError(
+                    f"{key}={source}: training problem {row} ({problem.id}) has "
+                    f"meta[{meta_key!r}]={value!r}, not a number"
+                )
             scores.append(float(value))
         return scores
     from prompts.tools.complexity import load_scores
@@ -308,6 +323,8 @@ def complexity_scores(source: str, problems: Sequence, *, field: str = "score",
     by_id = load_scores(source, field)
     missing = [problem.id for problem in problems if problem.id not in by_id]
     if missing:
-        raise ValueError(f"{key}={source}: no score for {len(missing)} training problems "
-                         f"(first: {missing[0]!r}); score this prompt set with `bppo data score`")
+        raise ValueError(
+            f"{key}={source}: no score for {len(missing)} training problems "
+            f"(first: {missing[0]!r}); score this prompt set with `bppo data score`"
+        )
     return [by_id[problem.id] for problem in problems]

@@ -10,8 +10,9 @@ import numpy as np
 
 
 class PromptStats:
-    def __init__(self, pool_of: Sequence[int], *, memory: int = 4, prior_visits: float = 1.0,
-                 pool_decay: float = 0.9) -> None:
+    def __init__(
+        self, pool_of: Sequence[int], *, memory: int = 4, prior_visits: float = 1.0, pool_decay: float = 0.9
+    ) -> None:
         """``pool_of[i]``: the pool index of prompt ``i`` (0 for every prompt when unpooled)."""
         self.pool_of = np.asarray(pool_of, dtype=np.int64)
         self.memory, self.prior_visits, self.pool_decay = memory, prior_visits, pool_decay
@@ -44,7 +45,7 @@ class PromptStats:
         return len(self.pass_rates[index])
 
     def recent(self, index: int) -> list[float]:
-        return self.pass_rates[index][-self.memory:]
+        return self.pass_rates[index][-self.memory :]
 
     def estimates(self) -> np.ndarray:
         """``[num_prompts]``: each prompt's recent pass rates shrunk towards its pool's, a posterior
@@ -69,16 +70,22 @@ class PromptStats:
         return sum(len(rates) for rates in self.pass_rates)
 
     def state(self) -> dict:
-        return {"pass_rates": self.pass_rates, "last_step": self.last_step,
-                "pool_rate": self.pool_rate, "overall_rate": self.overall_rate,
-                "pool_easy": self.pool_easy, "pool_hard": self.pool_hard}
+        return {
+            "pass_rates": self.pass_rates,
+            "last_step": self.last_step,
+            "pool_rate": self.pool_rate,
+            "overall_rate": self.overall_rate,
+            "pool_easy": self.pool_easy,
+            "pool_hard": self.pool_hard,
+        }
 
     def load_state(self, state: dict) -> None:
         if len(state["pass_rates"]) != len(self) or len(state["pool_rate"]) != len(self.pool_rate):
             raise ValueError(
                 f"the checkpoint's prompt statistics cover {len(state['pass_rates'])} prompts in "
                 f"{len(state['pool_rate'])} pools, this run has {len(self)} in {len(self.pool_rate)}: "
-                "the training set or sched.pool_by changed since it was saved")
+                "the training set or sched.pool_by changed since it was saved"
+            )
         self.pass_rates = [list(rates) for rates in state["pass_rates"]]
         self.last_step = list(state["last_step"])
         self.pool_rate = list(state["pool_rate"])
@@ -104,7 +111,9 @@ def pool_indices(metas: Sequence[dict], keys: Sequence[str]) -> list[int]:
     for row, meta in enumerate(metas):
         missing = [key for key in keys if key not in meta]
         if missing:
-            raise ValueError(f"sched.pool_by: training prompt {row} has no meta key {missing[0]!r} "
-                             f"(its meta keys: {', '.join(sorted(meta)) or 'none'})")
+            raise ValueError(
+                f"sched.pool_by: training prompt {row} has no meta key {missing[0]!r} "
+                f"(its meta keys: {', '.join(sorted(meta)) or 'none'})"
+            )
         pools.append(numbering.setdefault(tuple(str(meta[key]) for key in keys), len(numbering)))
     return pools

@@ -80,8 +80,7 @@ def needs_larger_model(loss_small: float, loss_large: float, *, beta: float, del
     return loss_small > scaled_large > delta
 
 
-def task_complexity(losses_small: list[float], losses_large: list[float], *, beta: float,
-                    delta: float) -> list[float]:
+def task_complexity(losses_small: list[float], losses_large: list[float], *, beta: float, delta: float) -> list[float]:
     """Per sample, 1.0 where the larger model is needed (``needs_larger_model``), else 0.0.
 
     Their mean is the paper's dataset score C(M_s, M_l). A per-sample value has to be this
@@ -91,7 +90,7 @@ def task_complexity(losses_small: list[float], losses_large: list[float], *, bet
     """
     if len(losses_small) != len(losses_large):
         raise ValueError(f"{len(losses_small)} small-model losses but {len(losses_large)} large-model losses")
-    return [float(needs_larger_model(s, l, beta=beta, delta=delta)) for s, l in zip(losses_small, losses_large)]
+    return [float(needs_larger_model(s, large, beta=beta, delta=delta)) for s, large in zip(losses_small, losses_large)]
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class ScoreWeights:
     text: float = 0.5
     task: float = 0.5
 
-    def without_task(self) -> "ScoreWeights":
+    def without_task(self) -> ScoreWeights:
         """The weights when there is no task term: the text weight renormalised to 1, so scores
         stay on the same [0, 1] scale."""
         if self.text <= 0:
@@ -148,8 +147,10 @@ def load_scores(path: str | Path, field: str = "score") -> dict[str, float]:
             if not isinstance(problem_id, str) or not problem_id:
                 raise ScoresError(f"{path}: row {number}: 'id' must be a non-empty string, got {problem_id!r}")
             if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise ScoresError(f"{path}: row {number}: {field!r} must be a finite number, got {score!r}"
-                                  + (f" (its columns: {', '.join(row)})" if field not in row else ""))
+                raise ScoresError(
+                    f"{path}: row {number}: {field!r} must be a finite number, got {score!r}"
+                    + (f" (its columns: {', '.join(row)})" if field not in row else "")
+                )
             if problem_id in scores:
                 raise ScoresError(f"{path}: row {number}: id {problem_id!r} appears twice")
             scores[problem_id] = float(score)

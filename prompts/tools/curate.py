@@ -26,12 +26,15 @@ from pathlib import Path
 
 import torch
 
+from prompts.problems import Problem, format_prompt, render_prompt
 from prompts.tools.dedup import exact_duplicates, near_duplicates
 from prompts.tools.diversity import (
-    mean_nearest_neighbour_cosine_distance, mean_pairwise_cosine_distance, select_diverse, unit_rows,
+    mean_nearest_neighbour_cosine_distance,
+    mean_pairwise_cosine_distance,
+    select_diverse,
+    unit_rows,
 )
 from prompts.tools.outputs import json_text, jsonl_text, write_atomically
-from prompts.problems import Problem, format_prompt, render_prompt
 from prompts.tools.scores import response_text
 
 CURATED_FILE = "curated.jsonl"
@@ -62,8 +65,9 @@ class CurateSettings:
     device: str = "cpu"
 
 
-def hard_filters(questions: list[str], prompt_lengths: list[int],
-                 settings: CurateSettings) -> tuple[list[int], dict[str, int]]:
+def hard_filters(
+    questions: list[str], prompt_lengths: list[int], settings: CurateSettings
+) -> tuple[list[int], dict[str, int]]:
     """(indices kept, how many each filter removed): the length bounds, then exact and near
     duplicates of the question text (the prompt template is shared, so it says nothing)."""
     upper = settings.max_prompt_tokens
@@ -73,8 +77,12 @@ def hard_filters(questions: list[str], prompt_lengths: list[int],
     exact = exact_duplicates([questions[i] for i in kept])
     near = near_duplicates([questions[i] for i in kept], settings.near_duplicate_threshold, skip=set(exact))
     duplicates = {kept[j] for j in exact} | {kept[j] for j in near}
-    removed = {"prompt_too_short": len(too_short), "prompt_too_long": len(too_long),
-               "exact_duplicate": len(exact), "near_duplicate": len(near)}
+    removed = {
+        "prompt_too_short": len(too_short),
+        "prompt_too_long": len(too_long),
+        "exact_duplicate": len(exact),
+        "near_duplicate": len(near),
+    }
     return [i for i in kept if i not in duplicates], removed
 
 
@@ -85,8 +93,9 @@ def easiest(indices: list[int], losses: list[float], share: float) -> list[int]:
     return [indices[j] for j in order[: int(share * len(indices))]]
 
 
-def curate(problems: list[Problem], template: str, chat_template: bool,
-           settings: CurateSettings) -> tuple[list[Problem], dict]:
+def curate(
+    problems: list[Problem], template: str, chat_template: bool, settings: CurateSettings
+) -> tuple[list[Problem], dict]:
     """(curated problems in prompt-set order, the report record)."""
     from prompts.tools.model_stats import encode_pairs, load_causal_lm, pad_token_id, pair_stats
 
@@ -97,8 +106,14 @@ def curate(problems: list[Problem], template: str, chat_template: bool,
     filtered, removed = hard_filters(questions, [len(prompt) for prompt, _ in pairs], settings)
     if not filtered:
         raise ValueError(f"every prompt was filtered out ({_counts(removed)}): loosen the length bounds")
-    stats = pair_stats(model, [pairs[i] for i in filtered], pad_id=pad_token_id(tokenizer), embeddings=True,
-                       batch_tokens=settings.batch_tokens, desc="embed + AR loss")
+    stats = pair_stats(
+        model,
+        [pairs[i] for i in filtered],
+        pad_id=pad_token_id(tokenizer),
+        embeddings=True,
+        batch_tokens=settings.batch_tokens,
+        desc="embed + AR loss",
+    )
     easy = easiest(filtered, stats.losses, settings.drop_easiest)
     removed["easy_low_perplexity"] = len(easy)
     easy_set = set(easy)
@@ -106,33 +121,45 @@ def curate(problems: list[Problem], template: str, chat_template: bool,
     if not pool:
         raise ValueError(f"every prompt was filtered out ({_counts(removed)}): lower --drop-easiest")
     points = unit_rows(stats.embeddings[pool])  # [pool, H]
-    selection = select_diverse(points, settings.size, leaves=settings.leaves, groups=settings.groups,
-                               seed=settings.seed)
+    selection = select_diverse(
+        points, settings.size, leaves=settings.leaves, groups=settings.groups, seed=settings.seed
+    )
     chosen = points[selection.indices]
-    random_subset = points[torch.randperm(len(pool), generator=torch.Generator().manual_seed(settings.seed))[: len(chosen)]]
+    random_subset = points[
+        torch.randperm(len(pool), generator=torch.Generator().manual_seed(settings.seed))[: len(chosen)]
+    ]
     curated = [problems[filtered[pool[j]]] for j in selection.indices]
     easy_ceiling = max((stats.losses[j] for j, i in enumerate(filtered) if i in easy_set), default=None)
     report = {
         "problems": len(problems),
         "model": settings.model,
         "seed": settings.seed,
-        "filters": {"min_prompt_tokens": settings.min_prompt_tokens, "max_prompt_tokens": settings.max_prompt_tokens,
-                    "near_duplicate_threshold": settings.near_duplicate_threshold,
-                    "near_duplicate_text": "question + choices, word 3-grams", "drop_easiest": settings.drop_easiest,
-                    "easy_perplexity_at_most": None if easy_ceiling is None else _r(math.exp(easy_ceiling))},
+        "filters": {
+            "min_prompt_tokens": settings.min_prompt_tokens,
+            "max_prompt_tokens": settings.max_prompt_tokens,
+            "near_duplicate_threshold": settings.near_duplicate_threshold,
+            "near_duplicate_text": "question + choices, word 3-grams",
+            "drop_easiest": settings.drop_easiest,
+            "easy_perplexity_at_most": None if easy_ceiling is None else _r(math.exp(easy_ceiling)),
+        },
         "removed": removed,
         "pool": len(pool),
         "size": settings.size,
         "selected": len(curated),
-        "clusters": {"method": "seeded spherical k-means leaves, average-linkage groups of their centroids, "
-                               "budget water-filled over groups then leaves, greedy max-min inside each leaf",
-                     "leaves": len(selection.leaf_sizes), "groups": max(selection.group_of_leaf) + 1,
-                     "leaf_sizes": selection.leaf_sizes, "leaf_budgets": selection.leaf_budgets,
-                     "group_of_leaf": selection.group_of_leaf},
+        "clusters": {
+            "method": "seeded spherical k-means leaves, average-linkage groups of their centroids, "
+            "budget water-filled over groups then leaves, greedy max-min inside each leaf",
+            "leaves": len(selection.leaf_sizes),
+            "groups": max(selection.group_of_leaf) + 1,
+            "leaf_sizes": selection.leaf_sizes,
+            "leaf_budgets": selection.leaf_budgets,
+            "group_of_leaf": selection.group_of_leaf,
+        },
         "embedding": "mean last hidden state over the prompt tokens, unit length",
         "mean_pairwise_cosine_distance": _subset_metric(mean_pairwise_cosine_distance, points, chosen, random_subset),
-        "mean_nearest_neighbour_cosine_distance": _subset_metric(mean_nearest_neighbour_cosine_distance, points,
-                                                                 chosen, random_subset),
+        "mean_nearest_neighbour_cosine_distance": _subset_metric(
+            mean_nearest_neighbour_cosine_distance, points, chosen, random_subset
+        ),
         "truncated_pairs": stats.truncated,
     }
     return curated, report
@@ -140,8 +167,10 @@ def curate(problems: list[Problem], template: str, chat_template: bool,
 
 def write_curated(out_dir: Path, curated: list[Problem], report: dict) -> tuple[Path, Path]:
     """``curated.jsonl`` (``bppo data``'s row format) and ``curate_report.json``."""
-    return (write_atomically(out_dir / CURATED_FILE, jsonl_text([asdict(p) for p in curated])),
-            write_atomically(out_dir / REPORT_FILE, json_text(report)))
+    return (
+        write_atomically(out_dir / CURATED_FILE, jsonl_text([asdict(p) for p in curated])),
+        write_atomically(out_dir / REPORT_FILE, json_text(report)),
+    )
 
 
 def _subset_metric(metric, points: torch.Tensor, chosen: torch.Tensor, random_subset: torch.Tensor) -> dict[str, float]:

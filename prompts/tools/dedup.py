@@ -57,7 +57,7 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> frozenset[str]:
     tokens = words(unicodedata.normalize("NFKC", text))
     if len(tokens) <= size:
         return frozenset([" ".join(tokens)])
-    return frozenset(" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
+    return frozenset(" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1))
 
 
 def numbers(text: str) -> tuple[str, ...]:
@@ -81,12 +81,17 @@ def minhash_signatures(shingle_sets: list[frozenset[str]]) -> np.ndarray:
     Two texts agree at a position with probability equal to their Jaccard similarity. Hash
     function i is mix64(blake2b(shingle) XOR salt_i): independent-looking orderings (a linear
     a*x+b mod p over 32-bit x wraps too few times to reorder, and biases the estimate)."""
-    salts = np.random.default_rng(_PERMUTATION_SEED).integers(0, np.iinfo(np.int64).max, NUM_PERMUTATIONS,
-                                                              dtype=np.int64).astype(np.uint64)
+    salts = (
+        np.random.default_rng(_PERMUTATION_SEED)
+        .integers(0, np.iinfo(np.int64).max, NUM_PERMUTATIONS, dtype=np.int64)
+        .astype(np.uint64)
+    )
     signatures = np.empty((len(shingle_sets), NUM_PERMUTATIONS), dtype=np.uint64)
     for row, items in enumerate(shingle_sets):
-        hashes = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
-                           for s in sorted(items)], dtype=np.uint64)
+        hashes = np.array(
+            [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in sorted(items)],
+            dtype=np.uint64,
+        )
         signatures[row] = _mix64(hashes[:, None] ^ salts[None, :]).min(axis=0)
     return signatures
 
@@ -97,7 +102,7 @@ def bands_for(threshold: float) -> int:
     above the threshold are candidates with higher probability still."""
     for bands in (8, 16, 32, 64, 128):
         rows = NUM_PERMUTATIONS // bands
-        if 1 - (1 - threshold ** rows) ** bands >= 0.99:
+        if 1 - (1 - threshold**rows) ** bands >= 0.99:
             return bands
     return NUM_PERMUTATIONS
 
@@ -117,10 +122,12 @@ def near_duplicates(texts: list[str], threshold: float, *, skip: set[int] | froz
     buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(bands)]
     duplicates = []
     for position, index in enumerate(indices):
-        keys = [signatures[position, band * rows:(band + 1) * rows].tobytes() for band in range(bands)]
+        keys = [signatures[position, band * rows : (band + 1) * rows].tobytes() for band in range(bands)]
         candidates = sorted({kept for band, key in enumerate(keys) for kept in buckets[band].get(key, ())})
-        if any(number_keys[kept] == number_keys[position] and jaccard(sets[position], sets[kept]) >= threshold
-               for kept in candidates):
+        if any(
+            number_keys[kept] == number_keys[position] and jaccard(sets[position], sets[kept]) >= threshold
+            for kept in candidates
+        ):
             duplicates.append(index)
             continue
         for band, key in enumerate(keys):  # only kept texts are ever compared against

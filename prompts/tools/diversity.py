@@ -70,7 +70,7 @@ def mean_nearest_neighbour_cosine_distance(points: torch.Tensor, *, chunk: int =
         return 0.0
     total = 0.0
     for start in range(0, count, chunk):
-        similarity = points[start:start + chunk] @ points.T  # [chunk, M]
+        similarity = points[start : start + chunk] @ points.T  # [chunk, M]
         rows = torch.arange(similarity.shape[0])
         similarity[rows, rows + start] = -torch.inf  # not its own neighbour
         total += float((1 - similarity.max(1).values).sum())

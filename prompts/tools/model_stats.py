@@ -62,7 +62,7 @@ def fit_to_context(prompt: list[int], response: list[int], max_len: int | None) 
     if max_len is None or len(prompt) + len(response) <= max_len:
         return prompt, response
     response = response[: max(1, max_len - len(prompt))]
-    return prompt[len(prompt) + len(response) - max_len:], response
+    return prompt[len(prompt) + len(response) - max_len :], response
 
 
 def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
@@ -105,8 +105,15 @@ class PairStats:
     """Pairs cut to fit the model's context (``fit_to_context``)."""
 
 
-def pair_stats(model, pairs: list[tuple[list[int], list[int]]], *, pad_id: int, embeddings: bool = False,
-               batch_tokens: int = DEFAULT_BATCH_TOKENS, desc: str = "forward") -> PairStats:
+def pair_stats(
+    model,
+    pairs: list[tuple[list[int], list[int]]],
+    *,
+    pad_id: int,
+    embeddings: bool = False,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    desc: str = "forward",
+) -> PairStats:
     """Response losses (and prompt embeddings) of every pair, batched by length, in input order."""
     max_len = getattr(model.config, "max_position_embeddings", None)
     fitted = [fit_to_context(p, r, max_len) for p, r in pairs]
@@ -119,7 +126,8 @@ def pair_stats(model, pairs: list[tuple[list[int], list[int]]], *, pad_id: int, 
     # The LM head's input is the last hidden state after the final norm, whatever the model
     # family calls it; a hook reads it from the very forward that makes the logits.
     hook = model.get_output_embeddings().register_forward_pre_hook(
-        lambda module, args: captured.__setitem__("hidden", args[0]))
+        lambda module, args: captured.__setitem__("hidden", args[0])
+    )
     device = next(model.parameters()).device
     batches = plan_batches(lengths, batch_tokens)
     try:

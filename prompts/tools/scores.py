@@ -21,11 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from prompts.problems import Problem, format_prompt, render_prompt
 from prompts.tools.complexity import (
-    ScoreWeights, combined_scores, perplexity, task_complexity, text_complexity, type_token_ratio,
+    ScoreWeights,
+    combined_scores,
+    perplexity,
+    task_complexity,
+    text_complexity,
+    type_token_ratio,
 )
 from prompts.tools.outputs import json_text, jsonl_text, write_atomically
-from prompts.problems import Problem, format_prompt, render_prompt
 
 SCORES_FILE = "scores.jsonl"
 SUMMARY_FILE = "scores_summary.json"
@@ -55,8 +60,9 @@ def response_text(problem: Problem) -> str:
     return problem.solution or f"\\boxed{{{problem.answer}}}"
 
 
-def response_losses(model_path: str, problems: list[Problem], template: str, chat_template: bool,
-                    settings: ScoreSettings, label: str) -> tuple[list[float], list[int]]:
+def response_losses(
+    model_path: str, problems: list[Problem], template: str, chat_template: bool, settings: ScoreSettings, label: str
+) -> tuple[list[float], list[int]]:
     """(mean NLL of each response given its prompt, response token counts) under one model."""
     import torch
 
@@ -65,16 +71,18 @@ def response_losses(model_path: str, problems: list[Problem], template: str, cha
     model, tokenizer = load_causal_lm(model_path, settings.device)
     prompts = [render_prompt(p, template, tokenizer=tokenizer, chat_template=chat_template) for p in problems]
     pairs = encode_pairs(tokenizer, prompts, [response_text(p) for p in problems])
-    stats = pair_stats(model, pairs, pad_id=pad_token_id(tokenizer), batch_tokens=settings.batch_tokens,
-                       desc=f"AR loss ({label})")
+    stats = pair_stats(
+        model, pairs, pad_id=pad_token_id(tokenizer), batch_tokens=settings.batch_tokens, desc=f"AR loss ({label})"
+    )
     del model
     if settings.device != "cpu":
         torch.cuda.empty_cache()
     return stats.losses, [len(response) for _, response in pairs]
 
 
-def score_problems(problems: list[Problem], template: str, chat_template: bool,
-                   settings: ScoreSettings) -> tuple[list[dict], dict]:
+def score_problems(
+    problems: list[Problem], template: str, chat_template: bool, settings: ScoreSettings
+) -> tuple[list[dict], dict]:
     """The rows of ``scores.jsonl`` and the summary record (see the module docstring)."""
     if not problems:
         raise ValueError("no problems to score")
@@ -98,9 +106,17 @@ def score_problems(problems: list[Problem], template: str, chat_template: bool,
     weights = settings.weights if task is not None else settings.weights.without_task()
     scores = combined_scores(text, task, weights)
     rows = [
-        {"id": p.id, "length": lengths[i], "ttr": _r(ttrs[i]), "perplexity": _r(perplexities[i]),
-         "loss_small": None if small is None else _r(small[i]), "loss_large": None if large is None else _r(large[i]),
-         "task": None if task is None else task[i], "text": _r(text[i]), "score": _r(scores[i])}
+        {
+            "id": p.id,
+            "length": lengths[i],
+            "ttr": _r(ttrs[i]),
+            "perplexity": _r(perplexities[i]),
+            "loss_small": None if small is None else _r(small[i]),
+            "loss_large": None if large is None else _r(large[i]),
+            "task": None if task is None else task[i],
+            "text": _r(text[i]),
+            "score": _r(scores[i]),
+        }
         for i, p in enumerate(problems)
     ]
     summary = {
@@ -109,19 +125,30 @@ def score_problems(problems: list[Problem], template: str, chat_template: bool,
         "normalisation": "min-max over the scored problems (a constant component -> 0)",
         "models": {"perplexity": settings.model, "small": settings.small_model, "large": settings.large_model},
         "task_term": task is not None,
-        "beta": settings.beta, "delta": settings.delta,
+        "beta": settings.beta,
+        "delta": settings.delta,
         "weights": {"text": weights.text, "task": weights.task},
-        "ranges": {name: [_r(min(values)), _r(max(values))]
-                   for name, values in (("length", lengths), ("ttr", ttrs), ("perplexity", perplexities))},
-        "means": {"length": _mean(lengths), "ttr": _mean(ttrs), "perplexity": _mean(perplexities),
-                  "text": _mean(text), "task": None if task is None else _mean(task), "score": _mean(scores)},
+        "ranges": {
+            name: [_r(min(values)), _r(max(values))]
+            for name, values in (("length", lengths), ("ttr", ttrs), ("perplexity", perplexities))
+        },
+        "means": {
+            "length": _mean(lengths),
+            "ttr": _mean(ttrs),
+            "perplexity": _mean(perplexities),
+            "text": _mean(text),
+            "task": None if task is None else _mean(task),
+            "score": _mean(scores),
+        },
     }
     return rows, summary
 
 
 def write_scores(out_dir: Path, rows: list[dict], summary: dict) -> tuple[Path, Path]:
-    return (write_atomically(out_dir / SCORES_FILE, jsonl_text(rows)),
-            write_atomically(out_dir / SUMMARY_FILE, json_text(summary)))
+    return (
+        write_atomically(out_dir / SCORES_FILE, jsonl_text(rows)),
+        write_atomically(out_dir / SUMMARY_FILE, json_text(summary)),
+    )
 
 
 def _r(value: float) -> float:
