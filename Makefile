@@ -1,14 +1,22 @@
-# The README's two commands: `make demo` and `make test`. Both set up .venv first (once).
+# The README's commands: `make demo`, `make test` (every test) and `make test-unit` (the fast tier). All set up .venv first (once).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-gpu demo bench clean
+.PHONY: setup test test-unit test-gpu lint demo bench clean
 
 setup:
 	@bash scripts/setup_venv.sh
 
 test: setup
 	$(PY) -m pytest -q
+
+# The fast tier: no Ray, vLLM, DeepSpeed or child process (tests/conftest.py enforces it).
+test-unit: setup
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu

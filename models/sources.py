@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from models.packaged import ensure_packaged_model, is_packaged
 from models.tiny import cache_root, ensure_tiny_model
 from models.warm_start import bootstrap, warm_start_key
 from orchestrator.config import Config
@@ -20,7 +21,10 @@ def warm_model_dir(config: Config) -> Path:
 
 
 def resolve_model_path(config: Config, *, log=print) -> str:
-    """``model.path``; for 'tiny', the (built and, unless disabled, warm-started) tiny model."""
+    """``model.path``: a packaged model's converted checkpoint (``models.packaged``); for 'tiny',
+    the (built and, unless disabled, warm-started) tiny model; otherwise the path or hub name."""
+    if is_packaged(config.model.path):
+        return str(ensure_packaged_model(config.model.path, log=log))
     if config.model.path != "tiny":
         return config.model.path
     if not config.model.warm_start.enabled:

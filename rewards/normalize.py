@@ -1,8 +1,8 @@
 """Canonical text of an answer, before any comparison.
 
 Each rule removes notation that does not change the value, and each could make two
-different answers look equal; the guard that prevents that is written beside it (the
-README lists them). Whitespace runs are collapsed to one space FIRST, so no later pattern
+different answers look equal; the guard that prevents that is written beside it (docs/rewards.md
+lists them). Whitespace runs are collapsed to one space FIRST, so no later pattern
 sees two spaces in a row: every regex here then does bounded work per position (at most
 one optional space between tokens, no nested quantifiers), which keeps the whole
 function linear in the length of the text.

@@ -5,7 +5,7 @@ count of digits after a decimal point (None for integers and fractions, which ar
 ``percent`` says it carried a percent sign. Nothing is evaluated; the parser is a few
 anchored regexes over at most 64 characters.
 
-When two numbers match (``numbers_match``), as documented in the README:
+When two numbers match (``numbers_match``), as documented in docs/rewards.md:
 - two exact numbers, or two numbers with finite decimal expansions (``0.75`` and
   ``\\frac{3}{4}``, ``10000`` and ``10000.0``), match only when they are equal: no
   tolerance, so ``9999`` is not ``10000`` and ``0.5000001`` is not ``0.5``;

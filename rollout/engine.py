@@ -47,7 +47,7 @@ class RolloutEngine:
     ) -> None:
         on_gpu = _on_gpu()
         # The engine core in its own process is vLLM's default and what GPU users run; the
-        # in-actor core (False) is an opt-out for CPU debugging (see README, "Engine core").
+        # in-actor core (False) is an opt-out for CPU debugging (see docs/benchmarks.md, "Engine core").
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_core_process else "0"
         kwargs: dict = {
             # Importing the extension's module registers the gloo transfer engine in the worker.

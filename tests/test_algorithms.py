@@ -265,6 +265,7 @@ def test_sequence_logprobs_by_hand():
     torch.testing.assert_close(sequence_logprobs(logits, ids), expected)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_pure_core_imports_no_heavy_dependency():
     code = (
         "import sys; import learner.losses, learner.selection, learner.advantages, learner.algorithms, "

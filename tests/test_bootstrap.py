@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from models.sources import resolve_model_path, warm_model_dir
 from models.warm_start import sft_examples
 from orchestrator.config_io import load_config
@@ -37,6 +39,7 @@ def test_sft_examples_mix_concise_and_verbose_solutions_and_end_with_eos(tmp_pat
     assert lengths[-1] > 1.5 * lengths[0]  # response length varies: something RL can shorten
 
 
+@pytest.mark.slow  # Ray, vLLM, DeepSpeed
 def test_bootstrap_trains_stops_in_band_and_is_cached(ray_local, tmp_path, monkeypatch):
     monkeypatch.setenv("BPPO_CACHE_DIR", str(tmp_path))
     # A run's stand-in reward (even character count: ~50% "correct" for any text) must not judge

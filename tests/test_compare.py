@@ -60,6 +60,7 @@ def test_report_numbers_by_hand():
     assert summarize_run(grpo)["mean_response_len_start"] == 60.0
 
 
+@pytest.mark.slow  # Ray, vLLM, DeepSpeed
 def test_compare_end_to_end_writes_report_consistent_with_metrics(ray_local, tiny_model, tmp_path):
     from experiments.compare import run_compare
 

@@ -1,8 +1,7 @@
 """Config loading: presets, overrides, one-line errors, the resolved file."""
 
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -209,25 +208,35 @@ def test_a_file_recipes_columns_are_resolved_into_the_written_config(recipe, que
     assert (partial.data.columns.question, partial.data.columns.answer) == ("q", answer)
 
 
-def _bppo(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=ROOT)
+def _bppo(capsys, *args) -> SimpleNamespace:
+    """The `bppo` command line, in this process (exit status, stdout, stderr)."""
+    from cli.main import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's --help and usage errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
-def test_cli_help_lists_the_commands():
-    result = _bppo("--help")
+def test_cli_help_lists_the_commands(capsys):
+    result = _bppo(capsys, "--help")
     assert result.returncode == 0
     assert "config" in result.stdout and "data" in result.stdout
 
 
-def test_cli_bad_override_exits_non_zero_with_one_line():
-    result = _bppo("config", "--config", "configs/tiny_cpu.yaml", "algo.nme=bppo")
+def test_cli_bad_override_exits_non_zero_with_one_line(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    result = _bppo(capsys, "config", "--config", "configs/tiny_cpu.yaml", "algo.nme=bppo")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("config error: algo.nme: unknown key")
     assert result.stdout == ""
 
 
-def test_cli_config_writes_the_resolved_config(tmp_path):
-    result = _bppo("config", "--config", "configs/tiny_cpu.yaml", f"trainer.run_dir={tmp_path}", "--write")
+def test_cli_config_writes_the_resolved_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    result = _bppo(capsys, "config", "--config", "configs/tiny_cpu.yaml", f"trainer.run_dir={tmp_path}", "--write")
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["trainer"]["run_dir"] == str(tmp_path)

@@ -18,6 +18,8 @@ from rewards.config import RewardConfig
 from rollout.early_stop import EarlyStop
 from rollout.types import SamplingSettings
 
+pytestmark = pytest.mark.slow  # Ray, a vLLM engine, reward workers
+
 G, PROMPTS = 6, 8
 SAMPLING = SamplingSettings(n=G, max_tokens=40, stop=("0", "1", "2", "3", "4"), seed=3)
 

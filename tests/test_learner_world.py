@@ -11,6 +11,8 @@ from learner.batch import TrainBatch, pad_rows
 from learner.logprobs import sequence_logprobs
 from orchestrator.config import LearnerConfig
 
+pytestmark = pytest.mark.slow  # Ray and DeepSpeed learner ranks
+
 LR = 1e-3
 ROWS = [(5, 9), (4, 3), (6, 12), (5, 7), (4, 10), (6, 4), (5, 6)]  # (prompt, response) lengths
 

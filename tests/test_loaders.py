@@ -112,6 +112,13 @@ def test_missing_and_unsupported_files(tmp_path):
 def test_hub_dataset_offline_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # read once at import: a session that imported them earlier needs the constants too (else the
+    # load retries a network this machine does not have for ~20 s before failing)
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DataError, match="cannot load Hugging Face dataset 'EleutherAI/hendrycks_math'.*offline"):
         load_prompt_set(DataConfig(source=HubSource(name="EleutherAI/hendrycks_math", subset="geometry")))
 

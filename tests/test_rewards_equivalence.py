@@ -4,6 +4,7 @@ import pytest
 
 from rewards.config import RewardConfig
 from rewards.verify import score
+from tests.reward_tiers import tiered
 
 CASES = [
     # (completion answer, gold, correct?)
@@ -50,7 +51,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("answer, gold, correct", CASES)
+@pytest.mark.parametrize("answer, gold, correct", tiered(CASES, lambda a: f"Reasoning. The answer is \\boxed{{{a}}}."))
 def test_equivalence(answer, gold, correct):
     result = score(f"Reasoning. The answer is \\boxed{{{answer}}}.", gold, timeout_s=10)
     assert result.reason == ("correct" if correct else "wrong"), result
@@ -58,6 +59,7 @@ def test_equivalence(answer, gold, correct):
     assert result.format_ok and result.answer == answer
 
 
+@pytest.mark.slow  # pi against a decimal: the symbolic checker, in its child process
 def test_pi_numeric_is_a_config_choice():
     config = RewardConfig(pi_numeric=True)
     assert score("\\boxed{78.5398}", "25\\pi", config=config).correct

@@ -8,6 +8,7 @@ import pytest
 
 from rewards.config import RewardConfig
 from rewards.verify import score
+from tests.reward_tiers import tiered
 
 EXACT = [
     # (boxed answer, gold, correct?)  integers and fractions compare exactly: no rel_tol
@@ -105,13 +106,15 @@ FORMS = [
 ]
 
 
-@pytest.mark.parametrize("answer, gold, correct", EXACT + RULES + FORMS)
+@pytest.mark.parametrize(
+    "answer, gold, correct", tiered(EXACT + RULES + FORMS, lambda a: f"So the answer is \\boxed{{{a}}}.")
+)
 def test_verdict(answer, gold, correct):
     result = score(f"So the answer is \\boxed{{{answer}}}.", gold, timeout_s=10)
     assert result.reason == ("correct" if correct else "wrong"), result
 
 
-@pytest.mark.parametrize("answer, gold, reason", SPACES)
+@pytest.mark.parametrize("answer, gold, reason", tiered(SPACES, lambda a: f"\\boxed{{{a}}}"))
 def test_spaces_and_separators(answer, gold, reason):
     result = score(f"\\boxed{{{answer}}}", gold, timeout_s=10)
     assert result.reason == reason, result
@@ -139,7 +142,7 @@ SEVERAL_BOXES = [
 ]
 
 
-@pytest.mark.parametrize("completion, gold, correct", SEVERAL_BOXES)
+@pytest.mark.parametrize("completion, gold, correct", tiered(SEVERAL_BOXES, lambda c: c))
 def test_several_boxes(completion, gold, correct):
     result = score(completion, gold, timeout_s=10)
     assert result.correct is correct, result

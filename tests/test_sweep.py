@@ -41,6 +41,7 @@ def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
         )
 
 
+@pytest.mark.slow  # Ray, vLLM, DeepSpeed
 def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
     from experiments.sweep import run_sweep
 

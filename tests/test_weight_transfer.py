@@ -37,6 +37,7 @@ def _receiver_that_dies(port: int) -> None:
     time.sleep(0.5)  # joined the group, then dies before the broadcast
 
 
+@pytest.mark.slow  # two child processes
 def test_a_broadcast_whose_receiver_died_fails_within_its_timeout():
     from weight_sync.transfer import _broadcast, _close_group, _open_group
 
@@ -55,6 +56,7 @@ def test_a_broadcast_whose_receiver_died_fails_within_its_timeout():
 
 
 @pytest.mark.gpu
+@pytest.mark.slow  # Ray, vLLM, DeepSpeed
 def test_nccl_sync_matches_learner_weights(ray_local, tiny_model):
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs (one engine, one learner rank): NCCL cannot put two ranks on one device")

