@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.e2e_runs import e2e_runs  # noqa: F401 - a session fixture several modules read
+
 # Local test clusters need no auth token, and wandb never goes online from a test.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -17,6 +17,7 @@ OVERRIDES = [f"model.tiny.{k}={v}" for k, v in TEST_TINY.items()] + [
     "model.warm_start.batch_size=16",
     "model.warm_start.accuracy_band=[0.0,1.0]",
     "data.source.num_train=200",
+    "rollout.engine_core_process=false",
     "data.source.num_test=10",
 ]
 

@@ -60,62 +60,45 @@ def test_report_numbers_by_hand():
     assert summarize_run(grpo)["mean_response_len_start"] == 60.0
 
 
-@pytest.mark.slow  # Ray, vLLM, DeepSpeed
-def test_compare_end_to_end_writes_report_consistent_with_metrics(ray_local, tiny_model, tmp_path):
+@pytest.mark.slow  # reads the session's end-to-end runs (Ray, vLLM engines, DeepSpeed)
+def test_the_report_of_real_runs_is_consistent_with_their_metrics(e2e_runs):
+    """`bppo compare --report-only` on the real BPPO and GRPO runs the end-to-end tests made (named
+    as compare names its arms): every figure is the arithmetic of their metrics.jsonl and evals.jsonl."""
     from experiments.compare import run_compare
 
-    overrides = [
-        f"model.path={tiny_model}",
-        f"trainer.run_dir={tmp_path}",
-        "trainer.steps=2",
-        "trainer.time_budget_s=null",
-        "reward.function=tests.custom_reward:even_length_reward",
-        "data.source.num_train=200",
-        "data.source.num_test=30",
-        "trainer.prompts_per_step=4",
-        "eval.every=1",
-        "wandb.mode=offline",
-    ]
-    run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test")
-    report = json.loads((tmp_path / "report.json").read_text())
+    root = e2e_runs["root"]
+    preset, overrides = [str(ROOT / "configs/compare_tiny_cpu.yaml")], [f"trainer.run_dir={root}"]
+    run_compare(preset, overrides, command="test", report_only=True)
+    report = json.loads((root / "report.json").read_text())
     for name in ("report.md", "accuracy_vs_time.png", "phase_times.png", "train_tokens.png", "response_length.png"):
-        assert (tmp_path / name).stat().st_size > 1000 if name.endswith(".png") else (tmp_path / name).exists()
+        assert (root / name).stat().st_size > 1000 if name.endswith(".png") else (root / name).exists()
     for algo in ("grpo", "bppo"):
-        metrics = [json.loads(line) for line in (tmp_path / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
-        assert [m["step"] for m in metrics] == [0, 1, 2]
+        metrics = [json.loads(line) for line in (root / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
+        steps = [m for m in metrics if m["step"] > 0]
+        timed = [m for m in steps if m["step"] > 1]  # step 1 is warm-up
+        assert len(steps) == (4 if algo == "bppo" else 3) and len(timed) >= 2
         entry = report[algo]
-        for key in (
-            "final_eval_accuracy",
-            "warm_start_eval_accuracy",
-            "mean_step_time_s",
-            "mean_learner_time_s",
-            "mean_generate_time_s",
-            "train_tokens_per_step",
-            "mean_response_len_start",
-            "mean_response_len_end",
-            "time_to_target_s",
-        ):
-            assert key in entry, key
         assert entry["warm_start_eval_accuracy"] == metrics[0]["eval/accuracy"]
         assert entry["final_eval_accuracy"] == metrics[-1]["eval/accuracy"]
-        assert entry["mean_step_time_s"] == pytest.approx(metrics[2]["time/step"])  # step 1 is warm-up
-        assert entry["train_tokens_per_step"] == pytest.approx(
-            (metrics[1]["train/tokens"] + metrics[2]["train/tokens"]) / 2
-        )
+        assert entry["mean_step_time_s"] == pytest.approx(sum(m["time/step"] for m in timed) / len(timed))
+        assert entry["train_tokens_per_step"] == pytest.approx(sum(m["train/tokens"] for m in steps) / len(steps))
+        assert entry["time_to_target_s"] is None or entry["time_to_target_s"] > 0
     assert report["speedup"]["step"] == pytest.approx(
         report["grpo"]["mean_step_time_s"] / report["bppo"]["mean_step_time_s"]
     )
-    assert set(report["speedup"]) >= {"step", "learner", "time_to_target"}
+    assert report["speedup"]["train_tokens"] == pytest.approx(
+        report["grpo"]["train_tokens_per_step"] / report["bppo"]["train_tokens_per_step"]
+    )
     assert set(report["bound"]) >= {"token_ratio", "amdahl"} and report["seeds"] == [0]
     assert 0 < report["bound"]["token_ratio"] < 1 and math.isfinite(report["bound"]["amdahl"])
-    assert "BPPO vs GRPO" in (tmp_path / "report.md").read_text()
-    evals = [json.loads(line) for line in (tmp_path / "grpo-seed0" / "evals.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in evals] == [0, 1, 2] and all(len(e["correct"]) == 30 for e in evals)
+    assert "BPPO vs GRPO" in (root / "report.md").read_text()
+    evals = [json.loads(line) for line in (root / "grpo-seed0" / "evals.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 2, 3] and all(len(e["correct"]) == 40 for e in evals)
     assert report["intervals"]["speedup/step"]["ci"] is not None  # per-item outcomes: intervals
-    # --report-only: the same report again from the run directories, nothing trained
-    (tmp_path / "report.json").unlink()
-    run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test", report_only=True)
-    assert json.loads((tmp_path / "report.json").read_text()) == report
+    # the report is a function of the run directories: made again, it is the same
+    (root / "report.json").unlink()
+    run_compare(preset, overrides, command="test", report_only=True)
+    assert json.loads((root / "report.json").read_text()) == report
 
 
 def test_report_only_without_runs_names_what_is_missing(tmp_path):

