@@ -14,12 +14,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.tiny import cache_root
+from models.cache import build_atomically, cache_root
 
 CONVERTER_VERSION = 1  # bump when the conversion below changes what it writes
 
@@ -82,19 +80,14 @@ def ensure_packaged_model(name: str, *, root: Path | None = None, log=print) -> 
     target = packaged_model_dir(name, root=root)
     if (target / "conversion.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        log(f"converting the packaged {name} (GGUF) into {target} (once)")
+    log(f"converting the packaged {name} (GGUF) into {target} (once)")
+
+    def build(staging: Path) -> None:
         convert_gguf(gguf_path(name), staging)
-        (staging / "conversion.json").write_text(
-            json.dumps({"source": name, "gguf": PACKAGED_MODELS[name].file, "converter": CONVERTER_VERSION}, indent=1)
-        )
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        record = {"source": name, "gguf": PACKAGED_MODELS[name].file, "converter": CONVERTER_VERSION}
+        (staging / "conversion.json").write_text(json.dumps(record, indent=1))
+
+    return build_atomically(target, build, complete="conversion.json")
 
 
 def load_gguf(gguf_file: Path):

@@ -9,8 +9,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from models.cache import cache_root
 from models.packaged import ensure_packaged_model, is_packaged
-from models.tiny import cache_root, ensure_tiny_model
+from models.tiny import ensure_tiny_model
 from models.warm_start import bootstrap, warm_start_key
 from orchestrator.config import Config
 

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from models.cache import build_atomically, cache_root
+
 EOS_TOKEN = "<|endoftext|>"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("BPPO_CACHE_DIR", Path.home() / ".cache" / "bppo"))
 
 
 def tiny_model_dir(tiny, *, root: Path | None = None) -> Path:
@@ -34,18 +29,7 @@ def ensure_tiny_model(tiny, *, root: Path | None = None) -> Path:
     target = tiny_model_dir(tiny, root=root)
     if (target / "config.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        build_tiny_model(staging, tiny)
-        try:
-            staging.rename(target)
-        except OSError:  # another process built it first: theirs is as good as ours
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    return build_atomically(target, lambda staging: build_tiny_model(staging, tiny), complete="config.json")
 
 
 def tokenizer_corpus(num_problems: int, seed: int) -> list[str]:

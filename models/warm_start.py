@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from learner.algorithms import GRPOConfig
+from models.cache import build_atomically
 from models.tiny import ensure_tiny_model
 from orchestrator.config import Config, LearnerConfig
 
@@ -188,9 +187,8 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
 
 
 def _save_atomically(learner, target: Path, record: dict) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    learner.save_pretrained(str(staging))
-    (staging / "bootstrap.json").write_text(json.dumps(record, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    def save(staging: Path) -> None:
+        learner.save_pretrained(str(staging))
+        (staging / "bootstrap.json").write_text(json.dumps(record, indent=1))
+
+    build_atomically(target, save, complete="bootstrap.json")

@@ -1,0 +1,39 @@
+"""The model cache: where built and converted models live, and how one is written into it.
+
+Every entry is a directory named by a hash of what shapes it (a config, a file's digest). It is
+built in a temporary directory beside its place and renamed into place once complete, so a crash
+leaves nothing half-written under the entry's name, and two processes building the same entry at
+once both end with a complete one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """``$BPPO_CACHE_DIR``, else ``~/.cache/bppo``."""
+    return Path(os.environ.get("BPPO_CACHE_DIR", Path.home() / ".cache" / "bppo"))
+
+
+def build_atomically(target: Path, build: Callable[[Path], None], *, complete: str) -> Path:
+    """Run ``build(staging)`` and move the result to ``target``. ``complete`` names the file that
+    only a finished entry has: an entry another process finished meanwhile is kept (ours is
+    dropped, being the same), an incomplete leftover is replaced."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        build(staging)
+        if (target / complete).exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
