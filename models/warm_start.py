@@ -23,6 +23,7 @@ from learner.algorithms import GRPOConfig
 from models.cache import build_atomically
 from models.tiny import ensure_tiny_model
 from orchestrator.config import Config, LearnerConfig
+from prompts.synthetic import GENERATOR_VERSION
 
 EVAL_MAX_TOKENS = 160
 
@@ -34,6 +35,7 @@ def warm_start_key(config: Config) -> dict:
         "warm_start": config.model.warm_start.model_dump(mode="json"),
         "prompt_template": config.data.prompt_template,
         "source": config.data.source.model_dump(mode="json"),
+        "generator": GENERATOR_VERSION,
         # The band is judged by the built-in verifier whatever reward.function says (below); a
         # cache made before that rule may hold a model judged by a stand-in reward: not reused.
         "judge": "built-in verifier",

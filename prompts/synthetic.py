@@ -20,6 +20,9 @@ from sympy import Rational, pi, sqrt
 from prompts.problems import Problem
 
 LEVELS = (1, 2, 3)
+# Bumped whenever a change alters the generated text or answers (caches keyed on the data, such
+# as the warm start, are then rebuilt). 2: "supplement"/"complement" (were "supplemenment").
+GENERATOR_VERSION = 2
 TEST_BUCKETS = 20  # 1 in 20 parameter sets is reserved for the test split
 
 
@@ -110,7 +113,7 @@ def _pair_angles(total: int, name: str) -> Callable[[random.Random, int], Draft]
             rng,
             [
                 f"Two angles are {name}. One measures {sympy.latex(x)} degrees. What is the other, in degrees?",
-                f"Find the {name[:-4]}ment of an angle of {sympy.latex(x)}°, in degrees.",
+                f"Find the {name.removesuffix('ary')} of an angle of {sympy.latex(x)}°, in degrees.",
                 f"Angle X and angle Y are {name}. If X = {sympy.latex(x)} degrees, find Y in degrees.",
             ],
         )
