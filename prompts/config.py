@@ -24,8 +24,9 @@ class SyntheticSource(_Strict):
     """Distinct held-out problems (never equal to a training problem)."""
     families: list[str] = []
     """Problem families to draw from; empty = all (see prompts.synthetic.FAMILIES)."""
-    levels: list[Literal[1, 2, 3]] = [1, 2, 3]
-    """Difficulty levels to draw from."""
+    levels: list[Literal[0, 1, 2, 3]] = [1, 2, 3]
+    """Difficulty levels to draw from. 0 = one step, one-digit operands, plain words (for a small
+    pretrained model; some families only: prompts.plain.PLAIN)."""
     mix: list[str] = []
     """Explicit ``family:level`` pairs drawn uniformly (e.g. ``triangle_angle_sum:1``); when set,
     it replaces ``families`` x ``levels`` (for a mix where one family's hard level is left out)."""
@@ -65,6 +66,19 @@ class SyntheticSource(_Strict):
         if self.mix and (self.families or list(self.levels) != [1, 2, 3]):
             raise ValueError(
                 "data.source.mix replaces data.source.families and data.source.levels: set one or the other"
+            )
+        from prompts.plain import PLAIN
+
+        at_zero = [f for f, v in self.pairs() if v == 0] if self.mix else (self.families if 0 in self.levels else [])
+        plainless = sorted(set(at_zero) - set(PLAIN))
+        if plainless:
+            raise ValueError(
+                f"data.source.levels: level 0 exists for {', '.join(PLAIN)} only, not {', '.join(plainless)}"
+            )
+        if 0 in self.levels and list(self.levels) != [0] and not self.families and not self.mix:
+            raise ValueError(
+                "data.source.levels: level 0 with other levels needs data.source.families (level 0 exists for "
+                f"{', '.join(PLAIN)} only) or a data.source.mix of family:level pairs"
             )
         return self
 

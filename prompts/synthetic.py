@@ -1,8 +1,8 @@
 """Synthetic geometry problems with exact answers: the offline default prompt set.
 
-Each family draws parameters for a difficulty level (1 = one step with round numbers,
-2 = one step with any numbers or a second quantity, 3 = two steps or solving for an
-unknown) and returns the question, the exact answer (sympy) and worked-solution steps.
+Each family draws parameters for a difficulty level (0 = one step, one-digit operands, plain
+words: ``prompts.plain``, for some families; 1 = one step with round numbers, 2 = one step with
+any numbers or a second quantity, 3 = two steps or solving for an unknown) and returns the question, the exact answer (sympy) and worked-solution steps.
 Reproducible for a seed; train and test never share a problem, because the split is a
 hash of the problem text, not of the draw order.
 """
@@ -12,26 +12,20 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import sympy
 from sympy import Rational, pi, sqrt
 
+from prompts.draft import Draft
+from prompts.plain import PLAIN
 from prompts.problems import Problem
 
-LEVELS = (1, 2, 3)
+LEVELS = (0, 1, 2, 3)
+DEFAULT_LEVELS = (1, 2, 3)  # level 0 is asked for by name
 # Bumped whenever a change alters the generated text or answers (caches keyed on the data, such
 # as the warm start, are then rebuilt). 2: "supplement"/"complement" (were "supplemenment").
 GENERATOR_VERSION = 2
 TEST_BUCKETS = 20  # 1 in 20 parameter sets is reserved for the test split
-
-
-@dataclass(frozen=True)
-class Draft:
-    question: str
-    answer: sympy.Expr
-    givens: tuple[str, ...]  # restated in verbose solutions
-    steps: tuple[str, ...]  # the reasoning, one short sentence each
 
 
 def _pick(rng: random.Random, options: list[str]) -> tuple[int, str]:
@@ -433,7 +427,7 @@ def generate(
     *,
     seed: int = 0,
     families: list[str] | None = None,
-    levels: tuple[int, ...] = LEVELS,
+    levels: tuple[int, ...] = DEFAULT_LEVELS,
     mix: list[tuple[str, int]] | None = None,
     test_buckets: int = TEST_BUCKETS,
 ) -> tuple[list[Problem], list[Problem]]:
@@ -452,6 +446,14 @@ def generate(
     bad_levels = sorted(set(levels) - set(LEVELS))
     if bad_levels or not levels:
         raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {list(levels)}")
+    if not families and not mix and tuple(levels) == (0,):
+        names = list(PLAIN)  # every family at level 0: every family that has one
+    plainless = sorted({f for f, v in (mix or [(f, v) for f in names for v in levels]) if v == 0} - set(PLAIN))
+    if plainless:
+        raise ValueError(
+            f"level 0 exists for {', '.join(PLAIN)} only, not {', '.join(plainless)}: choose "
+            "data.source.families among them, or a data.source.mix of family:level pairs"
+        )
     rng = random.Random(seed)
     train: list[Problem] = []
     test: list[Problem] = []
@@ -467,7 +469,7 @@ def generate(
             )
         # (the families x levels draw keeps its two calls: the default data stays what it was)
         family, level = rng.choice(mix) if mix else (rng.choice(names), rng.choice(levels))
-        draft = FAMILIES[family](rng, level)
+        draft = PLAIN[family](rng) if level == 0 else FAMILIES[family](rng, level)
         if draft.question in seen:  # a problem is its text: equal texts are one problem
             continue
         in_test = is_test_question(draft.question, test_buckets)

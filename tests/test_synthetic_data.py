@@ -140,3 +140,26 @@ def test_pair_angle_questions_name_the_supplement_and_the_complement():
     named = {word for p in train for word in ("supplement ", "complement ") if f"Find the {word}" in p.question}
     assert named == {"supplement ", "complement "}
     assert not any("menment" in p.question for p in train)
+
+
+def test_level_zero_is_one_digit_plain_problems_of_the_families_that_have_it():
+    import re
+
+    from prompts.config import SyntheticSource
+    from prompts.plain import PLAIN
+
+    train, test = generate(300, 20, seed=0, levels=(0,))
+    assert {p.meta["family"] for p in train} == set(PLAIN) and {p.meta["level"] for p in train + test} == {0}
+    for problem in train + test:
+        operands = [int(n) for n in re.findall(r"\d+", problem.question)]
+        # one-digit sides, or angles in tens
+        assert all(n <= 9 or n % 10 == 0 for n in operands), problem.question
+        for solution in (problem.solution, problem.meta["verbose_solution"]):
+            assert score(solution, problem.answer, timeout_s=10).correct, problem  # integers: the fast path
+    with pytest.raises(ValueError, match="level 0 exists for .* only, not circle"):
+        generate(10, 2, families=["circle"], levels=(0,))
+    with pytest.raises(ValueError, match="data.source.levels: level 0 exists for .* only, not circle"):
+        SyntheticSource(families=["circle", "rectangle"], levels=[0, 1])
+    with pytest.raises(ValueError, match="level 0 with other levels needs data.source.families"):
+        SyntheticSource(levels=[0, 1])
+    assert SyntheticSource(mix=["rectangle:0", "circle:1"]).pairs() == [("rectangle", 0), ("circle", 1)]
