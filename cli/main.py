@@ -90,6 +90,44 @@ def _verify_gold_answers(config: Config, problems: list) -> None:
         print(f"  not verified: {row}")
 
 
+def cmd_data_sample(args: argparse.Namespace, config: Config) -> int:
+    """G completions per prompt, judged -> samples.jsonl + pass_rates.json (per family x level)."""
+    from prompts.tools.sample import sample_completions, write_samples
+    from rollout.types import SamplingSettings
+
+    problems = _data_split(config, args.split)[: args.problems]
+    rollout = config.rollout
+    sampling = SamplingSettings(
+        n=rollout.n,
+        temperature=rollout.temperature,
+        top_p=rollout.top_p,
+        max_tokens=rollout.max_tokens,
+        stop=tuple(rollout.stop),
+        seed=config.trainer.seed,
+    )
+    _set_threads(args)
+    started = time.perf_counter()
+    rows, summary = sample_completions(
+        problems,
+        _tool_model(args, config),
+        template=config.data.prompt_template,
+        chat_template=config.data.chat_template,
+        sampling=sampling,
+        reward=config.reward,
+        max_model_len=rollout.max_model_len,
+        seed=config.trainer.seed,
+    )
+    paths = write_samples(_data_out(args, config), rows, summary)
+    overall = summary["all"]
+    print(
+        f"sampled {len(rows)} completions ({len(problems)} {args.split} problems x {rollout.n}) in "
+        f"{time.perf_counter() - started:.1f} s: pass rate {overall['pass_rate']:.3f}, groups with a pair "
+        f"{overall['pair_rate']:.3f}, answered {overall['answered_rate']:.3f}, length median "
+        f"{overall['length_median']:g} (p90 {overall['length_p90']}) -> {paths[0]} (+ {paths[1].name})"
+    )
+    return 0
+
+
 def cmd_data_score(args: argparse.Namespace, config: Config) -> int:
     """MagicVL-2B's complexity score per prompt -> scores.jsonl + scores_summary.json."""
     from prompts.tools.complexity import ScoreWeights
@@ -278,6 +316,11 @@ COMMANDS = {
     ),
 }
 DATA_TOOLS = {
+    "sample": (
+        cmd_data_sample,
+        "G completions per prompt from the policy (vLLM, the run's sampling and template), judged by the "
+        "verifier -> samples.jsonl + pass_rates.json (pass rate, BPPO pair rate, lengths per family x level)",
+    ),
     "score": (
         cmd_data_score,
         "MagicVL-2B's complexity score of every prompt (length, TTR, perplexity, "
@@ -378,6 +421,14 @@ def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
         help="torch CPU threads (default: one per core); on a CPU other work keeps busy, 1 can "
         "be several times faster, since the threads no longer wait for each other",
     )
+    if tool == "sample":
+        parser.add_argument(
+            "--problems",
+            type=_number(int, minimum=1),
+            default=64,
+            metavar="N",
+            help="the first N problems of the split (default: 64); rollout.n completions each",
+        )
     if tool == "score":
         parser.add_argument("--small-model", metavar="PATH", help="M_s of the task term (with --large-model)")
         parser.add_argument("--large-model", metavar="PATH", help="M_l of the task term (with --small-model)")
@@ -409,7 +460,7 @@ def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
             metavar="W",
             help="lambda_task of S (default: 0.5; without a task term S = S_text)",
         )
-    else:
+    elif tool == "curate":
         parser.add_argument(
             "--size", type=_number(int, minimum=1), required=True, metavar="N", help="target number of curated problems"
         )

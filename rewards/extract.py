@@ -25,6 +25,11 @@ MAX_BOXES = 10
 MAX_CONNECTOR_CHARS = 40
 _CONNECTOR = re.compile(r"^(?:[\s$,;&]|\\q?quad|\\[,;: ]|\\text\{ ?(?:and|or) ?\}|and\b|or\b)*$")
 _MINERVA = re.compile(r"(?i)final answer is:? ?\$?(.{1,200}?)\$?\.? ?I hope")
+# "... the answer is 21 square units." / "So, the final answer is: $21$": the clause after the last
+# "answer is", up to the end of its line or sentence (a period not inside a number).
+_ANSWER_IS = re.compile(r"(?i)\banswer (?:is|=) ?:? ?")
+_CLAUSE_END = re.compile(r"\n|\.(?!\d)|;|,(?!\d{3})")
+_MATH = re.compile(r"\$([^$]{1,100})\$|\\\((.{1,100}?)\\\)")
 
 
 @dataclass(frozen=True)
@@ -132,10 +137,39 @@ def extract_answer(text: str, fallback: tuple[str, ...] | list[str] = ()) -> Ext
                 answer = matches[-1].strip().strip("$").strip().rstrip(".").strip("$").strip()
                 if answer:
                     return Extraction(answer, "answer_line", (answer,))
+        elif method == "answer_is":
+            answer = _answer_is(tail)
+            if answer is not None:
+                return Extraction(answer, "answer_is", (answer,))
         elif method == "last_number":
             numbers = _NUMBER.findall(tail)
             if numbers:
                 return Extraction(numbers[-1], "last_number", (numbers[-1],))
         else:
-            raise ValueError(f"unknown fallback {method!r}; allowed: answer_line, last_number")
+            raise ValueError(f"unknown fallback {method!r}; allowed: answer_line, answer_is, last_number")
     return Extraction(None, None)
+
+
+def _answer_is(tail: str) -> str | None:
+    """The answer a sentence like "So, the answer is 21 square units." states: the clause after the
+    last "answer is" (to the end of its line or sentence, at most 200 characters); inside it, a
+    math span ($...$, \\(...\\)) if there is one, else its number when it holds exactly one, else
+    the number after its last "=" ("7 x 3 = 21"). A clause with several numbers and no "=" states
+    no single answer: None, never a guess."""
+    starts = [m.end() for m in _ANSWER_IS.finditer(tail)]
+    if not starts:
+        return None
+    clause = tail[starts[-1] : starts[-1] + 200]
+    end = _CLAUSE_END.search(clause)
+    clause = clause[: end.start()] if end else clause
+    math = _MATH.search(clause)
+    if math:
+        inner = (math.group(1) or math.group(2)).strip()
+        return inner or None
+    numbers = _NUMBER.findall(clause)
+    if len(numbers) == 1:
+        return numbers[0]
+    if "=" in clause:
+        after = _NUMBER.findall(clause[clause.rindex("=") :])
+        return after[0] if len(after) == 1 else None
+    return None

@@ -44,7 +44,34 @@ def test_empty_box_is_no_answer():
 def test_hostile_text_is_linear():
     import time
 
-    for text in ["\\boxed{" * 200_000, "{" * 500_000 + "}" * 10, "\\" * 1_000_000, "x" * 2_000_000]:
+    hostile = ["\\boxed{" * 200_000, "{" * 500_000 + "}" * 10, "\\" * 1_000_000, "x" * 2_000_000]
+    hostile += ["answer is " * 200_000, "answer is $" * 100_000, "answer is \\(" * 100_000, "1=" * 500_000]
+    for text in hostile:
         started = time.perf_counter()
-        extract_answer(text, ["answer_line", "last_number"])
+        extract_answer(text, ["answer_line", "answer_is", "last_number"])
         assert time.perf_counter() - started < 3.0
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # how an instruct model ends: the clause after the LAST "answer is", to its sentence's end
+        ("7 x 3 is 21. So, the answer is 21 square units.", "21"),
+        ("The area is 3 x 4 = 12.\n\nThe answer is 12.", "12"),
+        ("The answer is 7 × 3 = 21.", "21"),  # the result after the last "="
+        ("Therefore, the final answer is: $\\frac{1}{2}$.", "\\frac{1}{2}"),  # a math span as written
+        ("The answer is \\(60^\\circ\\).", "60^\\circ"),
+        ("So the answer is 1,000.", "1,000"),  # a thousands separator is not the clause's end
+        ("The answer is 2.5 cm.", "2.5"),  # a decimal point is not a sentence's end
+        ("First the answer is 5. Then, checking again, the answer is 6.", "6"),
+        # no single stated answer: nothing, never a guess
+        ("The answer is 3 or 4.", None),
+        ("The answer is twenty-one.", None),
+        ("The area is 21.", None),
+        ("The answer is\n21", None),  # the clause ends at the line's end
+    ],
+)
+def test_answer_is_reads_the_stated_answer_or_nothing(text, expected):
+    assert extract_answer(text, ["answer_is"]).answer == expected
+    if expected is not None:
+        assert extract_answer(text, ["answer_is"]).method == "answer_is"
