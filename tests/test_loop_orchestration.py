@@ -1,0 +1,143 @@
+"""The training step's orchestration (``Trainer.train_step``: rounds, refills, what is kept, what
+reaches the learner and the engines) in the fast tier: the actors are in-process stand-ins with the
+same methods, so the decisions are tested without Ray; the real actors run in test_train_e2e."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from orchestrator.config_io import load_config
+from rewards.verify import RewardResult
+from rollout.types import Sample
+
+ROOT = Path(__file__).resolve().parents[1]
+G = 4
+
+
+class ScriptedFleet:
+    """Engines that answer each prompt's G samples right or wrong as ``script`` says, one list of
+    per-group patterns per generate call."""
+
+    def __init__(self, answers: dict[tuple[int, ...], str], script: list[list[str]]) -> None:
+        self.answers, self.script = answers, list(script)
+        self.policy_version, self.restarts, self.calls = 0, 0, []
+
+    def generate(self, prompts, sampling, early_stop=None):
+        patterns = self.script.pop(0)
+        assert len(patterns) == len(prompts) and sampling.n == G and early_stop is None
+        self.calls.append((len(prompts), sampling.seed))
+        samples = []
+        for index, (prompt, pattern) in enumerate(zip(prompts, patterns)):
+            gold = self.answers[tuple(prompt)]
+            for k, mark in enumerate(pattern):
+                # a right answer, or a wrong one that is longer by k tokens (pairs differ in length)
+                text = f"\\boxed{{{gold}}}" if mark == "+" else f"\\boxed{{wrong{'!' * k}}}"
+                samples.append(
+                    Sample(
+                        prompt_index=index,
+                        prompt_ids=list(prompt),
+                        response_ids=[7] * (3 + k),
+                        response_logprobs=[-1.0] * (3 + k),
+                        finish_reason="stop",
+                        policy_version=self.policy_version,
+                        text=text,
+                    )
+                )
+        return samples
+
+
+class ExactRewards:
+    workers = ()
+
+    def score(self, texts, answers):
+        results = [
+            RewardResult(text == f"\\boxed{{{gold}}}", float(text == f"\\boxed{{{gold}}}"), True, text, "correct")
+            for text, gold in zip(texts, answers)
+        ]
+        return results, {}
+
+
+class RecordingLearner:
+    def __init__(self) -> None:
+        self.batches = []
+
+    def optimizer_steps(self, batch) -> int:
+        return 1
+
+    def logprobs(self, batch, which="policy"):
+        return torch.where(batch.loss_mask != 0, -1.0, 0.0)  # what the engine reported: parity 0
+
+    def train(self, batch):
+        self.batches.append(batch)
+        return {"learner/skipped_nonfinite": 0.0, "loss/pg": 0.0}
+
+
+class CountingSync:
+    def __init__(self, fleet) -> None:
+        self.fleet, self.pushes = fleet, 0
+
+    def push(self):
+        self.pushes += 1
+        self.fleet.policy_version += 1
+        return self.fleet.policy_version
+
+
+def _trainer(tmp_path, tiny_model, script, **overrides):
+    from orchestrator.loop import Trainer
+
+    settings = {
+        "model.path": tiny_model,
+        "trainer.run_dir": str(tmp_path),
+        "rollout.n": G,
+        "trainer.prompts_per_step": 2,
+        "data.source.num_train": 50,
+        "data.source.num_test": 10,
+        **overrides,
+    }
+    trainer = Trainer(load_config([str(ROOT / "configs/tiny_cpu.yaml")], [f"{k}={v}" for k, v in settings.items()]))
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    answers = {tuple(ids): p.answer for ids, p in zip(trainer.train_prompts, trainer.train_set)}
+    trainer.fleet = ScriptedFleet(answers, script)
+    trainer.rewards, trainer.learner = ExactRewards(), RecordingLearner()
+    trainer.weight_sync = CountingSync(trainer.fleet)
+    return trainer
+
+
+def test_a_refill_round_completes_the_batch_and_the_surplus_group_is_discarded(tmp_path, tiny_model):
+    """Round 0: one group all right (no pair), one mixed: 1 of 2 pairs. Round 1 (a refill): two
+    mixed groups; the first completes the batch, the second is discarded (DAPO's rule)."""
+    script = [["++++", "+-+-"], ["-+--", "++-+"]]
+    trainer = _trainer(tmp_path, tiny_model, script, **{"algo.refill_rounds": 1})
+    metrics = trainer.train_step(1)
+    assert trainer.fleet.calls == [(2, trainer._seed(1, 0)), (2, trainer._seed(1, 1))]  # a new seed per round
+    assert metrics["rollout/rounds"] == 2.0 and metrics["bppo/pair_rate"] == 0.5
+    assert (metrics["rollout/groups"], metrics["rollout/useful_groups"], metrics["rollout/sampled_groups"]) == (2, 3, 4)
+    # the learner got the two pairs: shortest right + shortest wrong of each kept group
+    (batch,) = trainer.learner.batches
+    assert batch.input_ids.shape[0] == 4 and batch.group_index.tolist() == [0, 0, 1, 1]
+    assert (batch.advantages[0::2] > 0).all() and (batch.advantages[1::2] < 0).all()
+    assert trainer.weight_sync.pushes == 1 and metrics["sync/policy_version"] == 1.0
+    assert metrics["sync/logprob_max_diff"] == 0.0
+    import json
+
+    (record,) = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert record["trained"] == [False, True, True, False]
+    assert record["rewards"][0] == [1.0] * G and record["rewards"][3] == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_a_step_without_any_pair_skips_the_learner_and_keeps_the_weights(tmp_path, tiny_model):
+    trainer = _trainer(tmp_path, tiny_model, [["++++", "----"]])
+    metrics = trainer.train_step(1)
+    assert metrics["learner/skipped_empty"] == 1.0 and metrics["rollout/groups"] == 0.0
+    assert trainer.learner.batches == [] and trainer.weight_sync.pushes == 0
+    assert metrics["sync/policy_version"] == 0.0  # nothing trained: the engines keep version 0
+
+
+@pytest.mark.parametrize("refill_rounds, rounds", [(0, 1), (2, 3)])
+def test_refills_stop_at_the_configured_rounds(tmp_path, tiny_model, refill_rounds, rounds):
+    script = [["++++", "+-++"]] * rounds  # one pair per round: the batch of 2 fills in round 2
+    trainer = _trainer(tmp_path, tiny_model, script, **{"algo.refill_rounds": refill_rounds})
+    metrics = trainer.train_step(1)
+    assert metrics["rollout/rounds"] == float(min(rounds, 2)) and len(trainer.fleet.calls) == min(rounds, 2)
+    assert metrics["rollout/groups"] == float(min(rounds, 2))
