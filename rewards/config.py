@@ -16,11 +16,12 @@ class RewardConfig(BaseModel):
     """Weight of the 0/1 accuracy in the scalar reward."""
     format_weight: float = Field(0.0, ge=0.0)
     """Weight of the 0/1 format check (the answer is in \\boxed{}) in the scalar reward."""
-    fallback: list[Literal["answer_line", "answer_is", "last_number"]] = []
+    fallback: list[Literal["answer_line", "answer_is", "last_statement", "last_number"]] = []
     """Where to look for an answer when there is no \\boxed{}/\\fbox{}, in order: answer_line
     (an 'Answer: ...' line), answer_is (the clause after the last "answer is", as instruct models
-    end: "So, the answer is 21."), last_number (the last number in the text). Empty = \\boxed{}
-    only."""
+    end: "So, the answer is 21."), last_statement (the last result stated with is / = / equals:
+    "so the area is 6 x 9 = 54 square units"), last_number (the last number in the text).
+    Empty = \\boxed{} only."""
     rel_tol: float = Field(1e-4, ge=0.0)
     """Relative tolerance when two answers are both plain numbers (decimals vs fractions)."""
     pi_numeric: bool = False

@@ -29,6 +29,15 @@ _MINERVA = re.compile(r"(?i)final answer is:? ?\$?(.{1,200}?)\$?\.? ?I hope")
 # "answer is", up to the end of its line or sentence (a period not inside a number).
 _ANSWER_IS = re.compile(r"(?i)\banswer (?:is|=) ?:? ?")
 _CLAUSE_END = re.compile(r"\n|\.(?!\d)|;|,(?!\d{3})")
+# "... so the area is 6 x 9 = 54 square units." / "which equals 4": a computed result, stated with
+# = / equals / equal to / which is / gives, as a math span or a number (a power like 7^3 included)
+# that no operator or operator word continues ("2 times (l + w)" states no result). A bare "is"
+# does not count: "The base is 2 and the height is 6." restates the question's givens.
+_STATEMENT = re.compile(
+    r"(?i)(?:=|\bequals?|\bequal to|\bwhich is|\bgives(?: us)?) ?:? ?(?:approximately |about )?"
+    r"(?:\$([^$]{1,100})\$|(-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?(?:\^\d+)?)"
+    r"(?! ?(?:[×x*+\-/^(=\d]|times\b|plus\b|minus\b|divided\b|multiplied\b|over\b)))"
+)
 _MATH = re.compile(r"\$([^$]{1,100})\$|\\\((.{1,100}?)\\\)")
 
 
@@ -141,12 +150,21 @@ def extract_answer(text: str, fallback: tuple[str, ...] | list[str] = ()) -> Ext
             answer = _answer_is(tail)
             if answer is not None:
                 return Extraction(answer, "answer_is", (answer,))
+        elif method == "last_statement":
+            statements = _STATEMENT.findall(tail)
+            if statements:
+                math, number = statements[-1]
+                answer = (math or number).strip()
+                if answer:
+                    return Extraction(answer, "last_statement", (answer,))
         elif method == "last_number":
             numbers = _NUMBER.findall(tail)
             if numbers:
                 return Extraction(numbers[-1], "last_number", (numbers[-1],))
         else:
-            raise ValueError(f"unknown fallback {method!r}; allowed: answer_line, answer_is, last_number")
+            raise ValueError(
+                f"unknown fallback {method!r}; allowed: answer_line, answer_is, last_statement, last_number"
+            )
     return Extraction(None, None)
 
 

@@ -75,3 +75,22 @@ def test_answer_is_reads_the_stated_answer_or_nothing(text, expected):
     assert extract_answer(text, ["answer_is"]).answer == expected
     if expected is not None:
         assert extract_answer(text, ["answer_is"]).method == "answer_is"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Area = Length × Width = 9 × 7 = 63. This shows how area works.", "63"),  # the last "=" result
+        ("the square of 2, which equals 4.", "4"),
+        ("so the area is 7 × 8, which is 56 square units.", "56"),
+        ("Therefore, the volume is $7^3 = 343$.", "343"),  # inside a math span too
+        ("which equals $\\frac{1}{2}$.", "\\frac{1}{2}"),  # a math span as written
+        ("The area is 3 x 4 = 12. Double it: 24.", "12"),  # "Double it: 24" states no result
+        # no computed result: nothing
+        ("The base is 2 and the height is 6.", None),  # a bare "is" restates the givens
+        ("The perimeter = 2 times (length + width).", None),  # an operator word continues it
+        ("The area = 2 × 3 + x", None),
+    ],
+)
+def test_last_statement_reads_the_last_computed_result_or_nothing(text, expected):
+    assert extract_answer(text, ["last_statement"]).answer == expected
