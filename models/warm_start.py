@@ -1,6 +1,8 @@
-"""``bppo bootstrap``: the tiny model, warm-started by SFT until RL has something to improve.
+"""``bppo bootstrap``: the tiny model (or a packaged real model), warm-started by SFT until RL has
+something to improve.
 
-The built tiny model (``models.tiny``: tokenizer + random Qwen2) is trained on
+The built tiny model (``models.tiny``: tokenizer + random Qwen2), or a packaged pretrained model
+(``models.packaged``, its prompts in its chat template), is trained on
 synthetic problems with worked solutions, concise and verbose mixed, through the same
 DeepSpeed learner as RL (``LearnerWorld.train(objective="sft")``). Every
 ``eval_every`` steps the weights go to a vLLM engine, which samples (T=1) one answer per
@@ -21,17 +23,21 @@ import torch
 
 from learner.algorithms import GRPOConfig
 from models.cache import build_atomically
-from models.tiny import ensure_tiny_model
 from orchestrator.config import Config, LearnerConfig
 from prompts.synthetic import GENERATOR_VERSION
 
-EVAL_MAX_TOKENS = 160
+EVAL_MAX_TOKENS = 160  # the tiny model's evaluation cap (a packaged model's is rollout.max_tokens)
 
 
 def warm_start_key(config: Config) -> dict:
     """Everything the warm-started model depends on."""
+    tiny = config.model.path == "tiny"
     return {
-        "tiny": config.model.tiny.model_dump(mode="json"),
+        # the base: the tiny model's config, or a packaged model's name (its file's hash names the
+        # converted directory, which warm_model_dir folds in)
+        "tiny": config.model.tiny.model_dump(mode="json") if tiny else None,
+        "base": None if tiny else config.model.path,
+        "chat_template": config.data.chat_template,
         "warm_start": config.model.warm_start.model_dump(mode="json"),
         "prompt_template": config.data.prompt_template,
         "source": config.data.source.model_dump(mode="json"),
@@ -56,9 +62,12 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
         solution = verbose if verbose and rng.random() < warm.verbose_fraction else problem.solution
         if not solution:
             continue
-        prompt = tokenizer.encode(render_prompt(problem, config.data.prompt_template), add_special_tokens=False)
-        response = tokenizer.encode(" " + solution, add_special_tokens=False) + [tokenizer.eos_token_id]
-        examples.append((prompt, response))
+        chat = config.data.chat_template
+        text = render_prompt(problem, config.data.prompt_template, tokenizer=tokenizer, chat_template=chat)
+        prompt = tokenizer.encode(text, add_special_tokens=False)
+        # the tiny tokenizer was trained on " " + solution; a chat template's turn starts on a new line
+        response = tokenizer.encode(solution if chat else " " + solution, add_special_tokens=False)
+        examples.append((prompt, response + [tokenizer.eos_token_id]))
     if not examples:
         raise ValueError("the warm start needs problems with worked solutions (data.source: synthetic)")
     return examples
@@ -96,8 +105,9 @@ def sft_config(config: Config) -> Config:
     )
 
 
-def bootstrap(config: Config, target: Path, *, log=print) -> dict:
-    """SFT the tiny model into ``target`` (atomically); returns what ``bootstrap.json`` records."""
+def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
+    """SFT the model in ``base`` (the tiny model, or a packaged model's converted checkpoint) into
+    ``target`` (atomically); returns what ``bootstrap.json`` records."""
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -112,15 +122,23 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     if console.ROUTER.file is None:  # `bppo bootstrap` alone: beside the cached model
         console.worker_log(target.parent / f"{target.name}.worker.log")
     warm, started = config.model.warm_start, time.perf_counter()
-    base = str(ensure_tiny_model(config.model.tiny))
     tokenizer = AutoTokenizer.from_pretrained(base)
     prompt_set = load_prompt_set(config.data)  # generating it is seconds: once, for both uses
     examples = sft_examples(config, tokenizer, prompt_set.train)
     held_out = prompt_set.test[: warm.eval_problems]
     eval_prompts = [
-        tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False) for p in held_out
+        tokenizer.encode(
+            render_prompt(p, config.data.prompt_template, tokenizer=tokenizer, chat_template=config.data.chat_template),
+            add_special_tokens=False,
+        )
+        for p in held_out
     ]
-    actors = start_actor_stack(sft_config(config), base, total_steps=warm.max_steps, max_len=EVAL_MAX_TOKENS)
+    max_tokens = (
+        min(EVAL_MAX_TOKENS, config.rollout.max_tokens) if config.model.path == "tiny" else config.rollout.max_tokens
+    )
+    actors = start_actor_stack(
+        sft_config(config), base, total_steps=warm.max_steps, max_len=max(EVAL_MAX_TOKENS, max_tokens)
+    )
     learner, fleet, rewards, sync = actors.learner, actors.fleet, actors.rewards, actors.weight_sync
     rng, history, accuracy = random.Random(warm.seed), [], 0.0
     low, high = warm.accuracy_band
@@ -150,9 +168,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
                 rewards,
                 eval_prompts,
                 held_out,
-                SamplingSettings(
-                    n=1, temperature=1.0, max_tokens=min(EVAL_MAX_TOKENS, config.rollout.max_tokens), seed=warm.seed
-                ),
+                SamplingSettings(n=1, temperature=1.0, max_tokens=max_tokens, seed=warm.seed),
             ).metrics()
             accuracy, length = quality["accuracy"], quality["len_mean"]
             history.append(
@@ -184,7 +200,7 @@ def bootstrap(config: Config, target: Path, *, log=print) -> dict:
     finally:
         bar.close()
         actors.close()
-    log(f"warm-started tiny model -> {target} ({record['seconds']} s)", file=sys.stderr)
+    log(f"warm-started {config.model.path} model -> {target} ({record['seconds']} s)", file=sys.stderr)
     return record
 
 

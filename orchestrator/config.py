@@ -51,11 +51,13 @@ class TinyModelConfig(_Strict):
 
 
 class WarmStartConfig(_Strict):
-    """SFT warm start of the tiny model (``bppo bootstrap``), until sampled accuracy on
-    held-out problems enters ``accuracy_band``: a policy RL can still improve."""
+    """SFT warm start of the tiny model or a packaged model (``bppo bootstrap``), until sampled
+    accuracy on held-out problems enters ``accuracy_band``: a policy RL can still improve."""
 
     enabled: bool = True
-    """Warm-start the tiny model (path 'tiny'); false = RL from random weights."""
+    """Warm-start the tiny model (path 'tiny') or a packaged model (e.g. smollm2-135m-instruct);
+    false = RL from the base weights. Other paths (local directories, hub names) are never
+    warm-started here."""
     num_problems: int = Field(6000, ge=10)
     """Synthetic training problems whose worked solutions are the SFT data."""
     verbose_fraction: float = Field(0.5, ge=0.0, le=1.0)
