@@ -98,3 +98,30 @@ def test_vllm_serves_it_with_the_learners_logprobs(converted):
         diffs.append((learner - torch.tensor(sample.response_logprobs)).abs().max().item())
     assert sum(len(s.response_ids) for s in samples) >= 60  # not vacuous: real sampled text
     assert max(diffs) < 1e-4, diffs
+
+
+@pytest.mark.slow  # converts the packaged model
+def test_its_warm_start_examples_are_chat_turns_ended_by_its_end_of_turn_token(converted):
+    from transformers import AutoTokenizer
+
+    from models.sources import warm_model_dir
+    from models.warm_start import sft_examples
+    from orchestrator.config_io import load_config
+    from prompts.loaders import load_prompt_set
+
+    config = load_config([str(Path(__file__).parents[1] / "configs/smollm2_cpu.yaml")])
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    problems = load_prompt_set(config.data).train
+    examples = sft_examples(config, tokenizer, problems)
+    assert len(examples) == 360  # model.warm_start.num_problems: every level-0 training problem
+    prompt, response = examples[0]
+    assert tokenizer.decode(prompt).endswith("The answer is <number>.<|im_end|>\n<|im_start|>assistant\n")
+    assert response[-1] == tokenizer.eos_token_id and tokenizer.eos_token == "<|im_end|>"
+    assert not tokenizer.decode(response).startswith(" ")  # a chat turn starts on its own line
+    assert tokenizer.decode(response[:-1]) in (problems[0].solution, problems[0].meta["verbose_solution"])
+    # the warm start is keyed by the base file (the converted directory's name) and the settings
+    target = warm_model_dir(config, converted)
+    assert target.name.startswith("smollm2-135m-instruct-warm-")
+    preset = [str(Path(__file__).parents[1] / "configs/smollm2_cpu.yaml")]
+    assert warm_model_dir(load_config(preset, ["trainer.seed=5"]), converted) == target  # RL's seed: same
+    assert warm_model_dir(load_config(preset, ["model.warm_start.lr=1e-5"]), converted) != target
