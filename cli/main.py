@@ -409,13 +409,14 @@ def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
         help="a local Hugging Face causal LM directory (default: the "
         "policy, i.e. model.path or the warm-started tiny model)",
     )
-    parser.add_argument(
-        "--batch-tokens",
-        type=_number(int, minimum=1),
-        default=8192,
-        metavar="N",
-        help="rows x longest row per forward pass (default: 8192)",
-    )
+    if tool != "sample":  # sampling batches by the engine's own budget
+        parser.add_argument(
+            "--batch-tokens",
+            type=_number(int, minimum=1),
+            default=8192,
+            metavar="N",
+            help="rows x longest row per forward pass (default: 8192)",
+        )
     parser.add_argument(
         "--threads",
         type=_number(int, minimum=1),
