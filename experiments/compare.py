@@ -1,9 +1,11 @@
-"""``bppo compare``: GRPO then BPPO (per seed) with everything else identical, then the report.
+"""``bppo compare``: GRPO and BPPO (per seed) with everything else identical, then the report.
 
 Both algorithms start from the same (warm-started) model, use the same prompt order and
 sampling seeds (``trainer.seed``), G, evaluation set and schedule, and the same budget
-(``trainer.steps`` or ``trainer.time_budget_s``); they run one after the other on the
-same cluster, so neither competes with the other for CPU or GPU. Runs go to
+(``trainer.steps`` or ``trainer.time_budget_s``). ``compare.schedule: interleaved`` keeps both
+arms' actors up side by side and lets them take training steps in turn, so a slow spell of a
+shared machine lands on both arms alike; ``sequential`` runs one arm after the other. Either
+way only one arm computes at a time: neither competes with the other for CPU or GPU. Runs go to
 ``<run_dir>/<algo>-seed<k>/``, the report (``report.json``, ``report.md``, PNGs) to
 ``<run_dir>/``; all runs share one wandb group.
 """
@@ -24,12 +26,15 @@ def arm_overrides(config: Config, algo: str, seed: int) -> list[str]:
     root = Path(config.trainer.run_dir)
     group = config.compare.name or root.name
     extra = config.compare.grpo if algo == "grpo" else config.compare.bppo
+    # interleaved: both arms' actors share the cluster at once, each placed in half of it
+    share = [f"ray.share={config.ray.share / len(ALGOS):g}"] if config.compare.schedule == "interleaved" else []
     return [
         f"algo.name={algo}",
         *extra,
         f"trainer.seed={seed}",
         f"trainer.run_dir={root / f'{algo}-seed{seed}'}",
         f"wandb.group={group}",
+        *share,
     ]
 
 
@@ -56,10 +61,37 @@ def run_compare(paths: list[str], overrides: list[str], *, command: str, report_
         with ray_cluster(config.ray):
             console.worker_log(Path(config.trainer.run_dir) / "worker.log")  # the warm start's; each arm its own
             resolve_model_path(config, log=log)  # one warm start, shared by every run
-            for (algo, seed), arm in arms.items():
-                log(f"== {algo} seed {seed} -> {arm.trainer.run_dir}", file=sys.stderr)
-                Trainer(arm, log=log).run()
+            if config.compare.schedule == "interleaved":
+                for seed in config.compare.seeds:
+                    log(f"== seed {seed}: {' and '.join(ALGOS)} in turn", file=sys.stderr)
+                    run_interleaved([Trainer(arms[(algo, seed)], log=log) for algo in ALGOS])
+            else:
+                for (algo, seed), arm in arms.items():
+                    log(f"== {algo} seed {seed} -> {arm.trainer.run_dir}", file=sys.stderr)
+                    Trainer(arm, log=log).run()
     return write_compare_report(config, arms[("bppo", config.compare.seeds[0])], command=command, log=log)
+
+
+def run_interleaved(trainers: list) -> None:
+    """Start every run, then one training step of each in turn until all are done; every run's
+    actors are stopped whatever happens. Step times are each run's own, measured while the
+    others wait, so the alternation spreads a slow spell of the machine over all of them."""
+    started = []
+    try:
+        for trainer in trainers:
+            trainer.start()
+            started.append(trainer)
+        for trainer in trainers:
+            trainer.begin()
+        running = list(trainers)
+        while running:
+            for trainer in list(running):
+                if not trainer.advance():
+                    trainer.finish()
+                    running.remove(trainer)
+    finally:
+        for trainer in started:
+            trainer.stop()
 
 
 def write_compare_report(config: Config, bppo_config: Config, *, command: str, log=print) -> Path:

@@ -242,8 +242,13 @@ class TrainerConfig(_Strict):
 
 
 class CompareConfig(_Strict):
-    """``bppo compare``: GRPO and BPPO under identical settings, one after the other."""
+    """``bppo compare``: GRPO and BPPO under identical settings."""
 
+    schedule: Literal["interleaved", "sequential"] = "sequential"
+    """interleaved: per seed, both arms' actors run side by side (each with half of ray.share) and
+    the arms take training steps in turn, so a slow minute of a shared machine lands on both;
+    sequential: GRPO's whole run, then BPPO's (each arm has the cluster to itself: what a GPU
+    cluster sized for one run needs). The CPU compare presets interleave."""
     name: str | None = None
     """wandb group of the runs; None = the run directory's name."""
     seeds: list[int] = Field([0], min_length=1)

@@ -108,18 +108,30 @@ class Trainer:
             # Route the workers' output first: Ray's autoscaler reports a few seconds after start-up.
             self.run_dir.mkdir(parents=True, exist_ok=True)
             console.worker_log(self.run_dir / "worker.log")
-            self._start()
+            self.start()
             try:
-                return self._loop()
+                self.begin()
+                while self.advance():
+                    pass
+                return self.finish()
             finally:
-                self._stop()
+                self.stop()
 
-    def _loop(self) -> dict[str, float]:
-        trainer, every = self.config.trainer, self.config.eval.every
-        metrics: dict[str, float] = {}
-        if every and self.step == 0:
+    # One run as steps another driver can interleave (``bppo compare`` with compare.schedule:
+    # interleaved): start, begin, advance until it returns False, finish, stop.
+
+    def start(self) -> None:
+        """Start the actors (on the Ray cluster this process is connected to) and restore a checkpoint."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._start()
+
+    def begin(self) -> None:
+        """The evaluation before the first step, and the progress bar."""
+        trainer = self.config.trainer
+        self.last_metrics: dict[str, float] = {}
+        if self.config.eval.every and self.step == 0:
             self.sink.log(0, self.evaluate())
-        progress = console.TrainingProgress(
+        self.progress = console.TrainingProgress(
             self.config.algo.name.upper(),
             steps=trainer.steps,
             budget_s=trainer.time_budget_s,
@@ -127,22 +139,36 @@ class Trainer:
             train_elapsed=self.train_elapsed,
             parity_warn_above=trainer.parity_warn_above,
         )
-        while self.step < trainer.steps and not self._out_of_time():
-            self.step += 1
-            metrics = self.train_step(self.step)
-            self.train_elapsed += metrics["time/step"]
-            metrics["time/train_elapsed"] = self.train_elapsed
-            last = self.step == trainer.steps or self._out_of_time()
-            if every and (self.step % every == 0 or last):
-                metrics.update(self.evaluate())
-            self.sink.log(self.step, metrics)
-            if last or (trainer.save_every and self.step % trainer.save_every == 0):
-                self.save()
-            progress.update(self.step, metrics)
-        progress.close()
+
+    def advance(self) -> bool:
+        """One training step with its evaluation, metrics and checkpoint; False once the run is
+        done (``trainer.steps`` or the time budget), with nothing done."""
+        trainer, every = self.config.trainer, self.config.eval.every
+        if self.step >= trainer.steps or self._out_of_time():
+            return False
+        self.step += 1
+        metrics = self.train_step(self.step)
+        self.train_elapsed += metrics["time/step"]
+        metrics["time/train_elapsed"] = self.train_elapsed
+        last = self.step == trainer.steps or self._out_of_time()
+        if every and (self.step % every == 0 or last):
+            metrics.update(self.evaluate())
+        self.sink.log(self.step, metrics)
+        if last or (trainer.save_every and self.step % trainer.save_every == 0):
+            self.save()
+        self.progress.update(self.step, metrics)
+        self.last_metrics = metrics
+        return True
+
+    def finish(self) -> dict[str, float]:
+        """The final model; returns the last step's metrics."""
+        self.progress.close()
         self.learner.save_pretrained(str(self.run_dir / "final"))
         self.log(f"done: {self.run_dir}/ (metrics.jsonl, checkpoints/, final/)")
-        return metrics
+        return self.last_metrics
+
+    def stop(self) -> None:
+        self._stop()
 
     def _out_of_time(self) -> bool:
         budget = self.config.trainer.time_budget_s

@@ -101,6 +101,44 @@ def test_the_report_of_real_runs_is_consistent_with_their_metrics(e2e_runs):
     assert json.loads((root / "report.json").read_text()) == report
 
 
+@pytest.mark.slow  # Ray, vLLM engines, DeepSpeed
+def test_interleaved_arms_take_steps_in_turn_side_by_side(ray_local, tiny_model, tmp_path, monkeypatch):
+    """compare.schedule: interleaved: both arms' actors are up at once (each in half the cluster)
+    and the arms train step by step in turn; each run is complete and the report is made."""
+    from experiments.compare import run_compare
+    from orchestrator.loop import Trainer
+
+    order = []
+    original = Trainer.train_step
+
+    def recording(self, step):
+        order.append((self.config.algo.name, step))
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", recording)
+    overrides = [
+        f"model.path={tiny_model}",
+        f"trainer.run_dir={tmp_path}",
+        "trainer.steps=2",
+        "trainer.time_budget_s=null",
+        "reward.function=tests.custom_reward:even_length_reward",
+        "data.source.num_train=200",
+        "data.source.num_test=20",
+        "trainer.prompts_per_step=4",
+        "eval.every=2",
+    ]
+    run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test")
+    assert order == [("grpo", 1), ("bppo", 1), ("grpo", 2), ("bppo", 2)]
+    for algo in ("grpo", "bppo"):
+        resolved = (tmp_path / f"{algo}-seed0" / "config.yaml").read_text()
+        assert "share: 0.5" in resolved  # each arm placed in half of the cluster
+        metrics = [json.loads(line) for line in (tmp_path / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in metrics] == [0, 1, 2]
+        assert all(m["sync/policy_version"] == m["step"] for m in metrics if m["step"])
+        assert (tmp_path / f"{algo}-seed0" / "final" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["seeds"] == [0]
+
+
 def test_report_only_without_runs_names_what_is_missing(tmp_path):
     from experiments.compare import run_compare
 
