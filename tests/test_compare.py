@@ -126,6 +126,7 @@ def test_interleaved_arms_take_steps_in_turn_side_by_side(ray_local, tiny_model,
         "data.source.num_test=20",
         "trainer.prompts_per_step=4",
         "eval.every=2",
+        "rollout.engine_core_process=false",  # the alternation, not the process boundary, is under test
     ]
     run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test")
     assert order == [("grpo", 1), ("bppo", 1), ("grpo", 2), ("bppo", 2)]
