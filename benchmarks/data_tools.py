@@ -12,7 +12,7 @@ specifically on harder prompts). Give two trained models of different sizes for 
 
 The prompts are all 13 synthetic families (tiny_cpu.yaml's mix has too few distinct
 questions for 10,000). Each command runs once per thread setting (``--threads``: 1, then
-torch's default of one per core), in this process, through ``cli.main.main`` as on the
+torch's default of one per core), in this process, through ``cli.main.main`` (the data tools: ``cli.data_tools``) as on the
 command line; its time includes loading the prompt set and the models. Prints and writes
 benchmarks/results/data_tools.json, with the load average, since other work on the machine
 changes these times several-fold.
