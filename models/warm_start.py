@@ -51,7 +51,7 @@ def warm_start_key(config: Config) -> dict:
 def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, response ids + EOS) pairs from the first ``num_problems`` training problems;
     a seeded ``verbose_fraction`` of them use the verbose solution."""
-    from prompts.problems import render_prompt
+    from prompts.problems import prompt_ids
 
     warm = config.model.warm_start
     problems = train_problems[: warm.num_problems]
@@ -63,8 +63,7 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
         if not solution:
             continue
         chat = config.data.chat_template
-        text = render_prompt(problem, config.data.prompt_template, tokenizer=tokenizer, chat_template=chat)
-        prompt = tokenizer.encode(text, add_special_tokens=False)
+        prompt = prompt_ids(problem, config.data.prompt_template, tokenizer, chat_template=chat)
         # the tiny tokenizer was trained on " " + solution; a chat template's turn starts on a new line
         response = tokenizer.encode(solution if chat else " " + solution, add_special_tokens=False)
         examples.append((prompt, response + [tokenizer.eos_token_id]))
@@ -116,7 +115,7 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
     from orchestrator.actors import start_actor_stack
     from orchestrator.evaluation import answer_quality
     from prompts.loaders import load_prompt_set
-    from prompts.problems import render_prompt
+    from prompts.problems import prompt_ids
     from rollout.types import SamplingSettings
 
     if console.ROUTER.file is None:  # `bppo bootstrap` alone: beside the cached model
@@ -126,13 +125,8 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
     prompt_set = load_prompt_set(config.data)  # generating it is seconds: once, for both uses
     examples = sft_examples(config, tokenizer, prompt_set.train)
     held_out = prompt_set.test[: warm.eval_problems]
-    eval_prompts = [
-        tokenizer.encode(
-            render_prompt(p, config.data.prompt_template, tokenizer=tokenizer, chat_template=config.data.chat_template),
-            add_special_tokens=False,
-        )
-        for p in held_out
-    ]
+    data = config.data
+    eval_prompts = [prompt_ids(p, data.prompt_template, tokenizer, chat_template=data.chat_template) for p in held_out]
     max_tokens = (
         min(EVAL_MAX_TOKENS, config.rollout.max_tokens) if config.model.path == "tiny" else config.rollout.max_tokens
     )

@@ -27,7 +27,7 @@ from orchestrator.config_io import write_resolved_config
 from orchestrator.evaluation import answer_quality
 from orchestrator.metrics import MetricsSink
 from prompts.loaders import load_prompt_set
-from prompts.problems import Problem, render_prompt
+from prompts.problems import Problem, prompt_ids
 from prompts.scheduling import build_scheduler
 from prompts.stream import PromptStream
 from rewards.verify import reward_metrics
@@ -82,10 +82,7 @@ class Trainer:
         data, limit = self.config.data, self.config.rollout.max_model_len - self.config.rollout.max_tokens
         kept, ids = [], []
         for problem in problems:
-            text = render_prompt(
-                problem, data.prompt_template, tokenizer=self.tokenizer, chat_template=data.chat_template
-            )
-            token_ids = self.tokenizer.encode(text, add_special_tokens=False)
+            token_ids = prompt_ids(problem, data.prompt_template, self.tokenizer, chat_template=data.chat_template)
             if len(token_ids) <= limit:
                 kept.append(problem)
                 ids.append(token_ids)

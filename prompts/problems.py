@@ -39,3 +39,10 @@ def render_prompt(
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
     )
+
+
+def prompt_ids(problem: Problem, template: str, tokenizer, *, chat_template: bool) -> list[int]:
+    """The token ids the engine receives for ``problem``: ``render_prompt``'s text, encoded without
+    the tokenizer's own special tokens (a chat template already holds its turn markers)."""
+    text = render_prompt(problem, template, tokenizer=tokenizer, chat_template=chat_template)
+    return tokenizer.encode(text, add_special_tokens=False)

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from prompts.problems import Problem, render_prompt
+from prompts.problems import Problem, prompt_ids
 from prompts.tools.outputs import json_text, jsonl_text, write_atomically
 
 
@@ -36,12 +36,7 @@ def sample_completions(
     from rollout.engine import RolloutEngine
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    prompts = [
-        tokenizer.encode(
-            render_prompt(p, template, tokenizer=tokenizer, chat_template=chat_template), add_special_tokens=False
-        )
-        for p in problems
-    ]
+    prompts = [prompt_ids(p, template, tokenizer, chat_template=chat_template) for p in problems]
     engine = RolloutEngine(model_path, max_model_len=max_model_len, seed=seed, engine_core_process=False)
     try:
         samples = engine.generate(prompts, sampling)
