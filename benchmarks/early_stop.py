@@ -1,8 +1,8 @@
 """Generation time saved by early-stopped groups (rollout.early_stop_groups), same policy.
 
-    .venv/bin/python benchmarks/early_stop.py [--batches 8] [overrides...]
+    .venv/bin/python benchmarks/early_stop.py [--batches 8] [--config configs/tiny_cpu.yaml] [--name early_stop] [overrides...]
 
-On the warm-started tiny model (configs/tiny_cpu.yaml; bootstrapped first if not cached),
+On the warm-started tiny model (configs/tiny_cpu.yaml, or --config's; bootstrapped first if not cached),
 with the real geometry reward: each batch of ``trainer.prompts_per_step`` prompts x G is
 sampled twice with the same seeds, once whole and scored by the reward pool (what a
 training step's generate + reward phases do), once with early-stopped groups (judged while
@@ -64,6 +64,8 @@ def _decoded_tokens(samples, correct, finished, G) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--config", default="configs/tiny_cpu.yaml", help="e.g. configs/smollm2_cpu.yaml")
+    parser.add_argument("--name", default="early_stop", help="writes benchmarks/results/<name>.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -75,7 +77,7 @@ def main() -> None:
     from rollout.early_stop import EarlyStop
     from rollout.fleet import EngineFleet
 
-    config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], args.overrides)
+    config = load_config([str(ROOT / args.config)], args.overrides)
     trainer = Trainer(config)  # resolves (bootstraps) the model, tokenizes the prompts
     rollout, per_batch = config.rollout, config.trainer.prompts_per_step
     rows = {"full": [], "early": []}
@@ -143,7 +145,9 @@ def main() -> None:
     result["prompts_x_G"] = f"{per_batch} x {rollout.n}, max_tokens {rollout.max_tokens}"
     result["model"] = trainer.model_path
     result["machine"] = f"{os.cpu_count()} CPUs"
-    result["command"] = " ".join(["benchmarks/early_stop.py", f"--batches {args.batches}", *args.overrides])
+    result["command"] = " ".join(
+        ["benchmarks/early_stop.py", f"--batches {args.batches}", f"--config {args.config}", *args.overrides]
+    )
     print(f"{'per batch':<28}{'whole groups':>14}{'early stop':>14}")
     for key in ("seconds", "tokens", "aborted", "pair_rate"):
         print(f"{key:<28}{result['full'][key]:>14}{result['early'][key]:>14}")
@@ -151,7 +155,7 @@ def main() -> None:
         f"generation time saved {result['generation_time_saved']:.1%}, decoded tokens saved "
         f"{result['decoded_tokens_saved']:.1%}, same pairs {result['early']['same_pairs_rate']:.0%}"
     )
-    print("wrote", save_result("early_stop", result))
+    print("wrote", save_result(args.name, result))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "mean_learner_time_s": phase("old") + phase("ref") + phase("update"),
         "phase_means_s": {p: phase(p) for p in ("generate", "reward", "select", "old", "ref", "update", "sync")},
         "train_tokens_per_step": _mean([r.get("train/tokens") or 0.0 for r in steps]),
+        "decoded_tokens_per_step": _mean([r.get("rollout/decoded_tokens") for r in steps]),
         "pair_rate": _mean([r.get("bppo/pair_rate") for r in steps]),
         "useful_group_rate": _per(steps, "rollout/useful_groups", "rollout/sampled_groups"),
         # generation seconds per group a gradient could use, over the whole run (what scheduling cuts)
@@ -157,6 +158,8 @@ def build_report(
             "mean_learner_time_s",
             "mean_generate_time_s",
             "train_tokens_per_step",
+            "decoded_tokens_per_step",
+            "aborted_rate",
             "prompt_len_mean",
             "mean_response_len_start",
             "mean_response_len_end",
@@ -196,8 +199,42 @@ def build_report(
         algo: ratio(report[algo]["mean_response_len_end"], report[algo]["mean_response_len_start"])
         for algo in ("grpo", "bppo")
     }
+    report["projection"] = gpu_projection(grpo, bppo, report["speedup"]["steps_to_target"])
     report["intervals"] = _intervals(runs, evals, target, auto_target=target_accuracy is None)
     return report
+
+
+PROJECTED_SHARES = (0.5, 0.7, 0.8, 0.9)
+"""Generation shares of a GRPO step to project to (verl's docs: ~70-80% for long chains of thought)."""
+
+
+def gpu_projection(grpo: dict, bppo: dict, steps_ratio: float | None) -> dict | None:
+    """What the same run implies where generation is a share g of a GRPO step (a projection).
+
+    Each phase keeps the BPPO/GRPO time ratio measured here: r_gen for generation (early-stopped
+    tails, shorter responses), r_rest for everything else (the learner's fewer and shorter trained
+    sequences, scoring, the weight sync). Then a GRPO step of 1 takes g + (1 - g) and BPPO's takes
+    g r_gen + (1 - g) r_rest, so the step speedup is S(g) = 1 / (g r_gen + (1 - g) r_rest), and the
+    time-to-target speedup S(g) x (steps-to-target ratio) when the per-step signal carries over.
+    """
+    gen_g, gen_b = grpo.get("mean_generate_time_s"), bppo.get("mean_generate_time_s")
+    step_g, step_b = grpo.get("mean_step_time_s"), bppo.get("mean_step_time_s")
+    if not (gen_g and gen_b and step_g and step_b) or step_g <= gen_g:
+        return None
+    r_gen, r_rest = gen_b / gen_g, (step_b - gen_b) / (step_g - gen_g)
+    measured = gen_g / step_g
+    rows = []
+    for share in (measured, *PROJECTED_SHARES):
+        step = 1.0 / (share * r_gen + (1.0 - share) * r_rest)
+        rows.append(
+            {
+                "generate_share": share,
+                "measured": share == measured,
+                "step_speedup": step,
+                "time_to_target_speedup": step * steps_ratio if steps_ratio else None,
+            }
+        )
+    return {"r_gen": r_gen, "r_rest": r_rest, "generate_share_here": measured, "rows": rows}
 
 
 def _intervals(runs: dict, evals: dict | None, target: float | None, *, auto_target: bool) -> dict | None:

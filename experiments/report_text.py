@@ -104,6 +104,8 @@ def render_markdown(report: dict, *, command: str) -> str:
         row("generation per step (s)", "mean_generate_time_s"),
         row("learner per step (s): old + ref + update", "mean_learner_time_s", "learner_s"),
         row("tokens through the learner per step", "train_tokens_per_step", None, 0),
+        row("tokens decoded per step (aborted tails included)", "decoded_tokens_per_step", None, 0),
+        row("share of completions aborted by early stopping", "aborted_rate", None, 3),
         f"| mean response length, start → end (tokens) | {fmt(grpo['mean_response_len_start'], 1)} → "
         f"{fmt(grpo['mean_response_len_end'], 1)} | {fmt(bppo['mean_response_len_start'], 1)} → "
         f"{fmt(bppo['mean_response_len_end'], 1)} |",
@@ -127,6 +129,7 @@ def render_markdown(report: dict, *, command: str) -> str:
         "",
         explain(report),
         "",
+        *projection_lines(report),
         "Figures: `accuracy_vs_time.png`, `accuracy_vs_steps.png`, `phase_times.png`, `train_tokens.png`, "
         "`response_length.png`.",
     ]
@@ -224,3 +227,38 @@ def _time_to_target_sentence(report: dict) -> str:
     if per_step is not None:
         text += f"; the time-to-target speedup ≈ {product}." if product else "."
     return text
+
+
+def projection_lines(report: dict) -> list[str]:
+    """The GPU projection section (``report["projection"]``), marked as a projection."""
+    projection = report.get("projection")
+    if not projection:
+        return []
+    lines = [
+        "## Beyond this machine (a projection, not a measurement)",
+        "",
+        f"Here generation is {fmt(100 * projection['generate_share_here'], 0)}% of a GRPO step; on GPUs it is "
+        "most of it (verl's docs: ~70-80% for long chains of thought). Keeping each phase's measured BPPO/GRPO "
+        f"time ratio -- generation r_gen = {fmt(projection['r_gen'], 3)} (early-stopped tails, shorter "
+        f"responses), everything else r_rest = {fmt(projection['r_rest'], 3)} (fewer, prefix-cut trained "
+        "sequences) -- a run whose GRPO step spends a share g generating has step speedup "
+        "S(g) = 1 / (g·r_gen + (1 − g)·r_rest), and time-to-target speedup S(g) × the steps-to-target ratio "
+        "if the per-step signal carries over.",
+        "",
+        "| generation share g of a GRPO step | step speedup S(g) | time-to-target speedup |",
+        "|---|---|---|",
+    ]
+    for row in projection["rows"]:
+        share = fmt(row["generate_share"], 2) + (" (measured here)" if row["measured"] else "")
+        lines.append(f"| {share} | {fmt(row['step_speedup'])}× | {fmt(row['time_to_target_speedup'])}× |")
+    carried = (
+        "What carries over: the learner's savings (2 of G completions, prefix only) act on the 1 − g share, "
+        "which shrinks as g grows; generation savings (aborted tails, shorter responses) act on g, so they "
+        "decide BPPO's speedup on GPUs"
+    )
+    if projection["r_gen"] >= 0.95:
+        carried += (
+            f"; here BPPO generated about as long as GRPO (r_gen = {fmt(projection['r_gen'], 3)}), so the "
+            "projection falls toward 1× as g grows"
+        )
+    return lines + ["", carried + ".", ""]

@@ -50,7 +50,8 @@ def warm_start_key(config: Config) -> dict:
 
 def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, response ids + EOS) pairs from the first ``num_problems`` training problems;
-    a seeded ``verbose_fraction`` of them use the verbose solution."""
+    a seeded ``elaborate_fraction`` of them use the elaborate solution where the problem has
+    one, and a ``verbose_fraction`` of the rest the verbose one."""
     from prompts.problems import prompt_ids
 
     warm = config.model.warm_start
@@ -58,8 +59,12 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
     rng = random.Random(warm.seed)
     examples = []
     for problem in problems:
-        verbose = problem.meta.get("verbose_solution")
-        solution = verbose if verbose and rng.random() < warm.verbose_fraction else problem.solution
+        verbose, elaborate = problem.meta.get("verbose_solution"), problem.meta.get("elaborate_solution")
+        # (no draw when elaborate_fraction is 0: the tiny model's SFT data stays what it was)
+        if warm.elaborate_fraction and elaborate and rng.random() < warm.elaborate_fraction:
+            solution = elaborate
+        else:
+            solution = verbose if verbose and rng.random() < warm.verbose_fraction else problem.solution
         if not solution:
             continue
         chat = config.data.chat_template

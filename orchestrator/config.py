@@ -63,6 +63,11 @@ class WarmStartConfig(_Strict):
     verbose_fraction: float = Field(0.5, ge=0.0, le=1.0)
     """Share of SFT examples using the verbose solution (restated givens, a redundant check),
     so response length varies and RL has length to remove."""
+    elaborate_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of SFT examples using the elaborate solution (numbered steps, the result checked
+    another way; level-0 problems have one), drawn before ``verbose_fraction`` splits the rest.
+    A pretrained model SFT'd on short solutions only loses its long responses (SmolLM2: length
+    p90 245 -> 70 tokens), and with them the tail BPPO's early stop and prefix act on."""
     batch_size: int = Field(64, ge=1)
     """Sequences per SFT step."""
     lr: float = Field(2e-3, gt=0.0)

@@ -240,6 +240,11 @@ class Trainer:
         metrics.update(reward_metrics([r for r in all_results if r is not None]))
         metrics.update(self._sample_metrics(finished, times.get("generate")))
         metrics["rollout/aborted_rate"] = 1.0 - len(finished) / max(1, len(all_samples))
+        # tokens the engines decoded this step, an early-stopped group's aborted tails included
+        metrics["rollout/decoded_tokens"] = float(
+            sum(len(s.response_ids) for s in finished)
+            + sum(s.meta.get("decoded_tokens", 0) for s in all_samples if s.finish_reason == "abort")
+        )
         metrics["rollout/usable_group_rate"] = len(kept) / max(1, len(all_samples) // G)
         metrics["rollout/rounds"] = float(round_ + 1)
         metrics["rollout/groups"] = float(len(kept))

@@ -13,3 +13,4 @@ class Draft:
     answer: sympy.Expr
     givens: tuple[str, ...]  # restated in verbose solutions
     steps: tuple[str, ...]  # the reasoning, one short sentence each
+    check: str = ""  # the result verified another way; drafts that have one get an elaborate solution

@@ -4,7 +4,9 @@ Levels 1-3 ask for 73 x 98 or the hypotenuse of 120 and 350; a small pretrained 
 (SmolLM2-135M-Instruct) was right on 1 of 312 of those before any RL. On one-digit problems in
 plain words it states an answer most of the time and is right on some: mixed groups, which RL
 needs. Each draft carries a worked solution in full sentences, the kind of text an instruct
-model writes, for the warm start's SFT.
+model writes, for the warm start's SFT, and a check of its result (the same number reached
+another way), from which the elaborate solution -- the long end of the SFT data's lengths --
+is written.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def triangle_angle_sum(rng: random.Random) -> Draft:
         sympy.Integer(c),
         (f"the angles {a} and {b} degrees",),
         ("The angles of a triangle add up to 180 degrees.", f"So the third angle is 180 - {a} - {b} = {c} degrees."),
+        f"Adding the three angles, {a} + {b} + {c} = 180 degrees, as it must be.",
     )
 
 
@@ -57,6 +60,7 @@ def _pair(total: int, name: str, noun: str):
                 f"{name.capitalize()} angles add up to {total} degrees.",
                 f"So the other angle is {total} - {x} = {total - x} degrees.",
             ),
+            f"Adding them back, {x} + {total - x} = {total} degrees, so the two angles are {name}.",
         )
 
     return family
@@ -74,6 +78,7 @@ def rectangle(rng: random.Random) -> Draft:
             sympy.Integer(w * h),
             (f"length {w}", f"width {h}"),
             ("The area of a rectangle is length times width.", f"So the area is {w} × {h} = {w * h}."),
+            f"Dividing back, {w * h} / {w} = {h}, which is the width.",
         )
     return Draft(
         f"A rectangle has length {w} and width {h}. What is its perimeter?",
@@ -83,6 +88,7 @@ def rectangle(rng: random.Random) -> Draft:
             "The perimeter of a rectangle is 2 times (length + width).",
             f"So the perimeter is 2 × ({w} + {h}) = {2 * (w + h)}.",
         ),
+        f"Going around the four sides, {w} + {h} + {w} + {h} = {2 * (w + h)}.",
     )
 
 
@@ -95,6 +101,7 @@ def triangle_area(rng: random.Random) -> Draft:
         sympy.Integer(b * h // 2),
         (f"base {b}", f"height {h}"),
         ("The area of a triangle is half of base times height.", f"So the area is {b} × {h} / 2 = {b * h // 2}."),
+        f"Two such triangles make a rectangle of area {b} × {h} = {b * h}, and 2 × {b * h // 2} = {b * h}.",
     )
 
 
@@ -105,6 +112,7 @@ def solid_volume(rng: random.Random) -> Draft:
         sympy.Integer(s**3),
         (f"edge {s}",),
         ("The volume of a cube is edge × edge × edge.", f"So the volume is {s} × {s} × {s} = {s**3}."),
+        f"Step by step, {s} × {s} = {s * s}, and {s * s} × {s} = {s**3}.",
     )
 
 

@@ -408,17 +408,32 @@ def is_test_question(question: str, buckets: int = TEST_BUCKETS) -> bool:
     return int.from_bytes(digest[:4], "big") % buckets == 0
 
 
-def _solutions(draft: Draft, answer: str) -> tuple[str, str]:
-    concise = " ".join(draft.steps) + f" The answer is \\boxed{{{answer}}}."
-    verbose = (
-        "We are given: "
-        + "; ".join(draft.givens)
-        + ". "
-        + " ".join(draft.steps)
-        + f" Checking the computation once more gives {answer} again."
-        + f" The answer is \\boxed{{{answer}}}."
-    )
-    return concise, verbose
+def _solutions(draft: Draft, answer: str) -> dict[str, str]:
+    """The worked solutions the warm start's SFT draws from: concise (the steps), verbose
+    (givens restated, a redundant check) and, for drafts with a real check, elaborate: numbered
+    steps, the rule in words, the result verified another way -- about twice the verbose length,
+    so a warm-started model keeps a spread of lengths for RL to move."""
+    final = f"The answer is \\boxed{{{answer}}}."
+    solutions = {
+        "concise": " ".join(draft.steps) + " " + final,
+        "verbose": (
+            "We are given: "
+            + "; ".join(draft.givens)
+            + ". "
+            + " ".join(draft.steps)
+            + f" Checking the computation once more gives {answer} again. "
+            + final
+        ),
+    }
+    if draft.check:
+        numbered = "\n".join(f"Step {i}: {step}" for i, step in enumerate(draft.steps, start=1))
+        solutions["elaborate"] = (
+            f"Let's work through this carefully. The problem gives us {' and '.join(draft.givens)}.\n"
+            f"{numbered}\n"
+            f"Let me check this result another way. {draft.check}\n"
+            "The check agrees, so the result stands.\n" + final
+        )
+    return solutions
 
 
 def generate(
@@ -478,14 +493,17 @@ def generate(
             continue
         seen.add(draft.question)
         answer = sympy.latex(draft.answer)
-        concise, verbose = _solutions(draft, answer)
+        solutions = _solutions(draft, answer)
+        meta = {"family": family, "level": level, "verbose_solution": solutions["verbose"]}
+        if "elaborate" in solutions:
+            meta["elaborate_solution"] = solutions["elaborate"]
         split.append(
             Problem(
                 id=f"{'test' if in_test else 'train'}-{len(split):06d}",
                 question=draft.question,
                 answer=answer,
-                solution=concise,
-                meta={"family": family, "level": level, "verbose_solution": verbose},
+                solution=solutions["concise"],
+                meta=meta,
             )
         )
     return train, test

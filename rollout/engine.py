@@ -149,7 +149,7 @@ class RolloutEngine:
                 params.output_kind = RequestOutputKind.FINAL_ONLY  # step() returns finished ones only
                 engine.add_request(f"{i}/{k}", {"prompt_token_ids": prompt}, params)
         try:
-            finished = _step_until_decided(engine, len(prompts), G, early_stop)
+            finished, aborted_after = _step_until_decided(engine, len(prompts), G, early_stop)
         except BaseException:  # e.g. the judges failed: leave no request behind for the next call
             engine.abort_request([f"{i}/{k}" for i in range(len(prompts)) for k in range(G)])
             raise
@@ -157,7 +157,10 @@ class RolloutEngine:
         for i, prompt in enumerate(prompts):
             for k in range(G):
                 if (i, k) not in finished:
-                    samples.append(Sample(first_index + i, list(prompt), [], [], "abort", self.policy_version))
+                    aborted = Sample(first_index + i, list(prompt), [], [], "abort", self.policy_version)
+                    # what decoding it cost before the abort (its tokens are not returned)
+                    aborted.meta["decoded_tokens"] = aborted_after.get((i, k), 0)
+                    samples.append(aborted)
                     continue
                 completion, verdict = finished[(i, k)]
                 sample = self._sample(first_index + i, prompt, completion)
@@ -266,8 +269,12 @@ def _call_slices(
     return slices
 
 
-def _step_until_decided(engine, num_groups: int, G: int, early_stop: EarlyStop) -> dict[tuple[int, int], tuple]:
-    """Step the engine until no request is left; returns (prompt, completion) -> (output, verdict).
+def _step_until_decided(
+    engine, num_groups: int, G: int, early_stop: EarlyStop
+) -> tuple[dict[tuple[int, int], tuple], dict[tuple[int, int], int]]:
+    """Step the engine until no request is left; returns (prompt, completion) -> (output, verdict)
+    for the finished completions and (prompt, completion) -> engine steps taken before its abort
+    for the aborted ones (one decoded token per step: a slice's completions all start at once).
 
     The completions a step finishes are sent to the judges at once and their verdicts are
     collected after the NEXT engine step, so judging overlaps decoding instead of stalling
@@ -279,8 +286,12 @@ def _step_until_decided(engine, num_groups: int, G: int, early_stop: EarlyStop) 
     outputs: dict[tuple[int, int], object] = {}
     verdicts: dict[tuple[int, int], object] = {}
     in_flight = None  # (keys, judge calls) of the previous step
+    engine_steps, aborted_after = 0, {}
     while engine.has_unfinished_requests() or in_flight is not None:
-        done = [out for out in engine.step() if out.finished] if engine.has_unfinished_requests() else []
+        done = []
+        if engine.has_unfinished_requests():
+            done = [out for out in engine.step() if out.finished]
+            engine_steps += 1
         keys = [tuple(int(part) for part in out.request_id.split("/")) for out in done]
         for (i, k), out in zip(keys, done):
             tracker.finished(i, k)
@@ -295,11 +306,12 @@ def _step_until_decided(engine, num_groups: int, G: int, early_stop: EarlyStop) 
             for (i, k), verdict in zip(judged_keys, _collect(calls)):
                 verdicts[(i, k)] = verdict
                 tracker.judged(i, bool(verdict.correct))
-            to_abort = [f"{i}/{k}" for i, running in tracker.take_decided().items() for k in running]
+            to_abort = [(i, k) for i, running in tracker.take_decided().items() for k in running]
             if to_abort:
-                engine.abort_request(to_abort)
+                engine.abort_request([f"{i}/{k}" for i, k in to_abort])
+                aborted_after.update(dict.fromkeys(to_abort, engine_steps))
         in_flight = submitted
-    return {key: (output, verdicts[key]) for key, output in outputs.items()}
+    return {key: (output, verdicts[key]) for key, output in outputs.items()}, aborted_after
 
 
 def _judge_async(early_stop: EarlyStop, items: list[tuple[str, str]]) -> list:

@@ -61,3 +61,48 @@ def test_bootstrap_trains_stops_in_band_and_is_cached(ray_local, tmp_path, monke
     assert warm_model_dir(load_config(["configs/tiny_cpu.yaml"], OVERRIDES)) == warm_model_dir(config)  # shared
     other = load_config(["configs/tiny_cpu.yaml"], OVERRIDES + ["model.warm_start.seed=1"])
     assert warm_model_dir(other) != warm_model_dir(config)
+
+
+class _CharTokenizer:
+    """One id per character: which solution an SFT example used is read back exactly."""
+
+    eos_token_id = 0
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+def test_sft_examples_draw_elaborate_solutions_first_and_leave_the_old_mix_alone_at_zero():
+    from prompts.synthetic import generate
+
+    train, _ = generate(360, 0, seed=0, levels=(0,))
+    base = ["configs/smollm2_cpu.yaml"]
+
+    def kinds(overrides):
+        config = load_config(base, ["data.chat_template=false", *overrides])  # (the prompt is not under test)
+        examples = sft_examples(config, _CharTokenizer(), train)
+        assert len(examples) == 360 and all(r[-1] == 0 for _, r in examples)
+        texts = [_CharTokenizer().decode(r[:-1]).removeprefix(" ") for _, r in examples]
+        return [
+            "elaborate"
+            if t == p.meta["elaborate_solution"]
+            else "verbose"
+            if t == p.meta["verbose_solution"]
+            else "concise"
+            for t, p in zip(texts, train)
+        ], texts
+
+    mixed, texts = kinds([])  # the preset: elaborate 0.5, then verbose 0.5 of the rest
+    assert 140 < mixed.count("elaborate") < 220 and 50 < mixed.count("verbose") < 130
+    assert 50 < mixed.count("concise") < 130
+    lengths = sorted(len(t) for t in texts)
+    assert lengths[int(0.9 * len(lengths))] > 2.5 * lengths[int(0.1 * len(lengths))]  # a spread, not one length
+    # at 0 no extra draw is taken: the verbose/concise choice is the one made before elaborate solutions existed
+    plain, _ = kinds(["model.warm_start.elaborate_fraction=0"])
+    import random
+
+    rng = random.Random(load_config(base).model.warm_start.seed)
+    assert plain == ["verbose" if rng.random() < 0.5 else "concise" for _ in train]

@@ -60,6 +60,33 @@ def test_report_numbers_by_hand():
     assert summarize_run(grpo)["mean_response_len_start"] == 60.0
 
 
+def test_gpu_projection_by_hand_and_in_the_report():
+    from experiments.report_text import render_markdown
+
+    grpo = _records(2.0, 1.0, 1.0, 1000.0, [0.2, 0.3, 0.4, 0.5], [60.0, 50.0, 40.0])
+    bppo = _records(1.0, 0.8, 0.2, 100.0, [0.2, 0.3, 0.4, 0.5], [60.0, 60.0, 60.0])
+    for record in bppo[1:]:  # early stopping: 600 decoded tokens a step, 25% of completions aborted
+        record["rollout/decoded_tokens"], record["rollout/aborted_rate"] = 600.0, 0.25
+    report = build_report({"grpo": {0: grpo}, "bppo": {0: bppo}}, group_size=8, window=40.0)
+    projection = report["projection"]
+    # r_gen = 0.8 / 1.0; r_rest = (1.0 - 0.8) / (2.0 - 1.0); here g = 1.0 / 2.0
+    assert projection["r_gen"] == pytest.approx(0.8) and projection["r_rest"] == pytest.approx(0.2)
+    assert projection["generate_share_here"] == pytest.approx(0.5)
+    rows = {round(r["generate_share"], 2): r for r in projection["rows"]}
+    assert rows[0.5]["measured"] and rows[0.5]["step_speedup"] == pytest.approx(1 / (0.4 + 0.1))  # = 2.0 measured
+    assert rows[0.5]["step_speedup"] == pytest.approx(report["speedup"]["step"])  # S(g here) is the step speedup
+    # g = 0.9: 1 / (0.9 * 0.8 + 0.1 * 0.2) = 1 / 0.74; the learner's 5x saving fades as generation dominates
+    assert rows[0.9]["step_speedup"] == pytest.approx(1 / 0.74)
+    # both reach 0.5 at step 3: steps ratio 1, so time to target follows the step
+    assert rows[0.9]["time_to_target_speedup"] == pytest.approx(1 / 0.74)
+    assert report["bppo"]["decoded_tokens_per_step"] == 600.0 and report["grpo"]["decoded_tokens_per_step"] is None
+    assert report["bppo"]["aborted_rate"] == 0.25
+    text = render_markdown(report, command="bppo compare")
+    assert "## Beyond this machine (a projection, not a measurement)" in text
+    assert "| 0.90 | 1.35× | 1.35× |" in text and "| 0.50 (measured here) | 2.00× | 2.00× |" in text
+    assert "| tokens decoded per step (aborted tails included) | n/a | 600 |" in text
+
+
 @pytest.mark.slow  # reads the session's end-to-end runs (Ray, vLLM engines, DeepSpeed)
 def test_the_report_of_real_runs_is_consistent_with_their_metrics(e2e_runs):
     """`bppo compare --report-only` on the real BPPO and GRPO runs the end-to-end tests made (named

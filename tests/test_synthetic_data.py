@@ -154,7 +154,7 @@ def test_level_zero_is_one_digit_plain_problems_of_the_families_that_have_it():
         operands = [int(n) for n in re.findall(r"\d+", problem.question)]
         # one-digit sides, or angles in tens
         assert all(n <= 9 or n % 10 == 0 for n in operands), problem.question
-        for solution in (problem.solution, problem.meta["verbose_solution"]):
+        for solution in (problem.solution, problem.meta["verbose_solution"], problem.meta["elaborate_solution"]):
             assert score(solution, problem.answer, timeout_s=10).correct, problem  # integers: the fast path
     with pytest.raises(ValueError, match="level 0 exists for .* only, not circle"):
         generate(10, 2, families=["circle"], levels=(0,))
@@ -163,3 +163,35 @@ def test_level_zero_is_one_digit_plain_problems_of_the_families_that_have_it():
     with pytest.raises(ValueError, match="level 0 with other levels needs data.source.families"):
         SyntheticSource(levels=[0, 1])
     assert SyntheticSource(mix=["rectangle:0", "circle:1"]).pairs() == [("rectangle", 0), ("circle", 1)]
+
+
+def test_elaborate_solutions_check_the_result_with_true_arithmetic_and_run_longer():
+    import re
+
+    from prompts.plain import PLAIN, rectangle, supplementary_angles
+
+    train, _ = generate(300, 0, seed=1, levels=(0,))
+    families = set()
+    for problem in train:
+        elaborate = problem.meta["elaborate_solution"]
+        families.add(problem.meta["family"])
+        lines = elaborate.split("\n")
+        assert lines[1].startswith("Step 1: ") and lines[2].startswith("Step 2: ")
+        check = next(line for line in lines if line.startswith("Let me check"))
+        # every "a op b ... = c" in the check is true arithmetic (× is *, one-digit and tens operands)
+        for left, right in re.findall(r"([\d+×/ -]+?) = (\d+)", check):
+            assert eval(left.replace("×", "*")) == int(right), check  # digits and operators only, matched above
+        assert len(elaborate) > 1.5 * len(problem.meta["verbose_solution"]) > 1.5 * len(problem.solution)
+    assert families == set(PLAIN)
+    # the rectangle's check divides back to a side; the supplementary check adds back to 180
+    import random
+
+    area = rectangle(random.Random(3))
+    assert area.question == "A rectangle has length 5 and width 4. What is its area?"
+    assert area.check == "Dividing back, 20 / 5 = 4, which is the width."
+    angles = supplementary_angles(random.Random(0))
+    x = int(re.search(r"(\d+) degrees", angles.question).group(1))
+    assert angles.check == f"Adding them back, {x} + {180 - x} = 180 degrees, so the two angles are supplementary."
+    # levels 1-3 have no check, hence no elaborate solution: the tiny model's data is unchanged
+    hard, _ = generate(20, 0, seed=0)
+    assert not any("elaborate_solution" in p.meta for p in hard)
