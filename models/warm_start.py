@@ -32,13 +32,16 @@ EVAL_MAX_TOKENS = 160  # the tiny model's evaluation cap (a packaged model's is 
 def warm_start_key(config: Config) -> dict:
     """Everything the warm-started model depends on."""
     tiny = config.model.path == "tiny"
+    warm = config.model.warm_start.model_dump(mode="json")
+    if not warm["elaborate_fraction"]:  # at 0 the SFT data is what it was before the setting existed:
+        del warm["elaborate_fraction"]  # the caches made then stay valid
     return {
         # the base: the tiny model's config, or a packaged model's name (its file's hash names the
         # converted directory, which warm_model_dir folds in)
         "tiny": config.model.tiny.model_dump(mode="json") if tiny else None,
         "base": None if tiny else config.model.path,
         "chat_template": config.data.chat_template,
-        "warm_start": config.model.warm_start.model_dump(mode="json"),
+        "warm_start": warm,
         "prompt_template": config.data.prompt_template,
         "source": config.data.source.model_dump(mode="json"),
         "generator": GENERATOR_VERSION,

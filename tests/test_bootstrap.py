@@ -106,3 +106,17 @@ def test_sft_examples_draw_elaborate_solutions_first_and_leave_the_old_mix_alone
 
     rng = random.Random(load_config(base).model.warm_start.seed)
     assert plain == ["verbose" if rng.random() < 0.5 else "concise" for _ in train]
+
+
+def test_an_elaborate_fraction_of_zero_keeps_the_warm_start_key_of_before():
+    import hashlib
+
+    from models.warm_start import warm_start_key
+
+    config = load_config(["configs/tiny_cpu.yaml"])
+    key = warm_start_key(config)
+    assert "elaborate_fraction" not in key["warm_start"]  # the SFT data is unchanged at 0 (test above)
+    # the tiny demo's cache made before the setting existed (the key as it was then)
+    assert hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] == "f8f260ae71f4"
+    other = load_config(["configs/tiny_cpu.yaml"], ["model.warm_start.elaborate_fraction=0.5"])
+    assert warm_start_key(other)["warm_start"]["elaborate_fraction"] == 0.5

@@ -113,15 +113,69 @@ def test_its_warm_start_examples_are_chat_turns_ended_by_its_end_of_turn_token(c
     tokenizer = AutoTokenizer.from_pretrained(converted)
     problems = load_prompt_set(config.data).train
     examples = sft_examples(config, tokenizer, problems)
-    assert len(examples) == 360  # model.warm_start.num_problems: every level-0 training problem
+    assert len(examples) == 300  # model.warm_start.num_problems: every level-0 training problem
     prompt, response = examples[0]
     assert tokenizer.decode(prompt).endswith("The answer is <number>.<|im_end|>\n<|im_start|>assistant\n")
     assert response[-1] == tokenizer.eos_token_id and tokenizer.eos_token == "<|im_end|>"
     assert not tokenizer.decode(response).startswith(" ")  # a chat turn starts on its own line
-    assert tokenizer.decode(response[:-1]) in (problems[0].solution, problems[0].meta["verbose_solution"])
+    meta = problems[0].meta
+    assert tokenizer.decode(response[:-1]) in (
+        problems[0].solution,
+        meta["verbose_solution"],
+        meta["elaborate_solution"],
+    )
     # the warm start is keyed by the base file (the converted directory's name) and the settings
     target = warm_model_dir(config, converted)
     assert target.name.startswith("smollm2-135m-instruct-warm-")
     preset = [str(Path(__file__).parents[1] / "configs/smollm2_cpu.yaml")]
     assert warm_model_dir(load_config(preset, ["trainer.seed=5"]), converted) == target  # RL's seed: same
     assert warm_model_dir(load_config(preset, ["model.warm_start.lr=1e-5"]), converted) != target
+    assert warm_model_dir(load_config(preset, ["model.warm_start.elaborate_fraction=0.25"]), converted) != target
+
+
+@pytest.mark.slow  # Ray, a vLLM engine process, DeepSpeed
+@pytest.mark.parametrize("algo", ["bppo", "grpo"])
+def test_two_rl_steps_on_the_real_model(converted, algo, ray_local, tmp_path):
+    """The real-model preset end to end: its tokenizer and chat template, the engine in its own
+    process, the weights over gloo after each step, engine and learner log-probs equal to 1e-4."""
+    import json
+
+    from orchestrator.config_io import load_config
+    from orchestrator.loop import Trainer
+
+    settings = {
+        "model.path": converted,  # a local directory: used as it is, never warm-started
+        "algo.name": algo,
+        # a stand-in reward (even character count) so the base model's groups hold pairs
+        "reward.function": "tests.custom_reward:even_length_reward",
+        "data.source.num_train": 40,
+        "data.source.num_test": 8,
+        "trainer.steps": 2,
+        "trainer.prompts_per_step": 2,
+        "trainer.parity_every": 1,
+        "trainer.save_every": 0,
+        "trainer.run_dir": str(tmp_path),
+        "eval.every": 0,
+        "rollout.n": 4,
+        "rollout.max_tokens": 48,
+        "rollout.max_model_len": 256,
+        "algo.prefix.tokens": 16,
+        "learner.lr": 1e-4,  # large enough that step 2's policy differs from step 1's
+        "wandb.mode": "offline",
+    }
+    config = load_config(
+        [str(Path(__file__).parents[1] / "configs/smollm2_cpu.yaml")], [f"{k}={v}" for k, v in settings.items()]
+    )
+    assert config.rollout.engine_core_process and config.data.chat_template
+    Trainer(config).run()
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["step"] > 0]
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        # the engine sampled these tokens with the weights the learner holds: step 2's engine got step 1's update
+        assert record["sync/logprob_max_diff"] < 1e-4, record
+        assert record["response/prompt_len_mean"] > 40  # the chat template's system and user turns
+        assert record["train/tokens"] > 0 and record["response/len_mean"] > 0
+        rows = record["train/rows"]
+        assert rows == 8 if algo == "grpo" else rows in (2.0, 4.0)  # G x prompts, or 2 per pair
+    assert [r["sync/policy_version"] for r in steps] == [1.0, 2.0]  # pushed over gloo after each update
