@@ -159,9 +159,9 @@ def test_two_rl_steps_on_the_real_model(converted, algo, ray_local, tmp_path):
         "rollout.n": 4,
         "rollout.max_tokens": 48,
         "rollout.max_model_len": 256,
-        "algo.prefix.tokens": 16,
         "learner.lr": 1e-4,  # large enough that step 2's policy differs from step 1's
         "wandb.mode": "offline",
+        **({"algo.prefix.tokens": 16} if algo == "bppo" else {}),
     }
     config = load_config(
         [str(Path(__file__).parents[1] / "configs/smollm2_cpu.yaml")], [f"{k}={v}" for k, v in settings.items()]

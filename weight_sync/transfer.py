@@ -162,6 +162,7 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooWeightTransferInitInfo, 
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
         finalize_layerwise_reload(self.model, self.model_config)
+        refresh_tied_layers(self.model)
 
     def update_weights(self, update_info: dict[str, Any]) -> None:
         # The base class ends with torch.accelerator.synchronize(), which raises on a CPU-only
@@ -370,3 +371,31 @@ def trainer_init_info(
             rank=rank,
         )
     raise ValueError(f"weight-transfer backend {backend!r}: expected 'nccl' (GPU) or 'gloo' (CPU)")
+
+
+def refresh_tied_layers(model: torch.nn.Module) -> list[str]:
+    """Re-run the weight processing of embedding-type layers whose weight another layer owns.
+
+    vLLM's layerwise reload processes a tied parameter once, through the layer that loads it
+    (its documented limitation: "only processing from embed_tokens will have an effect"). On
+    CPU an embedding-type layer's processing builds a GEMM handle from its weight, and a tied
+    output layer (``lm_head`` of SmolLM2, Llama-3.2, Qwen2.5-0.5B ...) kept the one built from the
+    weights it was created with: after a sync the engine sampled from the old output layer
+    (log-prob gap 0.13 after one SmolLM2 step; 2e-5 with this). Returns the refreshed names."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
+    owner: dict[int, str] = {}
+    refreshed = []
+    for name, module in model.named_modules():
+        weight = module._parameters.get("weight") if hasattr(module, "_parameters") else None
+        if weight is None:
+            continue
+        if id(weight) not in owner:
+            owner[id(weight)] = name
+            continue
+        method = getattr(module, "quant_method", None)
+        # embedding-type only: their processing keeps the weight (a linear layer's removes it)
+        if isinstance(module, VocabParallelEmbedding) and hasattr(method, "process_weights_after_loading"):
+            method.process_weights_after_loading(module)
+            refreshed.append(name)
+    return refreshed
