@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.config import Config
+from orchestrator.config_hints import unknown_key_hint
 
 _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 _KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -132,8 +133,9 @@ def describe_validation_error(error: ValidationError) -> str:
     path, model = _walk(first["loc"])
     key = ".".join(path)
     if first["type"] == "extra_forbidden":
-        allowed = ", ".join(model.model_fields) if model else "?"
-        message = f"{key}: unknown key; allowed: {allowed}"
+        allowed = list(model.model_fields) if model else []
+        hint = unknown_key_hint(path, first.get("input"), allowed) if path else ""
+        message = f"{key}: unknown key{f' ({hint})' if hint else ''}; allowed: {', '.join(allowed) or '?'}"
     elif first["type"] in ("union_tag_invalid", "value_error") or not first["loc"]:
         # Cross-field checks name their keys in the message; the input would be the whole config.
         message = first["msg"].removeprefix("Value error, ")

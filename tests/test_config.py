@@ -80,12 +80,12 @@ def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("algo.nme=bppo", "algo.nme: unknown key; allowed: "),
+        ("algo.nme=bppo", "algo.nme: unknown key (did you mean algo.name?); allowed: "),
         ("algo.name=ppo", "algo: Input tag 'ppo'"),
         ("algo.prefix.mode=middle", "algo.prefix.mode: Input should be 'tokens', 'fraction', 'full' or 'divergence'"),
         ("rollout.n=1", "rollout.n=1: group-relative advantages"),
         ("rollout.temperature=hot", "rollout.temperature: Input should be a valid number"),
-        ("data.source.nme=x", "data.source.nme: unknown key; allowed: kind, num_train"),
+        ("data.source.qq=x", "data.source.qq: unknown key; allowed: kind, num_train"),
         ("rollout.n.x=1", "rollout.n: is a value, not a section"),
         ("learner.zero_stage=4", "learner.zero_stage: Input should be 0, 1, 2 or 3"),
         (
@@ -138,9 +138,39 @@ def test_unknown_key_error_lists_the_allowed_keys():
     with pytest.raises(ConfigError) as error:
         load_config([], ["trainer.stpes=3"])
     assert (
-        "trainer.stpes: unknown key; allowed: steps, time_budget_s, prompts_per_step, gen_prompts_per_step, seed, run_dir"
-        in str(error.value)
+        "trainer.stpes: unknown key (did you mean trainer.steps?); allowed: steps, time_budget_s, prompts_per_step, "
+        "gen_prompts_per_step, seed, run_dir" in str(error.value)
     )
+
+
+@pytest.mark.parametrize(
+    "override, hint",
+    [
+        ("algo.clip_ratio_low=0.2", "algo.clip_ratio_low: unknown key (verl's name: ours is algo.clip_low)"),
+        ("learner.ppo_mini_batch_size=4", "(verl's name: ours is learner.mini_batch_size)"),
+        ("algo.loss_agg_mode=token-mean", "(verl's name: ours is algo.agg_mode)"),
+        ("algo.kl_loss_coef=0.001", "(verl's name: ours is algo.kl_coef)"),
+        ("trainer.total_training_steps=5", "(verl's name: ours is trainer.steps)"),
+        # a whole verl section: its leaves that have a name here
+        (
+            "actor_rollout_ref.actor.clip_ratio_high=0.28",
+            "actor_rollout_ref: unknown key (verl's names: actor_rollout_ref.actor.clip_ratio_high is algo.clip_high)",
+        ),
+        ("rollout.temprature=0.7", "rollout.temprature: unknown key (did you mean rollout.temperature?)"),
+        ("learner.lr_sched=cosine", "(did you mean learner.lr_schedule?)"),
+    ],
+)
+def test_unknown_keys_get_the_close_spelling_or_the_name_verl_gives_them(override, hint):
+    with pytest.raises(ConfigError) as error:
+        load_config([], [override])
+    assert hint in str(error.value)
+
+
+def test_no_hint_for_a_key_nothing_resembles():
+    from orchestrator.config_hints import unknown_key_hint
+
+    assert unknown_key_hint(["foo"], 1, ["algo", "model"]) == ""
+    assert unknown_key_hint(["x"], {"y": {"z": 1}}, ["algo"]) == ""
 
 
 def test_base_files_and_bad_files(tmp_path):
