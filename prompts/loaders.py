@@ -123,7 +123,9 @@ def _hub_rows(source: HubSource, split: str) -> Iterable[tuple[int, Any]]:
 def _rows_to_problems(
     rows: Iterable[tuple[int, Any]], label: str, recipe: str, columns: ColumnMap, on_bad_row: str, skipped: list[int]
 ) -> list[Problem]:
-    problems = []
+    problems, left_out = [], 0
+    if recipe == "geo3k":
+        logger.warning("%s: recipe geo3k drops each problem's diagram (images are not supported yet): text only", label)
     for number, row in rows:
         try:
             if isinstance(row, DataError):
@@ -138,6 +140,10 @@ def _rows_to_problems(
             continue
         if problem is not None:
             problems.append(problem)
+        else:
+            left_out += 1
+    if left_out:
+        logger.warning("%s: %d rows left out by recipe %s (it keeps Geometry rows only)", label, left_out, recipe)
     return problems
 
 
@@ -147,7 +153,7 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
         raise DataError(f"expected an object with columns, got {type(row).__name__}")
     if recipe == "math_geometry" and "type" in row and row["type"] != "Geometry":
         return None
-    question = _text(row, columns.question)
+    question = _question(row, columns.question)
     if recipe == "geo3k":
         question = _IMAGE_TOKEN.sub("", question).strip()
     answer = _text(row, columns.answer)
@@ -156,6 +162,8 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
         if boxed is None or not boxed[0]:
             raise DataError(f"column {columns.answer!r}: the solution has no \\boxed{{}} answer")
         answer = boxed[0]
+    elif recipe == "gsm8k":
+        answer = _after_hashes(answer, columns.answer)
     choices = None
     if columns.choices is not None:
         value = _column(row, columns.choices)
@@ -167,13 +175,48 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
             ):
                 raise DataError(f"column {columns.choices!r}: expected a non-empty list of options, got {value!r:.80}")
             choices = tuple(str(c) for c in value)
-    return Problem(id=problem_id, question=question, answer=answer, choices=choices, meta={"source": problem_id})
+    meta = {"source": problem_id}
+    if recipe == "verl" and isinstance(row.get("data_source"), str):
+        meta["data_source"] = row["data_source"]
+    return Problem(id=problem_id, question=question, answer=answer, choices=choices, meta=meta)
 
 
 def _column(row: dict, name: str) -> Any:
-    if name not in row:
-        raise DataError(f"column {name!r} is missing (columns: {', '.join(map(str, row))})")
-    return row[name]
+    """``row[name]``; a dotted name that is not a column walks nested fields
+    (``reward_model.ground_truth``)."""
+    if name in row:
+        return row[name]
+    value: Any = row
+    parts = name.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(value, dict) or part not in value:
+            keys = ", ".join(map(str, value)) if isinstance(value, dict) else type(value).__name__
+            where = f"{'.'.join(parts[:depth])} has" if depth else "columns"
+            raise DataError(f"column {name!r} is missing ({where}: {keys})")
+        value = value[part]
+    return value
+
+
+def _question(row: dict, name: str) -> str:
+    """The question text; a chat list (verl's ``prompt``) gives its last user turn."""
+    value = _column(row, name)
+    if hasattr(value, "tolist"):  # a parquet list column read as an array
+        value = value.tolist()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(t, dict) and "role" in t for t in value):
+        turns = [t for t in value if isinstance(t, dict) and t.get("role") == "user"]
+        if not turns or not isinstance(turns[-1].get("content"), str) or not turns[-1]["content"].strip():
+            raise DataError(f"column {name!r}: a chat list needs a user turn with text content, got {value!r:.80}")
+        return turns[-1]["content"].strip()
+    return _text(row, name)
+
+
+def _after_hashes(rationale: str, name: str) -> str:
+    """GSM8K's gold answer: the number after the rationale's last ``####`` (thousands commas dropped)."""
+    head, hashes, tail = rationale.rpartition("####")
+    answer = tail.strip().replace(",", "")
+    if not hashes or not answer:
+        raise DataError(f"column {name!r}: no '#### <answer>' at the end of the rationale ({rationale[-60:]!r})")
+    return answer
 
 
 def _text(row: dict, name: str) -> str:

@@ -74,7 +74,7 @@ def test_csv_and_parquet(tmp_path):
         assert len(prompt_set.test) == 2
 
 
-def test_math_geometry_recipe_takes_the_last_boxed_answer_and_filters_subjects(tmp_path):
+def test_math_geometry_recipe_takes_the_last_boxed_answer_and_filters_subjects(tmp_path, caplog):
     path = _jsonl(
         tmp_path / "math.jsonl",
         [
@@ -93,12 +93,14 @@ def test_math_geometry_recipe_takes_the_last_boxed_answer_and_filters_subjects(t
         DataConfig(source=FileSource(train_path=path, recipe="math_geometry"), on_bad_row="skip")
     )
     assert [(p.question, p.answer) for p in prompt_set.train] == [("Area?", "\\frac{\\sqrt{3}}{4}")]
+    assert "math.jsonl: 1 rows left out by recipe math_geometry (it keeps Geometry rows only)" in caplog.text
 
 
-def test_geo3k_recipe_strips_image_tokens(tmp_path):
+def test_geo3k_recipe_strips_image_tokens_and_says_the_diagrams_are_dropped(tmp_path, caplog):
     path = _jsonl(tmp_path / "geo3k.jsonl", [{"problem": "<image>Find x.", "answer": "3"}])
     prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="geo3k")))
     assert (prompt_set.train[0].question, prompt_set.train[0].answer) == ("Find x.", "3")
+    assert "recipe geo3k drops each problem's diagram (images are not supported yet)" in caplog.text
 
 
 def test_missing_and_unsupported_files(tmp_path):
@@ -126,3 +128,66 @@ def test_hub_dataset_offline_gives_a_clear_error(monkeypatch):
 def test_synthetic_source_and_limits():
     prompt_set = load_prompt_set(DataConfig(source=SyntheticSource(num_train=50, num_test=5), max_train=20, max_test=3))
     assert (len(prompt_set.train), len(prompt_set.test)) == (20, 3)
+
+
+def test_gsm8k_recipe_takes_the_number_after_the_hashes(tmp_path):
+    from rewards.verify import score
+
+    rationale = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nAltogether 48+24 = <<48+24=72>>72 clips.\n#### 72"
+    path = _jsonl(
+        tmp_path / "gsm8k.jsonl",
+        [
+            {"question": "How many clips?", "answer": rationale},
+            {"question": "How much?", "answer": "It costs 1,200 dollars.\n#### 1,200"},
+            {"question": "Broken?", "answer": "no final line"},
+        ],
+    )
+    with pytest.raises(DataError, match="row 3: column 'answer': no '#### <answer>' at the end"):
+        load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="gsm8k")))
+    prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="gsm8k"), on_bad_row="skip"))
+    assert [p.answer for p in prompt_set.train] == ["72", "1200"]
+    # the raw rationale as gold scored every sample wrong; the extracted number scores a right one right
+    assert score("\\boxed{72}", prompt_set.train[0].answer, timeout_s=10).correct  # integers: the fast path
+
+
+def test_verl_parquet_nested_columns_and_chat_list_prompts(tmp_path):
+    import datasets
+
+    rows = [
+        {
+            "data_source": "openai/gsm8k",
+            "prompt": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is 6 times 7? Output the final answer after ####."},
+            ],
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": "42"},
+            "extra_info": {"split": "train", "index": 0},
+        },
+        {
+            "data_source": "hiyouga/geometry3k",
+            "prompt": [{"role": "user", "content": "Find x if 2x = 10."}],
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": "5"},
+            "extra_info": {"split": "train", "index": 1},
+        },
+    ]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "train.parquet"))
+    prompt_set = load_prompt_set(
+        DataConfig(source=FileSource(train_path=str(tmp_path / "train.parquet"), recipe="verl"))
+    )
+    assert [(p.question, p.answer, p.meta["data_source"]) for p in prompt_set.train] == [
+        ("What is 6 times 7? Output the final answer after ####.", "42", "openai/gsm8k"),
+        ("Find x if 2x = 10.", "5", "hiyouga/geometry3k"),
+    ]
+    # any recipe reads dotted paths; a missing part is named with what is there
+    config = DataConfig(
+        source=FileSource(train_path=str(tmp_path / "train.parquet")),
+        columns=ColumnMap(question="prompt", answer="reward_model.truth"),
+    )
+    with pytest.raises(DataError, match="row 1: column 'reward_model.truth' is missing \\(reward_model has: "):
+        load_prompt_set(config)
+    # a chat list without a user turn is a bad row, not a crash
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"prompt": [{"role": "system", "content": "x"}], "answer": "1"}])
+    with pytest.raises(DataError, match="row 1: column 'prompt': a chat list needs a user turn"):
+        load_prompt_set(DataConfig(source=FileSource(train_path=bad), columns=ColumnMap(question="prompt")))
