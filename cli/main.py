@@ -14,6 +14,7 @@ import yaml
 from cli.args import add_config_args
 from cli.data_tools import DATA_TOOLS, build_data_tool_parser
 from orchestrator import console
+from orchestrator.checkpoint import clear_previous_run, previous_run
 from orchestrator.config import Config
 from orchestrator.config_io import ConfigError, load_config, write_resolved_config
 
@@ -76,6 +77,17 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from orchestrator.loop import Trainer
     from orchestrator.placement import PlacementError
 
+    resume = bool(args.resume) or config.trainer.resume == "auto"
+    used = previous_run(Path(config.trainer.run_dir))
+    if used and not resume:
+        if not args.overwrite:
+            print(
+                f"error: trainer.run_dir={config.trainer.run_dir} already holds a run ({', '.join(used)}): "
+                "--resume continues it, --overwrite replaces it, or choose another trainer.run_dir",
+                file=sys.stderr,
+            )
+            return 2
+        clear_previous_run(Path(config.trainer.run_dir))
     try:
         Trainer(config, resume=True if args.resume else None).run()
     except PlacementError as error:
@@ -143,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             command.add_argument(
                 "--resume", action="store_true", help="continue from the latest complete checkpoint in trainer.run_dir"
+            )
+            command.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace the run already in trainer.run_dir (its metrics, rollouts, checkpoints, final model); "
+                "without it (or --resume) a used run_dir is refused and nothing is deleted",
             )
         if name == "compare":
             command.add_argument(

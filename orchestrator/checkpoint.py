@@ -68,3 +68,27 @@ def load_scheduler_state(checkpoint: Path) -> dict | None:
     uniform order's position under ``stream``)."""
     path = checkpoint / SCHEDULER_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+# What a training run leaves in its run_dir (config.yaml and worker.log are rewritten by any run)
+RUN_OUTPUTS = ("metrics.jsonl", "evals.jsonl", "rollouts.jsonl", "checkpoints", "final")
+
+
+def previous_run(run_dir: Path) -> list[str]:
+    """The outputs of an earlier run in ``run_dir`` (empty: unused), so that a new run started
+    there without --resume can refuse instead of silently replacing them."""
+    return [
+        name
+        for name in RUN_OUTPUTS
+        if (run_dir / name).is_file() or ((run_dir / name).is_dir() and any((run_dir / name).iterdir()))
+    ]
+
+
+def clear_previous_run(run_dir: Path) -> None:
+    """--overwrite: remove an earlier run's outputs, so that the directory holds one run."""
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)

@@ -270,3 +270,25 @@ def test_cli_config_writes_the_resolved_config(tmp_path, capsys, monkeypatch):
     result = _bppo(capsys, "config", "--config", "configs/tiny_cpu.yaml", f"trainer.run_dir={tmp_path}", "--write")
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["trainer"]["run_dir"] == str(tmp_path)
+
+
+def test_train_into_a_used_run_dir_is_refused_and_deletes_nothing(capsys, tmp_path):
+    from orchestrator.checkpoint import clear_previous_run, previous_run
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    (tmp_path / "checkpoints" / "step_000002").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step_000002" / "trainer_state.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _bppo(capsys, "train", "--config", "configs/tiny_cpu.yaml", f"trainer.run_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: trainer.run_dir={tmp_path} already holds a run (metrics.jsonl, checkpoints): --resume continues "
+        "it, --overwrite replaces it, or choose another trainer.run_dir"
+    )
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n'  # nothing deleted
+    assert previous_run(tmp_path) == ["metrics.jsonl", "checkpoints"]
+    # what --overwrite clears before training: the run's outputs, nothing else
+    clear_previous_run(tmp_path)
+    assert previous_run(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    (tmp_path / "checkpoints").mkdir()  # an empty directory is not a run
+    assert previous_run(tmp_path) == []
