@@ -96,6 +96,24 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    """A checkpoint (ZeRO-3 included) as a Hugging Face model directory."""
+    from models.export import export_checkpoint
+    from models.sources import resolve_model_path
+
+    checkpoint = Path(args.checkpoint)
+    run_config = checkpoint.parent.parent / "config.yaml"
+    if not args.config:  # the run's own config says which model it trained
+        if not run_config.is_file():
+            print(f"error: {run_config} not found: give the run's --config", file=sys.stderr)
+            return 2
+        config = load_config([str(run_config)], args.overrides)
+    out = Path(args.out) if args.out else checkpoint / "hf"
+    written = export_checkpoint(checkpoint, out, resolve_model_path(config))
+    print(f"exported {checkpoint} -> {written}/ (Hugging Face format: from_pretrained, or model.path of a run)")
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
     """Build and warm-start the tiny model or a packaged model (cached); print its directory."""
     from models.packaged import PACKAGED_MODELS, is_packaged
@@ -136,6 +154,7 @@ COMMANDS = {
     "train": (cmd_train, "run BPPO or GRPO training (Ray + vLLM + DeepSpeed)"),
     "compare": (cmd_compare, "run GRPO and BPPO with identical settings and write the speedup report"),
     "sweep": (cmd_sweep, "run a grid of trials (algorithm arms x settings) and tabulate speedups"),
+    "export": (cmd_export, "write a training checkpoint (any ZeRO stage) as a Hugging Face model"),
     "data": (
         cmd_data,
         "build the prompt set, write it as JSONL, check gold answers with the reward pool; "
@@ -168,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="write the report from the runs already in trainer.run_dir, without training",
             )
+        if name == "export":
+            command.add_argument(
+                "--checkpoint", required=True, metavar="DIR", help="a checkpoint: <run_dir>/checkpoints/step_N"
+            )
+            command.add_argument("--out", metavar="DIR", help="where the model goes (default: <checkpoint>/hf)")
         if name == "data":
             command.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
             command.add_argument(

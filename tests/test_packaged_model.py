@@ -153,7 +153,7 @@ def test_two_rl_steps_on_the_real_model(converted, algo, ray_local, tmp_path):
         "trainer.steps": 2,
         "trainer.prompts_per_step": 2,
         "trainer.parity_every": 1,
-        "trainer.save_every": 0,
+        "trainer.save_every": 2 if algo == "bppo" else 0,  # BPPO: a checkpoint to export (ZeRO 0, tied layers)
         "trainer.run_dir": str(tmp_path),
         "eval.every": 0,
         "rollout.n": 4,
@@ -179,3 +179,17 @@ def test_two_rl_steps_on_the_real_model(converted, algo, ray_local, tmp_path):
         rows = record["train/rows"]
         assert rows == 8 if algo == "grpo" else rows in (2.0, 4.0)  # G x prompts, or 2 per pair
     assert [r["sync/policy_version"] for r in steps] == [1.0, 2.0]  # pushed over gloo after each update
+    if algo == "bppo":  # `bppo export` of the step-2 checkpoint (no ZeRO) is the final model, tied layer included
+        from safetensors.torch import load_file
+
+        from cli.main import main
+
+        checkpoint = tmp_path / "checkpoints" / "step_000002"
+        assert main(["export", "--checkpoint", str(checkpoint)]) == 0
+        exported, final = (
+            load_file(checkpoint / "hf" / "model.safetensors"),
+            load_file(tmp_path / "final" / "model.safetensors"),
+        )
+        assert exported.keys() == final.keys()
+        for name, tensor in final.items():
+            torch.testing.assert_close(exported[name], tensor, rtol=0, atol=0, msg=name)

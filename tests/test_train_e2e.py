@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from orchestrator.config_io import load_config
 from tests.e2e_runs import PRESET, ROOT, TARGET_SCHED, overrides, records
@@ -178,3 +179,32 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(e2e_runs, tin
     # the scheduler's statistics (a pass rate per visit of every prompt) end where the reference's do
     final = "checkpoints/step_000004/scheduler_state.json"
     assert (run_dir / final).read_text() == (e2e_runs["root"] / "bppo-seed0" / final).read_text()
+
+
+@pytest.mark.slow  # reads the session's end-to-end runs (Ray, vLLM engines, DeepSpeed)
+def test_export_turns_a_zero3_checkpoint_into_the_model_the_run_ended_with(e2e_runs, tmp_path, capsys):
+    """The BPPO run trained 4 steps on 2 ZeRO-3 ranks and saved at steps 2 and 4: step 4's
+    checkpoint, merged from the ranks' partitions, is exactly the final/ model."""
+    from safetensors.torch import load_file
+
+    from cli.main import main
+
+    run_dir = e2e_runs["root"] / "bppo-seed0"
+    checkpoint = run_dir / "checkpoints" / "step_000004"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "hf")]) == 0
+    assert f"exported {checkpoint} -> {tmp_path / 'hf'}/" in capsys.readouterr().out
+    exported, final = (
+        load_file(tmp_path / "hf" / "model.safetensors"),
+        load_file(run_dir / "final" / "model.safetensors"),
+    )
+    assert exported.keys() == final.keys() and len(final) > 10
+    for name, tensor in final.items():
+        torch.testing.assert_close(exported[name], tensor, rtol=0, atol=0, msg=name)
+    # step 2's weights are another model: the export reads the checkpoint it is given
+    assert (
+        main(["export", "--checkpoint", str(run_dir / "checkpoints" / "step_000002"), "--out", str(tmp_path / "s2")])
+        == 0
+    )
+    earlier = load_file(tmp_path / "s2" / "model.safetensors")
+    assert any(not torch.equal(earlier[name], final[name]) for name in final)
+    assert (tmp_path / "hf" / "tokenizer.json").exists() and not (tmp_path / "hf.tmp").exists()
