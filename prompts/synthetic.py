@@ -16,7 +16,7 @@ from collections.abc import Callable
 import sympy
 from sympy import Rational, pi, sqrt
 
-from prompts.draft import Draft
+from prompts.draft import Draft, worked_solutions
 from prompts.plain import PLAIN
 from prompts.problems import Problem
 
@@ -408,34 +408,6 @@ def is_test_question(question: str, buckets: int = TEST_BUCKETS) -> bool:
     return int.from_bytes(digest[:4], "big") % buckets == 0
 
 
-def _solutions(draft: Draft, answer: str) -> dict[str, str]:
-    """The worked solutions the warm start's SFT draws from: concise (the steps), verbose
-    (givens restated, a redundant check) and, for drafts with a real check, elaborate: numbered
-    steps, the rule in words, the result verified another way -- about twice the verbose length,
-    so a warm-started model keeps a spread of lengths for RL to move."""
-    final = f"The answer is \\boxed{{{answer}}}."
-    solutions = {
-        "concise": " ".join(draft.steps) + " " + final,
-        "verbose": (
-            "We are given: "
-            + "; ".join(draft.givens)
-            + ". "
-            + " ".join(draft.steps)
-            + f" Checking the computation once more gives {answer} again. "
-            + final
-        ),
-    }
-    if draft.check:
-        numbered = "\n".join(f"Step {i}: {step}" for i, step in enumerate(draft.steps, start=1))
-        solutions["elaborate"] = (
-            f"Let's work through this carefully. The problem gives us {' and '.join(draft.givens)}.\n"
-            f"{numbered}\n"
-            f"Let me check this result another way. {draft.check}\n"
-            "The check agrees, so the result stands.\n" + final
-        )
-    return solutions
-
-
 def generate(
     num_train: int,
     num_test: int,
@@ -493,7 +465,7 @@ def generate(
             continue
         seen.add(draft.question)
         answer = sympy.latex(draft.answer)
-        solutions = _solutions(draft, answer)
+        solutions = worked_solutions(draft, answer)
         meta = {"family": family, "level": level, "verbose_solution": solutions["verbose"]}
         if "elaborate" in solutions:
             meta["elaborate_solution"] = solutions["elaborate"]
