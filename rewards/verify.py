@@ -108,8 +108,10 @@ def reward_metrics(results: list[RewardResult]) -> dict[str, float]:
     each failure reason (a parse-error rate near 1 means the verifier, not the model, broke)."""
     n = max(len(results), 1)
     reasons = Counter(r.reason for r in results)
+    mean = sum(r.score for r in results) / n
     metrics = {
-        "reward/mean": sum(r.score for r in results) / n,
+        "reward/mean": mean,
+        "reward/std": (sum((r.score - mean) ** 2 for r in results) / n) ** 0.5,
         "reward/accuracy": sum(r.correct for r in results) / n,
         "reward/format": sum(r.format_ok for r in results) / n,
     }

@@ -64,6 +64,15 @@ def test_bppo_batch_by_hand():
     assert batch.num_tokens == 4 + 3 + 5 + 4
     assert signal_groups(_groups(), algo).tolist() == [True, False, True]
     assert batch.metrics["bppo/prefix_tokens"].item() == pytest.approx((2 + 1 + 2 + 1) / 4)
+    # the advantage spread over the 4 trained rows [a0, -a0, a2_pos, a2_neg] (a0 = 0.866, 1.5, -0.5)
+    rows = [a0, -a0, a2_pos, a2_neg]
+    mean = sum(rows) / 4
+    assert batch.metrics["adv/mean"].item() == pytest.approx(mean, rel=1e-5)  # 0.25: the pairs are lopsided
+    assert mean == pytest.approx(0.25, rel=1e-4)
+    assert batch.metrics["adv/std"].item() == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in rows) / 4), rel=1e-5)
+    assert batch.metrics["adv/min"].item() == pytest.approx(-a0) and batch.metrics["adv/max"].item() == pytest.approx(
+        a2_pos
+    )
 
 
 def test_bppo_loss_is_equation_1_over_the_pair():

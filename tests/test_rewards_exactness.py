@@ -156,3 +156,21 @@ def test_thousands_separators_in_the_fallbacks():
     assert score("so she has 10,455 dollars", "10455", config=RewardConfig(fallback=["last_number"])).correct
     # a list of numbers is not a number with separators: the last number is 3
     assert score("the roots are 1,2,3", "123", config=RewardConfig(fallback=["last_number"])).answer == "3"
+
+
+def test_reward_metrics_by_hand():
+    from rewards.verify import RewardResult, reward_metrics
+
+    results = [
+        RewardResult(True, 1.1, True, "4", "correct"),
+        RewardResult(False, 0.1, True, "5", "wrong"),
+        RewardResult(False, 0.0, False, None, "no_answer"),
+        RewardResult(True, 1.0, False, "4", "correct"),
+    ]
+    metrics = reward_metrics(results)
+    mean = (1.1 + 0.1 + 0.0 + 1.0) / 4  # 0.55
+    assert metrics["reward/mean"] == pytest.approx(mean)
+    # population std: deviations 0.55, -0.45, -0.55, 0.45 -> sqrt((0.3025 + 0.2025) * 2 / 4)
+    assert metrics["reward/std"] == pytest.approx(((0.3025 + 0.2025) / 2) ** 0.5)
+    assert metrics["reward/accuracy"] == 0.5 and metrics["reward/format"] == 0.5
+    assert metrics["reward/no_answer_rate"] == 0.25
