@@ -207,5 +207,11 @@ def policy_loss(
             terms.dual_clipped.to(logprobs.dtype), mask, "token-mean", global_tokens=global_tokens
         )
         metrics["loss/ratio_mean"] = aggregate(terms.ratio, mask, "token-mean", global_tokens=global_tokens)
+        # how far the update has moved from the policy that the ratio starts at, per token (k3,
+        # unbiased and >= 0: ratio - 1 - log ratio); 0 on a batch's first optimizer step
+        ratio = torch.where(mask != 0, terms.ratio.detach(), torch.ones_like(terms.ratio))  # (the clamped ratio)
+        metrics["loss/old_new_kl"] = aggregate(
+            ratio - 1 - torch.log(ratio), mask, "token-mean", global_tokens=global_tokens
+        )
     metrics["loss/total"] = loss.detach()
     return loss, metrics

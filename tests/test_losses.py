@@ -212,3 +212,16 @@ def test_k3_is_clamped_like_verl():
     # d = -3: e^-3 + 3 - 1 = 2.0498 (inside the clamp, unchanged).
     value = kl_penalty(torch.zeros(3), torch.tensor([5.0, 30.0, -3.0]), "k3")
     torch.testing.assert_close(value, torch.tensor([10.0, 10.0, math.exp(-3.0) + 2.0]))
+
+
+def test_old_to_new_kl_by_hand():
+    logprobs, old, advantages, mask = _case()
+    _, metrics = policy_loss(logprobs, old, advantages, mask)
+    # log ratios on the 5 trained tokens: 0, 0.3, -0.5, 0.3, -0.5; k3 = e^x - 1 - x
+    k3 = {0.0: 0.0, 0.3: E03 - 1.3, -0.5: EM05 - 0.5}  # 0.0498588, 0.1065307
+    expected = (k3[0.0] + 2 * k3[0.3] + 2 * k3[-0.5]) / 5  # 0.0625558
+    assert metrics["loss/old_new_kl"].item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(0.0625558, abs=1e-7)
+    # at the policy that sampled (a batch's first optimizer step) it is exactly 0
+    _, same = policy_loss(old.clone().requires_grad_(), old, advantages, mask)
+    assert same["loss/old_new_kl"].item() == 0.0
