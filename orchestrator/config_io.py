@@ -85,11 +85,14 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     for path in paths:
         raw = _merge(raw, _read_yaml(path))
     file_algo = raw.get("algo", {}).get("name") if isinstance(raw.get("algo"), dict) else None
-    override_algo_keys = set()
+    file_source = _section(raw, ("data", "source")).get("kind")
+    override_algo_keys, override_source_keys = set(), set()
     for text in overrides:
         keys, value = parse_override(text)
         if keys[0] == "algo" and len(keys) > 1:
             override_algo_keys.add(keys[1])
+        if keys[:2] == ["data", "source"] and len(keys) > 2:
+            override_source_keys.add(keys[2])
         node = raw
         for depth, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
@@ -98,6 +101,7 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
             node = child
         node[keys[-1]] = value
     _drop_other_algorithm_keys(raw, file_algo, keep=override_algo_keys)
+    _drop_other_source_keys(raw, file_source, keep=override_source_keys)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
@@ -120,6 +124,35 @@ def _drop_other_algorithm_keys(raw: dict, file_algo: str | None, keep: set[str])
     if dropped:
         keys = ", ".join(f"algo.{k}" for k in dropped)
         print(f"note: algo.name={algo['name']} drops the preset's {file_algo}-only keys {keys}", file=sys.stderr)
+
+
+def _section(raw: dict, path: tuple[str, ...]) -> dict:
+    for key in path:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def _drop_other_source_keys(raw: dict, file_kind: str | None, keep: set[str]) -> None:
+    """``data.source.kind=file data.source.train_path=...`` on a preset with a synthetic or hub
+    source switches the source: the preset's keys the new kind lacks (``num_train``,
+    ``name`` ...) are dropped, with a note; keys given on the command line stay errors."""
+    source = _section(raw, ("data", "source"))
+    kind = source.get("kind", "synthetic")
+    if file_kind is None or kind == file_kind:
+        return
+    from prompts.config import DataConfig
+
+    union = DataConfig.model_fields["source"].annotation
+    variants = {v.model_fields["kind"].default: v for v in typing.get_args(union)}
+    variant = variants.get(kind)
+    if variant is None:
+        return  # an unknown kind: validation reports it
+    dropped = [key for key in list(source) if key not in variant.model_fields and key not in keep]
+    for key in dropped:
+        del source[key]
+    if dropped:
+        keys = ", ".join(f"data.source.{k}" for k in dropped)
+        print(f"note: data.source.kind={kind} drops the preset's {file_kind}-source keys {keys}", file=sys.stderr)
 
 
 def _algo_variants() -> dict[str, type[BaseModel]]:

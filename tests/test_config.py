@@ -292,3 +292,20 @@ def test_train_into_a_used_run_dir_is_refused_and_deletes_nothing(capsys, tmp_pa
     assert previous_run(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     (tmp_path / "checkpoints").mkdir()  # an empty directory is not a run
     assert previous_run(tmp_path) == []
+
+
+def test_dotted_overrides_switch_the_source_kind(capsys):
+    config = load_config(["configs/bppo.yaml"], ["data.source.kind=file", "data.source.train_path=data/x.parquet"])
+    assert config.data.source.kind == "file" and config.data.source.train_path == "data/x.parquet"
+    assert config.data.source.recipe == "math_geometry"  # a key both kinds have stays
+    assert capsys.readouterr().err.strip() == (
+        "note: data.source.kind=file drops the preset's hub-source keys data.source.name, data.source.subset, "
+        "data.source.train_split, data.source.test_split"
+    )
+    synthetic = load_config(["configs/tiny_cpu.yaml"], ["data.source.kind=file", "data.source.train_path=t.jsonl"])
+    assert synthetic.data.source.kind == "file"
+    # a key given on the command line is never dropped: it stays an error
+    with pytest.raises(ConfigError, match="data.source.num_train: unknown key"):
+        load_config(
+            ["configs/tiny_cpu.yaml"], ["data.source.kind=file", "data.source.train_path=t", "data.source.num_train=3"]
+        )
