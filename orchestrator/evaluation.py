@@ -29,6 +29,29 @@ class AnswerQuality:
         }
 
 
+MAX_SOURCES = 20  # more distinct sources than this: no per-source breakdown (one metric each would flood wandb)
+
+
+def source_of(problem: Problem) -> str | None:
+    """Where a held-out problem comes from: its dataset (verl's ``data_source``) or its
+    synthetic family; None when neither is known."""
+    return problem.meta.get("data_source") or problem.meta.get("family")
+
+
+def accuracy_by_source(correct: list[bool], sources: list[str | None]) -> dict[str, float]:
+    """Accuracy per source (problems without one left out); empty for a single source or
+    more than ``MAX_SOURCES``."""
+    totals: dict[str, list[int]] = {}
+    for ok, source in zip(correct, sources, strict=True):
+        if source is not None:
+            tally = totals.setdefault(source, [0, 0])
+            tally[0] += int(ok)
+            tally[1] += 1
+    if not 1 < len(totals) <= MAX_SOURCES:
+        return {}
+    return {source: right / count for source, (right, count) in sorted(totals.items())}
+
+
 def answer_quality(
     fleet, rewards, prompts: list[list[int]], problems: list[Problem], sampling: SamplingSettings
 ) -> AnswerQuality:

@@ -24,7 +24,7 @@ from orchestrator import console
 from orchestrator.checkpoint import latest_checkpoint, load_scheduler_state, load_trainer_state, save_checkpoint
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
-from orchestrator.evaluation import answer_quality
+from orchestrator.evaluation import accuracy_by_source, answer_quality, source_of
 from orchestrator.metrics import MetricsSink
 from prompts.loaders import load_prompt_set
 from prompts.problems import Problem, prompt_ids
@@ -315,6 +315,8 @@ class Trainer:
         quality = answer_quality(self.fleet, self.rewards, self.test_prompts, self.test_set, sampling)
         self.sink.log_eval(self.step, self.train_elapsed, quality.correct)
         metrics = {f"eval/{name}": value for name, value in quality.metrics().items()}
+        sources = [source_of(problem) for problem in self.test_set]
+        metrics.update({f"eval/accuracy/{s}": v for s, v in accuracy_by_source(quality.correct, sources).items()})
         metrics["time/eval"] = time.perf_counter() - started
         return metrics
 

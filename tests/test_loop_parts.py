@@ -172,3 +172,23 @@ def test_eval_outcomes_are_kept_per_problem_and_cut_back_on_resume(tmp_path, mon
     assert [json.loads(line)["step"] for line in (tmp_path / "evals.jsonl").read_text().splitlines()] == [0, 10]
     MetricsSink(tmp_path, wandb_config=off, run_config={}, name="t")  # a fresh run starts empty
     assert not (tmp_path / "evals.jsonl").exists()
+
+
+def test_eval_accuracy_by_source_by_hand():
+    from orchestrator.evaluation import MAX_SOURCES, accuracy_by_source, source_of
+    from prompts.problems import Problem
+
+    correct = [True, False, True, True, False]
+    sources = ["openai/gsm8k", "openai/gsm8k", "geo3k", None, "geo3k"]
+    # gsm8k 1 of 2, geo3k 1 of 2; the problem without a source is left out
+    assert accuracy_by_source(correct, sources) == {"geo3k": 0.5, "openai/gsm8k": 0.5}
+    assert accuracy_by_source(correct, ["x"] * 5) == {}  # one source: eval/accuracy says it all
+    many = [f"s{i}" for i in range(MAX_SOURCES + 1)]
+    assert accuracy_by_source([True] * len(many), many) == {}
+    verl = Problem(id="a", question="q", answer="1", meta={"data_source": "openai/gsm8k", "family": "x"})
+    synthetic = Problem(id="b", question="q", answer="1", meta={"family": "rectangle", "level": 0})
+    assert (source_of(verl), source_of(synthetic), source_of(Problem(id="c", question="q", answer="1"))) == (
+        "openai/gsm8k",
+        "rectangle",
+        None,
+    )
