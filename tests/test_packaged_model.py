@@ -190,6 +190,8 @@ def test_two_rl_steps_on_the_real_model(converted, algo, ray_local, tmp_path):
             load_file(checkpoint / "hf" / "model.safetensors"),
             load_file(tmp_path / "final" / "model.safetensors"),
         )
-        assert exported.keys() == final.keys()
+        # the export saves the tied output layer once (as transformers does), final/ names it twice
+        assert exported.keys() == final.keys() - {"lm_head.weight"}
         for name, tensor in final.items():
-            torch.testing.assert_close(exported[name], tensor, rtol=0, atol=0, msg=name)
+            ours = exported["model.embed_tokens.weight" if name == "lm_head.weight" else name]
+            torch.testing.assert_close(ours, tensor, rtol=0, atol=0, msg=name)
