@@ -31,11 +31,14 @@ def _compare(config: str, run_dir: Path, overrides: list[str]) -> dict:
     command = [str(bppo), "compare", "--config", config, f"trainer.run_dir={run_dir}", *overrides]
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True, timeout=3600)
-    wall_s = time.perf_counter() - started
+    return _read(run_dir, " ".join(command[1:]), wall_s=round(time.perf_counter() - started, 1))
+
+
+def _read(run_dir: Path, command: str, *, wall_s: float | None) -> dict:
     report = json.loads((ROOT / run_dir / "report.json").read_text())
     return {
-        "command": " ".join(command[1:]),
-        "wall_s": round(wall_s, 1),
+        "command": command,
+        "wall_s": wall_s,
         "speedup": report["speedup"],
         "grpo_step_s": report["grpo"]["mean_step_time_s"],
         "bppo_step_s": report["bppo"]["mean_step_time_s"],
@@ -49,11 +52,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/compare_tiny_cpu.yaml")
     parser.add_argument("--run-dir", default="runs/compare_under_load")
+    parser.add_argument(
+        "--reuse-idle",
+        action="store_true",
+        help="take the idle run already in <run-dir>/idle (same session, same code paths) instead of running it",
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     root = Path(args.run_dir)
-    result = {"config": args.config, "overrides": args.overrides}
-    result["idle"] = _compare(args.config, root / "idle", args.overrides)
+    result = {"config": args.config, "overrides": args.overrides, "reused_idle": args.reuse_idle}
+    if args.reuse_idle:
+        result["idle"] = _read(root / "idle", "(reused)", wall_s=None)
+    else:
+        result["idle"] = _compare(args.config, root / "idle", args.overrides)
     burner = subprocess.Popen([sys.executable, "-c", BURN])
     try:
         result["burner"] = _compare(args.config, root / "burner", args.overrides)
