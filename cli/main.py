@@ -14,7 +14,7 @@ import yaml
 from cli.args import add_config_args
 from cli.data_tools import DATA_TOOLS, build_data_tool_parser
 from orchestrator import console
-from orchestrator.checkpoint import clear_previous_run, previous_run
+from orchestrator.checkpoint import clear_previous_run, previous_run, resume_conflicts
 from orchestrator.config import Config
 from orchestrator.config_io import ConfigError, load_config, write_resolved_config
 
@@ -78,6 +78,16 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from orchestrator.placement import PlacementError
 
     resume = bool(args.resume) or config.trainer.resume == "auto"
+    saved = Path(config.trainer.run_dir) / "config.yaml"
+    if resume and saved.is_file():
+        conflicts = resume_conflicts(load_config([str(saved)]).model_dump(mode="json"), config.model_dump(mode="json"))
+        if conflicts:
+            print(
+                f"error: --resume with settings the checkpoint in {config.trainer.run_dir} does not fit: "
+                + "; ".join(conflicts),
+                file=sys.stderr,
+            )
+            return 2
     used = previous_run(Path(config.trainer.run_dir))
     if used and not resume:
         if not args.overwrite:

@@ -92,3 +92,33 @@ def clear_previous_run(run_dir: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+# What a checkpoint assumes: resuming with another value would load state into a different
+# model, algorithm, sharding or prompt set (the prompt order's position indexes the data)
+RESUME_FIXED = (
+    "model.path",
+    "algo.name",
+    "learner.world_size",
+    "learner.zero_stage",
+    "data.source",
+    "data.prompt_template",
+    "data.chat_template",
+    "trainer.seed",
+)
+
+
+def resume_conflicts(saved: dict, current: dict) -> list[str]:
+    """``key: saved -> current`` for each key in ``RESUME_FIXED`` the two resolved configs
+    (``config.model_dump(mode="json")``) disagree on."""
+
+    def get(config: dict, key: str):
+        for part in key.split("."):
+            config = config.get(part) if isinstance(config, dict) else None
+        return config
+
+    return [
+        f"{key}: {get(saved, key)!r} -> {get(current, key)!r}"
+        for key in RESUME_FIXED
+        if get(saved, key) != get(current, key)
+    ]

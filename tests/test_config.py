@@ -309,3 +309,29 @@ def test_dotted_overrides_switch_the_source_kind(capsys):
         load_config(
             ["configs/tiny_cpu.yaml"], ["data.source.kind=file", "data.source.train_path=t", "data.source.num_train=3"]
         )
+
+
+def test_resume_refuses_settings_the_checkpoint_does_not_fit(capsys, tmp_path):
+    from orchestrator.config_io import write_resolved_config
+
+    write_resolved_config(load_config(["configs/tiny_cpu.yaml"], [f"trainer.run_dir={tmp_path}"]), tmp_path)
+    result = _bppo(
+        capsys,
+        "train",
+        "--resume",
+        "--config",
+        "configs/tiny_cpu.yaml",
+        f"trainer.run_dir={tmp_path}",
+        "algo.name=grpo",
+        "learner.world_size=2",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --resume with settings the checkpoint in {tmp_path} does not fit: algo.name: 'bppo' -> 'grpo'; "
+        "learner.world_size: 1 -> 2"
+    )
+    from orchestrator.checkpoint import resume_conflicts
+
+    same = load_config(["configs/tiny_cpu.yaml"]).model_dump(mode="json")
+    longer = load_config(["configs/tiny_cpu.yaml"], ["trainer.steps=500", "learner.lr=1e-5"]).model_dump(mode="json")
+    assert resume_conflicts(same, longer) == []  # more steps, another LR: a resume may change these
