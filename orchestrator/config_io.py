@@ -100,30 +100,24 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
                 raise ConfigError(f"{'.'.join(keys[: depth + 1])}: is a value, not a section; cannot set {text!r}")
             node = child
         node[keys[-1]] = value
-    _drop_other_algorithm_keys(raw, file_algo, keep=override_algo_keys)
-    _drop_other_source_keys(raw, file_source, keep=override_source_keys)
+    from prompts.config import DataConfig
+
+    _drop_other_variant_keys(
+        _section(raw, ("algo",)), "algo", "name", file_algo, _algo_variants(), override_algo_keys, "only"
+    )
+    _drop_other_variant_keys(
+        _section(raw, ("data", "source")),
+        "data.source",
+        "kind",
+        file_source,
+        _variants(DataConfig, "source", "kind"),
+        override_source_keys,
+        "source",
+    )
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
-
-
-def _drop_other_algorithm_keys(raw: dict, file_algo: str | None, keep: set[str]) -> None:
-    """``algo.name=grpo`` on a BPPO preset switches algorithm with everything else equal:
-    the preset's BPPO-only keys (selection, prefix, ...) are dropped, with a note. Keys
-    in ``keep`` (given on the command line) are never dropped: they stay errors."""
-    algo = raw.get("algo")
-    if not isinstance(algo, dict) or file_algo is None or algo.get("name") == file_algo:
-        return
-    variant = _algo_variants().get(algo.get("name"))
-    if variant is None:
-        return  # an unknown name: validation reports it
-    dropped = [key for key in list(algo) if key not in variant.model_fields and key not in keep]
-    for key in dropped:
-        del algo[key]
-    if dropped:
-        keys = ", ".join(f"algo.{k}" for k in dropped)
-        print(f"note: algo.name={algo['name']} drops the preset's {file_algo}-only keys {keys}", file=sys.stderr)
 
 
 def _section(raw: dict, path: tuple[str, ...]) -> dict:
@@ -132,32 +126,32 @@ def _section(raw: dict, path: tuple[str, ...]) -> dict:
     return raw if isinstance(raw, dict) else {}
 
 
-def _drop_other_source_keys(raw: dict, file_kind: str | None, keep: set[str]) -> None:
-    """``data.source.kind=file data.source.train_path=...`` on a preset with a synthetic or hub
-    source switches the source: the preset's keys the new kind lacks (``num_train``,
-    ``name`` ...) are dropped, with a note; keys given on the command line stay errors."""
-    source = _section(raw, ("data", "source"))
-    kind = source.get("kind", "synthetic")
-    if file_kind is None or kind == file_kind:
-        return
-    from prompts.config import DataConfig
+def _variants(owner: type[BaseModel], field: str, tag: str) -> dict[str, type[BaseModel]]:
+    """A tagged union's variants by tag value (``algo`` by ``name``, ``data.source`` by ``kind``)."""
+    return {v.model_fields[tag].default: v for v in typing.get_args(owner.model_fields[field].annotation)}
 
-    union = DataConfig.model_fields["source"].annotation
-    variants = {v.model_fields["kind"].default: v for v in typing.get_args(union)}
-    variant = variants.get(kind)
-    if variant is None:
-        return  # an unknown kind: validation reports it
-    dropped = [key for key in list(source) if key not in variant.model_fields and key not in keep]
+
+def _drop_other_variant_keys(
+    section: dict, path: str, tag: str, file_tag: str | None, variants: dict, keep: set[str], what: str
+) -> None:
+    """Switching a tagged section on the command line (``algo.name=grpo`` on a BPPO preset,
+    ``data.source.kind=file`` on a hub one) keeps everything else equal: the preset's keys the
+    new variant lacks are dropped, with a note. Keys in ``keep`` (given on the command line)
+    are never dropped: they stay errors."""
+    new_tag = section.get(tag)
+    variant = variants.get(new_tag)
+    if file_tag is None or new_tag == file_tag or variant is None:
+        return  # no switch, or an unknown tag (validation reports it)
+    dropped = [key for key in list(section) if key not in variant.model_fields and key not in keep]
     for key in dropped:
-        del source[key]
+        del section[key]
     if dropped:
-        keys = ", ".join(f"data.source.{k}" for k in dropped)
-        print(f"note: data.source.kind={kind} drops the preset's {file_kind}-source keys {keys}", file=sys.stderr)
+        keys = ", ".join(f"{path}.{k}" for k in dropped)
+        print(f"note: {path}.{tag}={new_tag} drops the preset's {file_tag}-{what} keys {keys}", file=sys.stderr)
 
 
 def _algo_variants() -> dict[str, type[BaseModel]]:
-    union = Config.model_fields["algo"].annotation
-    return {variant.model_fields["name"].default: variant for variant in typing.get_args(union)}
+    return _variants(Config, "algo", "name")
 
 
 def describe_validation_error(error: ValidationError) -> str:
