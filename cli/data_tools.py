@@ -1,5 +1,5 @@
-"""``bppo data sample | score | curate``: the offline prompt-data tools, each with a parser of its
-own (``bppo data``'s positional overrides leave no room for a sub-command there)."""
+"""``bppo data examples | sample | score | curate``: the offline prompt-data tools, each with a
+parser of its own (``bppo data``'s positional overrides leave no room for a sub-command there)."""
 
 from __future__ import annotations
 
@@ -133,6 +133,27 @@ def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_data_examples(args: argparse.Namespace, config: Config) -> int:
+    """Small GSM8K, MATH and verl-parquet files from the config's synthetic problems, each with the
+    ``data:`` block that reads it."""
+    from prompts.loaders import load_prompt_set
+    from prompts.tools.example_files import write_example_files
+
+    if config.data.source.kind != "synthetic":
+        print(
+            f"error: data.source.kind={config.data.source.kind}: the examples are made from synthetic problems "
+            "(data.source.kind=synthetic, the default)",
+            file=sys.stderr,
+        )
+        return 2
+    prompt_set = load_prompt_set(config.data)
+    out = Path(args.out or Path(config.trainer.run_dir) / "data" / "examples")
+    written = write_example_files(out, prompt_set.train, prompt_set.test, rows_per_split=(args.train, args.test))
+    for fmt, (train, test, yaml_path) in written.items():
+        print(f"{fmt}: {train}, {test}; read with --config {yaml_path}")
+    return 0
+
+
 def _set_threads(args: argparse.Namespace) -> None:
     """``--threads``; without it, a hint when the CPU is already busy. Torch's threads wait for
     each other at every op, so one preempted thread stalls them all: with a training sweep
@@ -181,6 +202,11 @@ def _policy_path(config: Config) -> str:
 
 
 DATA_TOOLS = {
+    "examples": (
+        cmd_data_examples,
+        "small prompt files in GSM8K (jsonl), MATH (jsonl) and verl (parquet) form from the synthetic problems, "
+        "each with the data: YAML that reads it -> <out>/<format>/{train,test}.*, <out>/<format>.yaml",
+    ),
     "sample": (
         cmd_data_sample,
         "G completions per prompt from the policy (vLLM, the run's sampling and template), judged by the "
@@ -206,6 +232,15 @@ def build_data_tool_parser(tool: str) -> argparse.ArgumentParser:
     _, help_text = DATA_TOOLS[tool]
     parser = argparse.ArgumentParser(prog=f"bppo data {tool}", description=help_text)
     add_config_args(parser)
+    if tool == "examples":
+        parser.add_argument("--out", help="output directory (default: trainer.run_dir/data/examples)")
+        parser.add_argument(
+            "--train", type=number(int, minimum=1), default=48, metavar="N", help="rows per train file (default: 48)"
+        )
+        parser.add_argument(
+            "--test", type=number(int, minimum=1), default=16, metavar="N", help="rows per test file (default: 16)"
+        )
+        return parser
     parser.add_argument("--split", choices=["train", "test"], default="train", help="which split (default: train)")
     parser.add_argument("--out", help="output directory (default: trainer.run_dir/data)")
     parser.add_argument(

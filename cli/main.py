@@ -17,6 +17,7 @@ from orchestrator import console
 from orchestrator.checkpoint import clear_previous_run, previous_run, resume_conflicts
 from orchestrator.config import Config
 from orchestrator.config_io import ConfigError, load_config, write_resolved_config
+from orchestrator.ray_job import job_run_dir_problem
 
 
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
@@ -168,9 +169,15 @@ COMMANDS = {
     "data": (
         cmd_data,
         "build the prompt set, write it as JSONL, check gold answers with the reward pool; "
+        "`bppo data examples`: small GSM8K / MATH / verl files; `bppo data sample`: the policy's pass rates; "
         "`bppo data score` / `bppo data curate`: complexity scores, a curated subset",
     ),
 }
+
+
+# Commands whose output goes under trainer.run_dir (checked before a Ray job writes it into a
+# temporary directory).
+WRITES_RUN_DIR = ("train", "compare", "sweep", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     console.set_verbose(args.verbose)
     try:
         config = load_config(args.config, args.overrides)
+        if not tool and args.command in WRITES_RUN_DIR and (problem := job_run_dir_problem(config.trainer.run_dir)):
+            raise ConfigError(problem)
         handler, _ = DATA_TOOLS[tool] if tool else COMMANDS[args.command]
         return handler(args, config)
     except ConfigError as error:

@@ -60,7 +60,8 @@ def sequence_logprobs(
     *,
     top_p: float = 1.0,
     chunk_tokens: int | None = None,
-) -> torch.Tensor:
+    with_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``[B, T]``: position t holds ``log p(input_ids[t] | input_ids[:t])`` under
     ``softmax(logits / temperature)``, renormalised over vLLM's top-p nucleus when
     ``top_p < 1``; position 0 holds 0. fp32 (fp64 for fp64 logits).
@@ -77,6 +78,11 @@ def sequence_logprobs(
     nucleus probability, 0, would give ``-inf`` and a nan ratio/gradient; falling back to
     the full softmax would make the value jump when the token crosses the boundary. Where
     the target is inside the nucleus this equals vLLM's log-prob exactly.
+
+    ``with_entropy``: also return, in the same layout and from the same chunks (no second pass
+    over the logits), the entropy of the distribution each token was drawn from (the nucleus's
+    with top-p), detached: ``H = logsumexp(z / T) - sum_v p_v z_v / T``. A metric only (verl's
+    ``actor/entropy``): it has no gradient.
     """
     if logits.shape[:2] != input_ids.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
@@ -93,26 +99,43 @@ def sequence_logprobs(
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     if torch.is_grad_enabled() and logits.requires_grad:
         overwrite = logits.grad_fn is not None and logits._base is None
-        return _SequenceLogprobs.apply(logits, input_ids, float(temperature), top_p, chunk, overwrite)
+        logprobs, entropy = _SequenceLogprobs.apply(
+            logits, input_ids, float(temperature), top_p, chunk, overwrite, with_entropy
+        )
+        return (logprobs, entropy) if with_entropy else logprobs
     # No gradient wanted (old / reference log-probs): the same chunks, nothing saved.
     targets = _next_tokens(input_ids).reshape(-1)  # [B*T]
     flat_logits = logits.reshape(-1, logits.shape[-1])  # [B*T, V]
+    entropy = _entropy_buffer(flat_logits, with_entropy)
     if top_p == 1.0:
-        gathered, logsumexp = gathered_and_logsumexp(flat_logits, targets, float(temperature), chunk)
+        gathered, logsumexp = gathered_and_logsumexp(flat_logits, targets, float(temperature), chunk, entropy)
     else:
         gathered, logsumexp, _, _ = nucleus_gathered_and_logsumexp(
-            flat_logits, targets, float(temperature), top_p, chunk
+            flat_logits, targets, float(temperature), top_p, chunk, entropy
         )
-    return _to_layout(gathered - logsumexp, input_ids.shape)
+    logprobs = _to_layout(gathered - logsumexp, input_ids.shape)
+    return (logprobs, _to_layout(entropy, input_ids.shape)) if with_entropy else logprobs
+
+
+def _entropy_buffer(flat_logits: torch.Tensor, wanted: bool) -> torch.Tensor | None:
+    """``[N]`` to be filled chunk by chunk with each position's entropy, or None (not wanted)."""
+    if not wanted:
+        return None
+    return torch.empty(flat_logits.shape[0], dtype=_compute_dtype(flat_logits), device=flat_logits.device)
 
 
 def gathered_and_logsumexp(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float, chunk_tokens: int
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    chunk_tokens: int,
+    entropy: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``logits`` ``[N, V]``, ``targets`` ``[N]`` -> ``(z_target / T, logsumexp(z / T))``,
     each ``[N]`` fp32 (fp64 for fp64 logits); their difference is the target's log-prob.
     One fp32 chunk of ``chunk_tokens`` rows (and logsumexp's one temporary of that size)
-    alive at a time."""
+    alive at a time. ``entropy`` (``[N]``, optional) is filled with ``softmax(z / T)``'s entropy
+    (one more chunk-sized temporary while it is)."""
     gathered = torch.empty(logits.shape[0], dtype=_compute_dtype(logits), device=logits.device)  # [N]
     logsumexp = torch.empty_like(gathered)  # [N]
     for start in range(0, logits.shape[0], chunk_tokens):
@@ -120,16 +143,34 @@ def gathered_and_logsumexp(
         scaled = _scaled(logits[rows], temperature)  # [C, V] fp32 (fp64 for fp64)
         torch.logsumexp(scaled, dim=-1, out=logsumexp[rows])
         gathered[rows] = scaled.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1)
+        if entropy is not None:
+            entropy[rows] = _chunk_entropy(scaled, logsumexp[rows])
     return gathered, logsumexp
 
 
+def _chunk_entropy(scaled: torch.Tensor, logsumexp: torch.Tensor, dropped: torch.Tensor | None = None) -> torch.Tensor:
+    """``[C]``: ``logsumexp - sum_v p_v z_v`` with ``p = exp(z - logsumexp)``, for ``scaled``
+    ``[C, V]`` = ``z / T`` (``dropped``: positions outside the nucleus, ``-inf`` in ``scaled``,
+    whose ``0 x -inf`` terms count as the 0 they are)."""
+    weighted = (scaled - logsumexp.unsqueeze(-1)).exp_().mul_(scaled)  # [C, V] p z
+    if dropped is not None:
+        weighted.masked_fill_(dropped, 0.0)
+    return logsumexp - weighted.sum(dim=-1)
+
+
 def nucleus_gathered_and_logsumexp(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float, top_p: float, chunk_tokens: int
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    chunk_tokens: int,
+    entropy: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``logits`` ``[N, V]``, ``targets`` ``[N]`` -> ``(z_target / T, logsumexp over vLLM's
     nucleus of z / T, tau, w)``, each ``[N]`` fp32 (fp64 for fp64 logits): ``tau`` is the
     smallest kept ``z / T``, ``w`` the share of the tokens tied at ``tau`` that vLLM keeps
-    (1 without ties). Chunked as ``gathered_and_logsumexp``; one chunk's sort alive at a time."""
+    (1 without ties). Chunked as ``gathered_and_logsumexp``; one chunk's sort alive at a time.
+    ``entropy`` (optional): filled with the nucleus distribution's entropy."""
     gathered = torch.empty(logits.shape[0], dtype=_compute_dtype(logits), device=logits.device)  # [N]
     logsumexp = torch.empty_like(gathered)  # [N]
     floor = torch.empty_like(gathered)  # [N] tau
@@ -148,8 +189,11 @@ def nucleus_gathered_and_logsumexp(
         right = torch.searchsorted(sorted_scaled, tau, right=True)  # [C, 1]
         floor[rows] = tau.squeeze(-1)
         floor_share[rows] = ((right - first_kept).to(floor.dtype) / (right - left).to(floor.dtype)).squeeze(-1)
-        sorted_scaled.masked_fill_(positions < first_kept, float("-inf"))  # vLLM's dropped positions
+        dropped = positions < first_kept  # [C, V] vLLM's dropped positions
+        sorted_scaled.masked_fill_(dropped, float("-inf"))
         torch.logsumexp(sorted_scaled, dim=-1, out=logsumexp[rows])
+        if entropy is not None:
+            entropy[rows] = _chunk_entropy(sorted_scaled, logsumexp[rows], dropped)
     return gathered, logsumexp, floor, floor_share
 
 
@@ -171,27 +215,31 @@ class _SequenceLogprobs(torch.autograd.Function):
     """``sequence_logprobs`` with the chunked, in-place backward of the module docstring."""
 
     @staticmethod
-    def forward(ctx, logits, input_ids, temperature, top_p, chunk_tokens, overwrite):
+    def forward(ctx, logits, input_ids, temperature, top_p, chunk_tokens, overwrite, with_entropy):
         batch, length, vocab = logits.shape
         flat_logits = logits.contiguous()  # a copy only if not contiguous: then ours to overwrite
         targets = _next_tokens(input_ids).reshape(-1)  # [B*T]
+        entropy = _entropy_buffer(flat_logits.view(-1, vocab), with_entropy)
         if top_p == 1.0:
             gathered, logsumexp = gathered_and_logsumexp(
-                flat_logits.view(-1, vocab), targets, temperature, chunk_tokens
+                flat_logits.view(-1, vocab), targets, temperature, chunk_tokens, entropy
             )
             ctx.save_for_backward(flat_logits, targets, logsumexp)
         else:
             gathered, logsumexp, floor, floor_share = nucleus_gathered_and_logsumexp(
-                flat_logits.view(-1, vocab), targets, temperature, top_p, chunk_tokens
+                flat_logits.view(-1, vocab), targets, temperature, top_p, chunk_tokens, entropy
             )
             ctx.save_for_backward(flat_logits, targets, logsumexp, floor, floor_share)
         ctx.temperature, ctx.chunk_tokens = temperature, chunk_tokens
         ctx.overwrite = overwrite or flat_logits is not logits
-        return _to_layout(gathered - logsumexp, (batch, length))
+        # The entropy (a metric) is a second output without a gradient; empty when not wanted.
+        entropy = _to_layout(entropy, (batch, length)) if with_entropy else gathered.new_empty(0)
+        ctx.mark_non_differentiable(entropy)
+        return _to_layout(gathered - logsumexp, (batch, length)), entropy
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_logprobs):
+    def backward(ctx, grad_logprobs, _grad_entropy):
         logits, targets, logsumexp, *nucleus = ctx.saved_tensors  # nucleus: [tau, w] with top-p, else []
         batch, length, vocab = logits.shape
         # Logits at (b, t) made logprobs[b, t + 1]; the last position's made nothing.
@@ -218,7 +266,7 @@ class _SequenceLogprobs(torch.autograd.Function):
             grad_logits[rows] = grad  # cast to the logits' dtype
         # Exactly 0 there even where those logits are not finite (0 * nan would be nan).
         grad_logits.view(batch, length, vocab)[:, -1].zero_()
-        return grad_logits.view(batch, length, vocab), None, None, None, None, None
+        return grad_logits.view(batch, length, vocab), None, None, None, None, None, None
 
 
 def _scaled(chunk: torch.Tensor, temperature: float) -> torch.Tensor:

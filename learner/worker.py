@@ -24,6 +24,7 @@ import torch
 from learner.algorithms import algorithm_loss
 from learner.batch import TrainBatch
 from learner.logprobs import sequence_logprobs
+from learner.losses import aggregate
 from learner.varlen import pack_rows, packed_attention
 
 # The attention transformers runs on packed rows (learner.padding_free): see learner.varlen.
@@ -194,20 +195,30 @@ class LearnerWorker:
     # ---- forward passes -------------------------------------------------------------
 
     def _logprobs(self, model, batch: TrainBatch) -> torch.Tensor:
+        return self._logprobs_and_entropy(model, batch, with_entropy=False)[0]
+
+    def _logprobs_and_entropy(
+        self, model, batch: TrainBatch, *, with_entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[B, T]`` log-probs of the batch's tokens and (``with_entropy``) the entropy of the
+        distribution each was drawn from, detached; None when not wanted."""
         # The engine samples from softmax(logits / T) within top_p; the ratio must use the same
         # distribution. The raw logits go in (no fp32 copy here): sequence_logprobs upcasts a
         # chunk at a time and, in training, overwrites them with their own gradient.
+        options = dict(top_p=self.top_p, with_entropy=with_entropy)
         if not self.learner["padding_free"]:
             input_ids = batch.input_ids.to(self.device)
             logits = model(input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device)).logits
-            return sequence_logprobs(logits, input_ids, self.temperature, top_p=self.top_p)  # [B, T]
+            out = sequence_logprobs(logits, input_ids, self.temperature, **options)  # [B, T] (each)
+            return out if with_entropy else (out, None)
         packed = pack_rows(batch.input_ids, batch.attention_mask).to(self.device)
         # use_cache=False: a training forward wants no key/value cache (each layer's keys and values
         # kept for nothing; with one, transformers' own sdpa would also attend across rows).
         logits = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits
-        logprobs = sequence_logprobs(logits, packed.input_ids, self.temperature, top_p=self.top_p)  # [1, N]
+        out = sequence_logprobs(logits, packed.input_ids, self.temperature, **options)  # [1, N] (each)
         # A row's first token was scored from the previous row's last: 0, as at position 0 padded.
-        return packed.unpack(logprobs.masked_fill(packed.starts, 0.0))  # [B, T]
+        per_row = [packed.unpack(values.masked_fill(packed.starts, 0.0)) for values in (out if with_entropy else [out])]
+        return (per_row[0], per_row[1] if with_entropy else None)  # [B, T]
 
     @torch.no_grad()
     def logprobs(self, micro_batches: list[TrainBatch], which: str = "policy") -> list[torch.Tensor]:
@@ -239,7 +250,7 @@ class LearnerWorker:
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
         finite = True
         for batch in micro_batches:
-            logprobs = self._logprobs(self.engine, batch)
+            logprobs, entropy = self._logprobs_and_entropy(self.engine, batch, with_entropy=objective != "sft")
             if objective == "sft":
                 loss = -(logprobs * batch.loss_mask.to(self.device)).sum() / max(norms["global_tokens"], 1.0)
                 metrics = {"sft/nll": loss.detach()}
@@ -248,6 +259,10 @@ class LearnerWorker:
                 if old_from_current:
                     batch.old_logprobs = logprobs.detach()
                 loss, metrics = algorithm_loss(logprobs, batch, self.algo, **norms)
+                # per trained token, normalised as loss/clip_frac is: sums to the step's mean
+                metrics["policy/entropy"] = aggregate(
+                    entropy, batch.loss_mask, "token-mean", global_tokens=norms.get("global_tokens")
+                )
             finite = finite and bool(torch.isfinite(loss))
             # Every rank runs every backward: ZeRO-2/3 reduce gradients inside it (ZeRO-3 gathers
             # weights too), so a rank that left one out would hang the others. Past a non-finite

@@ -199,6 +199,10 @@ class EvalConfig(_Strict):
     """Evaluate every this many steps (and at the start and end); 0 = never."""
     max_tokens: int | None = Field(None, ge=1)
     """New-token limit for evaluation; None = rollout.max_tokens."""
+    pass_k: int = Field(0, ge=0)
+    """Beside the greedy answer, sample this many completions of every held-out problem (the
+    rollout's temperature and top_p, a fixed seed: the same draws at every evaluation) and log
+    ``eval/pass@k`` and ``eval/mean@k``; 0 = greedy only. Costs k generations per problem."""
 
 
 class WandbConfig(_Strict):

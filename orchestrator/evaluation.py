@@ -62,3 +62,31 @@ def answer_quality(
         lengths=[len(s.response_ids) for s in samples],
         clipped=[s.finish_reason == "length" for s in samples],
     )
+
+
+def pass_at_k(correct_by_problem: list[list[bool]]) -> dict[str, float]:
+    """``pass@k`` (the share of problems with at least one of their k samples right) and
+    ``mean@k`` (the share of all samples right: pass@1 estimated from k samples), for k samples
+    of every problem (verl's ``best@k`` and ``mean@k``). With n = k samples the unbiased
+    estimator of pass@k (Chen et al. 2021) is exactly "any of them right"."""
+    sizes = {len(samples) for samples in correct_by_problem}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"pass@k needs the same k >= 1 samples for every problem, got sizes {sorted(sizes)}")
+    (k,) = sizes
+    problems = len(correct_by_problem)
+    return {
+        f"pass@{k}": sum(any(samples) for samples in correct_by_problem) / problems,
+        f"mean@{k}": sum(sum(samples) for samples in correct_by_problem) / (problems * k),
+    }
+
+
+def sampled_correct(
+    fleet, rewards, prompts: list[list[int]], problems: list[Problem], sampling: SamplingSettings
+) -> list[list[bool]]:
+    """``sampling.n`` samples of every problem, scored: ``[problem][sample]`` correct."""
+    samples = fleet.generate(prompts, sampling)
+    results, _ = rewards.score([s.text for s in samples], [problems[s.prompt_index].answer for s in samples])
+    correct: list[list[bool]] = [[] for _ in problems]
+    for sample, result in zip(samples, results, strict=True):
+        correct[sample.prompt_index].append(bool(result.correct))
+    return correct

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from orchestrator import console
 from orchestrator.checkpoint import latest_checkpoint, load_scheduler_state, load_trainer_state, save_checkpoint
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
-from orchestrator.evaluation import accuracy_by_source, answer_quality, source_of
+from orchestrator.evaluation import accuracy_by_source, answer_quality, pass_at_k, sampled_correct, source_of
 from orchestrator.metrics import MetricsSink
 from prompts.loaders import load_prompt_set
 from prompts.problems import Problem, prompt_ids
@@ -302,7 +303,7 @@ class Trainer:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy decoding on the held-out split."""
+        """Greedy decoding on the held-out split (and k samples each with ``eval.pass_k``)."""
         started = time.perf_counter()
         rollout = self.config.rollout
         sampling = SamplingSettings(
@@ -317,6 +318,10 @@ class Trainer:
         metrics = {f"eval/{name}": value for name, value in quality.metrics().items()}
         sources = [source_of(problem) for problem in self.test_set]
         metrics.update({f"eval/accuracy/{s}": v for s, v in accuracy_by_source(quality.correct, sources).items()})
+        if self.config.eval.pass_k:
+            sampled = replace(sampling, n=self.config.eval.pass_k, temperature=rollout.temperature, top_p=rollout.top_p)
+            correct = sampled_correct(self.fleet, self.rewards, self.test_prompts, self.test_set, sampled)
+            metrics.update({f"eval/{name}": value for name, value in pass_at_k(correct).items()})
         metrics["time/eval"] = time.perf_counter() - started
         return metrics
 

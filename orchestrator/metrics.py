@@ -75,6 +75,9 @@ class MetricsSink:
                 mode=mode,
                 dir=str(run_dir),
                 config=run_config,
+                # an interleaved compare holds both arms' runs open in one process: by default
+                # wandb would hand the second arm the first's run and log both into it
+                reinit="create_new",
                 # its banner lines (run id, sync hints) only with --verbose; warnings always
                 settings=wandb.Settings(quiet=not console.VERBOSE),
             )

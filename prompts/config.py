@@ -87,7 +87,7 @@ class SyntheticSource(_Strict):
         return [(family, int(level)) for family, _, level in (pair.partition(":") for pair in self.mix)]
 
 
-Recipe = Literal["plain", "math_geometry", "geo3k", "gsm8k", "verl"]
+Recipe = Literal["plain", "math", "math_geometry", "geo3k", "gsm8k", "verl"]
 
 
 class FileSource(_Strict):
@@ -100,8 +100,9 @@ class FileSource(_Strict):
     test_path: str | None = None
     """Held-out prompts file; None = no evaluation set."""
     recipe: Recipe = "plain"
-    """How rows map to problems: plain (the column mapping), math_geometry (MATH: answer =
-    last \\boxed{} of the solution, Geometry rows only), geo3k (Geometry3K text fields; its
+    """How rows map to problems: plain (the column mapping), math (MATH, every subject: answer =
+    last \\boxed{} of the solution, the subject kept as the problem's source), math_geometry
+    (the same, Geometry rows only), geo3k (Geometry3K text fields; its
     diagrams are dropped: images are not supported yet), gsm8k (answer = what follows the
     rationale's ``####``), verl (verl's RL parquet: ``prompt`` as a chat list,
     ``reward_model.ground_truth``, ``data_source`` kept as the problem's source)."""
@@ -129,11 +130,11 @@ class ColumnMap(_Strict):
     unset takes the recipe's name (``RECIPE_COLUMNS``); the resolved config names every one."""
 
     question: str | None = None
-    """Column with the problem text (plain, gsm8k: question; math_geometry, geo3k: problem;
+    """Column with the problem text (plain, gsm8k: question; math, math_geometry, geo3k: problem;
     verl: prompt). A dotted name walks nested fields (``extra_info.question``); a chat list
     (``[{role, content}, ...]``) gives its last user turn's content."""
     answer: str | None = None
-    """Column with the gold answer (plain, geo3k: answer; math_geometry: solution, the worked
+    """Column with the gold answer (plain, geo3k: answer; math, math_geometry: solution, the worked
     solution whose last \\boxed{} is the answer; gsm8k: answer, the rationale ending in
     ``#### <number>``; verl: reward_model.ground_truth)."""
     choices: str | None = None
@@ -143,6 +144,7 @@ class ColumnMap(_Strict):
 # Each recipe's column names, for the columns a config leaves unset.
 RECIPE_COLUMNS = {
     "plain": {"question": "question", "answer": "answer"},
+    "math": {"question": "problem", "answer": "solution"},
     "math_geometry": {"question": "problem", "answer": "solution"},
     "geo3k": {"question": "problem", "answer": "answer"},
     "gsm8k": {"question": "question", "answer": "answer"},

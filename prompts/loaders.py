@@ -157,11 +157,12 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
     if recipe == "geo3k":
         question = _IMAGE_TOKEN.sub("", question).strip()
     answer = _text(row, columns.answer)
-    if recipe == "math_geometry":
+    solution = None
+    if recipe in ("math", "math_geometry"):
         boxed = last_boxed(answer)
         if boxed is None or not boxed[0]:
             raise DataError(f"column {columns.answer!r}: the solution has no \\boxed{{}} answer")
-        answer = boxed[0]
+        solution, answer = answer, boxed[0]  # the worked solution: `bppo data --verify` scores it
     elif recipe == "gsm8k":
         answer = _after_hashes(answer, columns.answer)
     choices = None
@@ -178,7 +179,9 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
     meta = {"source": problem_id}
     if recipe == "verl" and isinstance(row.get("data_source"), str):
         meta["data_source"] = row["data_source"]
-    return Problem(id=problem_id, question=question, answer=answer, choices=choices, meta=meta)
+    elif recipe == "math" and isinstance(row.get("type"), str):
+        meta["data_source"] = row["type"]  # MATH's subject: evaluation reports accuracy per subject
+    return Problem(id=problem_id, question=question, answer=answer, choices=choices, solution=solution, meta=meta)
 
 
 def _column(row: dict, name: str) -> Any:

@@ -91,6 +91,7 @@ def e2e_runs(ray_local, tiny_model, tmp_path_factory):
                 "learner.mini_batch_size": 4,
                 "learner.epochs": 2,
                 "learner.lr": 3e-3,
+                "eval.pass_k": 4,
             },
         ),
         # stop strings on digits: a random model's completions then end at varied lengths;

@@ -1,5 +1,6 @@
 """Config loading: presets, overrides, one-line errors, the resolved file."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -335,3 +336,31 @@ def test_resume_refuses_settings_the_checkpoint_does_not_fit(capsys, tmp_path):
     same = load_config(["configs/tiny_cpu.yaml"]).model_dump(mode="json")
     longer = load_config(["configs/tiny_cpu.yaml"], ["trainer.steps=500", "learner.lr=1e-5"]).model_dump(mode="json")
     assert resume_conflicts(same, longer) == []  # more steps, another LR: a resume may change these
+
+
+def test_a_ray_job_with_a_relative_run_dir_is_refused_before_anything_starts(capsys, tmp_path, monkeypatch):
+    """Inside `ray job submit --working-dir .` the entrypoint runs in Ray's temporary copy of
+    the directory: a relative run_dir (every preset's) would be written there and lost."""
+    from orchestrator.ray_job import JOB_CONFIG_ENV, job_working_dir
+
+    job = json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}, "metadata": {}})
+    monkeypatch.chdir(tmp_path)  # as the job's copy would be
+    monkeypatch.setenv(JOB_CONFIG_ENV, job)
+    assert job_working_dir() == "gcs://_ray_pkg_0123.zip"
+    preset = str(ROOT / "configs" / "tiny_cpu.yaml")
+    for command in ("train", "compare", "sweep", "data"):
+        result = _bppo(capsys, command, "--config", preset, "trainer.run_dir=runs/x")
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"config error: trainer.run_dir=runs/x is relative: in a Ray job with a working directory it would "
+            f"land in Ray's temporary copy of it ({tmp_path}) and be lost; give an absolute path on storage every "
+            "node sees, e.g. trainer.run_dir=/shared/runs/x"
+        )
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    # an absolute run_dir passes this check; `config` writes nothing and is never refused
+    assert _bppo(capsys, "config", "--config", preset, "trainer.run_dir=runs/x").returncode == 0
+    # outside a job, or in a job without a working directory: no check
+    monkeypatch.setenv(JOB_CONFIG_ENV, json.dumps({"runtime_env": {}}))
+    assert job_working_dir() is None
+    monkeypatch.setenv(JOB_CONFIG_ENV, "not json")
+    assert job_working_dir() is None

@@ -94,6 +94,14 @@ def test_math_geometry_recipe_takes_the_last_boxed_answer_and_filters_subjects(t
     )
     assert [(p.question, p.answer) for p in prompt_set.train] == [("Area?", "\\frac{\\sqrt{3}}{4}")]
     assert "math.jsonl: 1 rows left out by recipe math_geometry (it keeps Geometry rows only)" in caplog.text
+    # recipe math keeps every subject, the subject as the problem's source (eval per subject),
+    # and the worked solution (what `bppo data --verify` scores)
+    prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="math"), on_bad_row="skip"))
+    assert [(p.question, p.answer, p.meta["data_source"]) for p in prompt_set.train] == [
+        ("Area?", "\\frac{\\sqrt{3}}{4}", "Geometry"),
+        ("Solve.", "2", "Algebra"),
+    ]
+    assert prompt_set.train[1].solution == "\\boxed{2}"
 
 
 def test_geo3k_recipe_strips_image_tokens_and_says_the_diagrams_are_dropped(tmp_path, caplog):
@@ -191,3 +199,34 @@ def test_verl_parquet_nested_columns_and_chat_list_prompts(tmp_path):
     bad = _jsonl(tmp_path / "bad.jsonl", [{"prompt": [{"role": "system", "content": "x"}], "answer": "1"}])
     with pytest.raises(DataError, match="row 1: column 'prompt': a chat list needs a user turn"):
         load_prompt_set(DataConfig(source=FileSource(train_path=bad), columns=ColumnMap(question="prompt")))
+
+
+def test_example_files_of_every_format_load_back_to_the_same_problems(tmp_path):
+    """`bppo data examples`: GSM8K, MATH and verl-parquet files from synthetic problems; each
+    format's YAML, loaded as a config, reads its files back to the problems they came from."""
+    from orchestrator.config_io import load_config
+    from prompts.tools.example_files import VERL_INSTRUCTION, read_back, write_example_files
+
+    synthetic = load_prompt_set(DataConfig(source=SyntheticSource(num_train=60, num_test=20, levels=[1])))
+    written = write_example_files(tmp_path, synthetic.train, synthetic.test, rows_per_split=(12, 4))
+    assert sorted(written) == ["gsm8k", "math", "verl"]
+    gsm8k_rows = read_back(tmp_path / "gsm8k" / "train.jsonl")
+    integer = [p for p in synthetic.train if p.answer.lstrip("-").isdigit()][:12]  # GSM8K's answers are integers
+    assert len(gsm8k_rows) == 12 and gsm8k_rows[0]["answer"].endswith(f"\n#### {integer[0].answer}")
+    assert "\\boxed" not in gsm8k_rows[0]["answer"]  # a rationale, as GSM8K's
+    verl_rows = read_back(tmp_path / "verl" / "test.parquet")
+    assert verl_rows[0]["reward_model"] == {"style": "rule", "ground_truth": synthetic.test[0].answer}
+    assert verl_rows[0]["prompt"] == [{"role": "user", "content": f"{synthetic.test[0].question} {VERL_INSTRUCTION}"}]
+    for fmt, originals in (("gsm8k", integer), ("math", synthetic.train[:12]), ("verl", synthetic.train[:12])):
+        config = load_config([str(tmp_path / f"{fmt}.yaml")], [])
+        assert config.data.source.kind == "file" and config.data.source.recipe == fmt
+        loaded = load_prompt_set(config.data)
+        assert (len(loaded.train), len(loaded.test)) == (12, 4)
+        assert [p.answer for p in loaded.train] == [p.answer for p in originals]
+        expected = [f"{p.question} {VERL_INSTRUCTION}" if fmt == "verl" else p.question for p in originals]
+        assert [p.question for p in loaded.train] == expected
+    assert config.data.prompt_template == "{question}"  # verl's prompts carry their instruction
+    assert {p.meta["data_source"] for p in loaded.train} == {f"synthetic/{p.meta['family']}" for p in originals}
+    with pytest.raises(ValueError, match="gsm8k train: only .* of the 500 rows"):
+        write_example_files(tmp_path / "big", synthetic.train, synthetic.test, rows_per_split=(500, 4))
+    assert not (tmp_path / "big").exists()  # checked before anything is written

@@ -409,3 +409,76 @@ def test_cuda_peak_memory_of_a_qwen_vocab_micro_batch_stays_under_one_and_a_half
     peak = torch.cuda.max_memory_allocated() - baseline
     assert hidden.grad is not None and torch.isfinite(hidden.grad.float()).all()
     assert peak <= 1.5 * fp32_logits_bytes, f"{peak / 2**30:.2f} GiB > 1.5 x {fp32_logits_bytes / 2**30:.2f} GiB"
+
+
+# ---- entropy (the policy/entropy metric) --------------------------------------------------
+
+
+def test_entropy_by_hand_every_intermediate_and_no_gradient():
+    temperature = 2.0
+    # The rows of test_by_hand_one_row_every_intermediate: softmax(z / T) = [1, 3, 4] / 8 and
+    # [2, 2, 1] / 5. H = -sum p ln p = logsumexp - sum p z / T:
+    # ln 8 - (3/8 ln 3 + 4/8 ln 4) and ln 5 - (2/5 ln 2 + 2/5 ln 2 + 0).
+    logits = torch.tensor(
+        [[[0.0, 2 * math.log(3), 2 * math.log(4)], [2 * math.log(2), 2 * math.log(2), 0.0], [1.0, 2.0, 3.0]]],
+        requires_grad=True,
+    )
+    input_ids = torch.tensor([[1, 2, 0]])
+    first = math.log(8) - (3 / 8 * math.log(3) + 0.5 * math.log(4))
+    second = math.log(5) - 0.8 * math.log(2)
+    assert first == pytest.approx(-(1 / 8 * math.log(1 / 8) + 3 / 8 * math.log(3 / 8) + 0.5 * math.log(0.5)))
+    assert second == pytest.approx(-(0.8 * math.log(0.4) + 0.2 * math.log(0.2)))
+    entropy = torch.empty(2)
+    gathered_and_logsumexp(logits.detach()[0, :2], torch.tensor([2, 0]), temperature, 1, entropy)
+    torch.testing.assert_close(entropy, torch.tensor([first, second]))
+
+    # In the log-probs' layout (position t: the distribution token t was drawn from), from the
+    # training path and from the no-gradient path alike.
+    logprobs, by_position = sequence_logprobs(logits, input_ids, temperature, chunk_tokens=2, with_entropy=True)
+    torch.testing.assert_close(by_position, torch.tensor([[0.0, first, second]]))
+    assert not by_position.requires_grad
+    with torch.no_grad():
+        _, again = sequence_logprobs(logits, input_ids, temperature, with_entropy=True)
+    torch.testing.assert_close(again, by_position)
+    # The entropy changes nothing about the gradient: the by-hand one of the log-probs' test.
+    logprobs.sum().backward()
+    torch.testing.assert_close(
+        logits.grad, torch.tensor([[[-1 / 16, -3 / 16, 1 / 4], [0.3, -0.2, -0.1], [0.0, 0.0, 0.0]]])
+    )
+
+
+def test_top_p_entropy_is_the_nucleus_distributions_by_hand():
+    # test_top_p_by_hand_every_intermediate's row 0: the nucleus {0.4, 0.3} renormalised to
+    # [4/7, 3/7]; H = -(4/7 ln 4/7 + 3/7 ln 3/7). The tie case: kept 0.4 and two of three 0.2s,
+    # renormalised 0.5, 0.25, 0.25 (whichever two): H = 1.5 ln 2.
+    temperature, top_p = 2.0, 0.6
+    probs = torch.tensor([[0.15, 0.4, 0.05, 0.3, 0.1], [0.2, 0.2, 0.4, 0.2, 1e-9]])
+    logits = (temperature * probs.log()).unsqueeze(0)  # [1, 2, 5]
+    _, entropy = sequence_logprobs(logits, torch.tensor([[0, 3]]), temperature, top_p=top_p, with_entropy=True)
+    nucleus = -(4 / 7 * math.log(4 / 7) + 3 / 7 * math.log(3 / 7))
+    torch.testing.assert_close(entropy, torch.tensor([[0.0, nucleus]]))
+    tied = torch.tensor([[[0.2, 0.2, 0.4, 0.2]] * 2]).log()
+    _, entropy = sequence_logprobs(tied, torch.tensor([[0, 2]]), top_p=0.7, with_entropy=True)
+    torch.testing.assert_close(entropy, torch.tensor([[0.0, 1.5 * math.log(2)]]))
+
+
+@pytest.mark.parametrize("chunk_tokens", [1, 4, 21, None])
+@pytest.mark.parametrize("top_p", [1.0, 0.9, 0.5])
+def test_entropy_matches_the_plain_formula_for_any_chunking(chunk_tokens, top_p):
+    generator = torch.Generator().manual_seed(3)
+    logits = 2 * torch.randn(B, T, 50, generator=generator)  # [B, T, V]
+    input_ids = torch.randint(0, 50, (B, T), generator=generator)
+    scaled = logits[:, :-1] / 0.7
+    if top_p < 1:
+        scaled = scaled.masked_fill(vllm_nucleus_mask(scaled.reshape(-1, 50), top_p).view(scaled.shape), float("-inf"))
+    p = scaled.softmax(dim=-1)
+    plain = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(dim=-1)  # [B, T-1]
+    _, entropy = sequence_logprobs(
+        logits.requires_grad_(), input_ids, 0.7, top_p=top_p, chunk_tokens=chunk_tokens, with_entropy=True
+    )
+    assert (entropy[:, 0] == 0).all() and torch.isfinite(entropy).all()
+    torch.testing.assert_close(entropy[:, 1:], plain, rtol=1e-5, atol=1e-5)
+    if top_p < 1:  # not vacuous: the nucleus changed the entropy (the full softmax's is another number)
+        full_p = (logits.detach()[:, :-1] / 0.7).softmax(dim=-1)
+        full = -(full_p * full_p.log()).sum(dim=-1)
+        assert (entropy[:, 1:] < full - 1e-3).any()

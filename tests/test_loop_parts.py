@@ -192,3 +192,43 @@ def test_eval_accuracy_by_source_by_hand():
         "rectangle",
         None,
     )
+
+
+@pytest.mark.slow  # wandb starts its service process
+def test_two_open_sinks_log_into_two_wandb_runs(tmp_path, monkeypatch):
+    """An interleaved compare holds both arms' sinks open in one process: each arm must get its
+    own wandb run (wandb's default reinit hands the second init the first's run)."""
+    from types import SimpleNamespace
+
+    from orchestrator.metrics import MetricsSink
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    offline = SimpleNamespace(mode="offline", project="p", group=None, tags=[])
+    sinks = {}
+    for arm in ("grpo", "bppo"):
+        (tmp_path / arm).mkdir()
+        sinks[arm] = MetricsSink(tmp_path / arm, wandb_config=offline, run_config={"arm": arm}, name=arm)
+    try:
+        assert sinks["grpo"].run_id != sinks["bppo"].run_id
+        assert sinks["grpo"].run.name == "grpo" and sinks["bppo"].run.name == "bppo"
+        sinks["grpo"].log(1, {"x": 1.0})
+        sinks["bppo"].log(1, {"x": 2.0})
+    finally:
+        for sink in sinks.values():
+            sink.close()
+    for arm in ("grpo", "bppo"):
+        assert len(list((tmp_path / arm / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_pass_at_k_by_hand():
+    from orchestrator.evaluation import pass_at_k
+
+    # 3 problems x 4 samples: right 2, 0 and 1 times -> pass@4 = 2/3 (problems 1 and 3),
+    # mean@4 = 3/12
+    correct = [[True, False, True, False], [False] * 4, [False, False, False, True]]
+    assert pass_at_k(correct) == {"pass@4": pytest.approx(2 / 3), "mean@4": 0.25}
+    assert pass_at_k([[True], [False]]) == {"pass@1": 0.5, "mean@1": 0.5}  # k = 1: both are accuracy
+    with pytest.raises(ValueError, match=r"sizes \[1, 2\]"):
+        pass_at_k([[True], [True, False]])
+    with pytest.raises(ValueError, match=r"sizes \[0\]"):
+        pass_at_k([[]])

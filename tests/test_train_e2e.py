@@ -10,6 +10,7 @@ model already has correct and incorrect samples in every group: the learner, syn
 checkpoint paths run on every step.
 """
 
+import math
 import os
 import signal
 import subprocess
@@ -78,6 +79,17 @@ def test_every_step_is_complete_and_in_sync(e2e_runs, algo):
             for r in steps
         )
         assert max(r["loss/clip_frac"] for r in steps) > 0  # the policy moved between mini-batches
+        # eval.pass_k = 4 on 40 problems: means of 0/1 over 40 and over 160 samples
+        evals = [r for r in records if "eval/pass@4" in r]
+        assert [r["step"] for r in evals] == [0, 2, 3]
+        for r in evals:
+            assert 0 <= r["eval/mean@4"] <= r["eval/pass@4"] <= 1
+            assert (r["eval/pass@4"] * 40) == pytest.approx(round(r["eval/pass@4"] * 40), abs=1e-9)
+            assert (r["eval/mean@4"] * 160) == pytest.approx(round(r["eval/mean@4"] * 160), abs=1e-9)
+        assert any(r["eval/pass@4"] > r["eval/mean@4"] for r in evals)  # some problem right in some samples only
+    # the entropy of the sampling distribution over the trained tokens: above 0 for a random
+    # policy at T = 1, at most ln(vocabulary) (the tiny model's 640 tokens)
+    assert all(0 < r["policy/entropy"] <= math.log(640) for r in steps)
     assert any("eval/accuracy" in r for r in steps)
 
 

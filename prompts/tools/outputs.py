@@ -11,11 +11,16 @@ from pathlib import Path
 def write_atomically(path: Path, text: str) -> Path:
     """Write ``text`` to a temp file beside ``path`` and rename it into place, so a crash or an
     interrupt never leaves a half-written file where a reader expects a whole one."""
+    return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> Path:
+    """``write_atomically`` for bytes (a parquet file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
         os.chmod(temp, 0o644)  # mkstemp makes it private; the output is an ordinary file
         os.replace(temp, path)
     except BaseException:
