@@ -42,10 +42,20 @@ def head_node():
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AUTH_MODE="disabled")
     head = subprocess.Popen(
         [
-            str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}",
-            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-            f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
-            f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}", f"--temp-dir={temp_dir}",
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus=2",
+            f"--port={gcs}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--dashboard-agent-listen-port={agent_http}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env}",
+            f"--temp-dir={temp_dir}",
         ],  # fmt: skip
         env=env,
         cwd=ROOT,
@@ -59,7 +69,9 @@ def head_node():
         deadline = time.monotonic() + 180
         while not _dashboard_up(address):
             if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start --head did not come up: {head.stdout.read() if head.poll() is not None else ''}")
+                pytest.fail(
+                    f"ray start --head did not come up: {head.stdout.read() if head.poll() is not None else ''}"
+                )
             time.sleep(1)
         yield address, env
     finally:

@@ -86,14 +86,18 @@ def write_example_files(
         for split, problems, count in (("train", train, rows_per_split[0]), ("test", test, rows_per_split[1])):
             rows = [row for i, p in enumerate(problems) if (row := ROW_MAKERS[fmt](p, i, split)) is not None][:count]
             if len(rows) < count:
-                raise ValueError(f"{fmt} {split}: only {len(rows)} of the {count} rows asked for (more problems needed)")
+                raise ValueError(
+                    f"{fmt} {split}: only {len(rows)} of the {count} rows asked for (more problems needed)"
+                )
             ext = "parquet" if fmt == "verl" else "jsonl"
             path = out / fmt / f"{split}.{ext}"
             _write_rows(path, rows)
             paths[split] = path
         config = out / f"{fmt}.yaml"
         header = f"# {fmt} example files made by `bppo data examples`; the same block reads the real ones\n"
-        write_atomically(config, header + yaml.safe_dump(data_block(fmt, paths["train"], paths["test"]), sort_keys=False))
+        write_atomically(
+            config, header + yaml.safe_dump(data_block(fmt, paths["train"], paths["test"]), sort_keys=False)
+        )
         written[fmt] = [paths["train"], paths["test"], config]
     return written
 
