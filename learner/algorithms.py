@@ -58,6 +58,11 @@ class _LossSettings(_Strict):
     ``overlong_penalty`` at max_tokens. 0 = off."""
     overlong_penalty: float = Field(1.0, ge=0.0)
     """The most the overlong punishment subtracts (DAPO's penalty factor)."""
+    tis_cap: float | None = Field(_LOSS_DEFAULTS.tis_cap, gt=0.0)
+    """Off-policy batches only (trainer.mode async): each token's policy loss is weighted by
+    min(pi_old / pi_behaviour, tis_cap), the truncated importance weight between the learner's
+    old policy and the engine's that sampled it (verl's and TRL's TIS, decoupled PPO as in
+    AReaL). null = the weight uncapped."""
 
     def loss_settings(self) -> LossSettings:
         """What ``learner.losses.policy_loss`` takes from this config."""
@@ -68,6 +73,7 @@ class _LossSettings(_Strict):
             agg_mode=self.agg_mode,
             kl_coef=self.kl_coef,
             kl_kind=self.kl_kind,
+            tis_cap=self.tis_cap,
         )
 
 
@@ -297,6 +303,7 @@ def algorithm_loss(
         batch.loss_mask,
         algo.loss_settings(),
         ref_logprobs=batch.ref_logprobs if algo.kl_coef > 0 else None,
+        behavior_logprobs=batch.behavior_logprobs,
         global_tokens=global_tokens,
         global_seqs=global_seqs,
         max_len=max_len,

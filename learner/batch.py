@@ -71,6 +71,10 @@ class TrainBatch:
     group_index: torch.Tensor  # [B] long: the prompt group each row came from
     old_logprobs: torch.Tensor | None = None  # [B, T], from the engine or the learner
     ref_logprobs: torch.Tensor | None = None  # [B, T], from the frozen reference
+    # [B, T], the engine's, when they differ from the old policy's (trainer.mode async: sampled
+    # with weights one or more updates behind): the loss then weights each token by the
+    # truncated importance ratio old / behaviour (learner.losses.truncated_importance_weights)
+    behavior_logprobs: torch.Tensor | None = None
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -103,7 +107,7 @@ class TrainBatch:
         return replace(self, **mapped, **changes)
 
 
-_PER_TOKEN = ("input_ids", "attention_mask", "loss_mask", "old_logprobs", "ref_logprobs")  # [B, T]
+_PER_TOKEN = ("input_ids", "attention_mask", "loss_mask", "old_logprobs", "ref_logprobs", "behavior_logprobs")  # [B, T]
 _PER_ROW = _PER_TOKEN + ("advantages", "group_index")  # everything indexed by row first
 
 

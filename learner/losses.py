@@ -41,6 +41,7 @@ class LossSettings:
     agg_mode: str = "seq-mean-token-mean"  # one of AGG_MODES
     kl_coef: float = 0.0  # beta; > 0 needs reference log-probs
     kl_kind: str = "k3"  # one of KL_KINDS
+    tis_cap: float | None = 2.0  # truncated importance weight cap (off-policy batches); None = no cap
 
     def __post_init__(self) -> None:
         if self.clip_ratio_c is not None and self.clip_ratio_c <= 1.0:
@@ -49,6 +50,8 @@ class LossSettings:
             raise ValueError(f"agg_mode must be one of {AGG_MODES}, got {self.agg_mode!r}")
         if self.kl_kind not in KL_KINDS:
             raise ValueError(f"kl kind must be one of {KL_KINDS}, got {self.kl_kind!r}")
+        if self.tis_cap is not None and self.tis_cap <= 0:
+            raise ValueError(f"tis_cap must be > 0 (or None), got {self.tis_cap}")
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
@@ -127,6 +130,32 @@ def token_terms(
     return TokenTerms(ratio=ratio, pg=pg, clipped=(clipped > unclipped) & is_token, dual_clipped=dual_clipped, kl=kl)
 
 
+def truncated_importance_weights(
+    old_logprobs: torch.Tensor, behavior_logprobs: torch.Tensor, mask: torch.Tensor, cap: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ``w = min(pi_old / pi_behaviour, cap)`` and where the cap cut it, both ``[B, T]``.
+
+    Decoupled PPO (Hilton et al. 2021; AReaL): when the batch was sampled by weights a step or
+    more behind the ones being trained (``trainer.mode: async``), the clipped ratio is taken
+    against the learner's old policy (the proximal one) and each token's loss is weighted by
+    the importance ratio between that policy and the one that sampled it, truncated at ``cap``
+    as verl's and TRL's TIS do (an unbounded ratio from a token the sampler all but never drew
+    would dominate the step). No gradient flows through ``w``. Off the trained tokens w = 1,
+    never clipped; the log-ratio is clamped like the PPO ratio's."""
+    if old_logprobs.shape != behavior_logprobs.shape or old_logprobs.shape != mask.shape:
+        raise ValueError(
+            "old_logprobs, behavior_logprobs and mask must share one [B, T] shape, got "
+            f"{tuple(old_logprobs.shape)}, {tuple(behavior_logprobs.shape)}, {tuple(mask.shape)}"
+        )
+    is_token = mask != 0
+    with torch.no_grad():
+        log_weight = torch.where(is_token, old_logprobs - behavior_logprobs, torch.zeros_like(old_logprobs))
+        weights = torch.exp(log_weight.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))  # [B, T]
+        if cap is None:
+            return weights, torch.zeros_like(is_token)
+        return weights.clamp(max=cap), (weights > cap) & is_token
+
+
 def aggregate(
     values: torch.Tensor,
     mask: torch.Tensor,
@@ -174,13 +203,15 @@ def policy_loss(
     settings: LossSettings = LossSettings(),
     *,
     ref_logprobs: torch.Tensor | None = None,
+    behavior_logprobs: torch.Tensor | None = None,
     global_tokens: torch.Tensor | float | None = None,
     global_seqs: torch.Tensor | float | None = None,
     max_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped policy loss: per token ``-min(rho A, clip(rho, 1-clip_low, 1+clip_high) A) + kl_coef k``,
     dual-clipped at ``-clip_ratio_c A`` for A < 0 (see ``token_terms``), aggregated by
-    ``settings.agg_mode``.
+    ``settings.agg_mode``. With ``behavior_logprobs`` (a batch sampled off-policy) the policy
+    term of each token is weighted by ``truncated_importance_weights`` (the KL term is not).
 
     Tensors are ``[B, T]`` (``advantages`` may be ``[B]``); ``mask`` is 1 on trained tokens.
     Returns ``(loss, metrics)``; each metric is a detached tensor aggregated with the
@@ -192,9 +223,20 @@ def policy_loss(
     terms = token_terms(logprobs, old_logprobs, advantages, mask, settings, ref_logprobs=ref_logprobs)
     agg_mode = settings.agg_mode
     norms = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len)
-    pg_loss = aggregate(terms.pg, mask, agg_mode, **norms)
+    pg = terms.pg
+    metrics = {}
+    if behavior_logprobs is not None:
+        weights, cut = truncated_importance_weights(old_logprobs, behavior_logprobs, mask, settings.tis_cap)
+        pg = pg * weights
+        per_token = dict(global_tokens=global_tokens)
+        metrics["offpolicy/is_weight_mean"] = aggregate(weights, mask, "token-mean", **per_token)
+        metrics["offpolicy/is_clip_frac"] = aggregate(cut.to(weights.dtype), mask, "token-mean", **per_token)
+        # before the cap: how far off-policy the batch really was (a max: reduced by max, not summed)
+        raw = torch.where(cut, torch.exp((old_logprobs - behavior_logprobs).clamp(max=LOG_RATIO_CLAMP)), weights)
+        metrics["offpolicy/is_weight_max"] = torch.where(mask != 0, raw, torch.zeros_like(raw)).max().detach()
+    pg_loss = aggregate(pg, mask, agg_mode, **norms)
     loss = pg_loss
-    metrics = {"loss/pg": pg_loss.detach()}
+    metrics["loss/pg"] = pg_loss.detach()
     if terms.kl is not None:
         kl_loss = aggregate(terms.kl, mask, agg_mode, **norms)
         loss = pg_loss + settings.kl_coef * kl_loss

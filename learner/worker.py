@@ -66,6 +66,7 @@ class LearnerWorker:
         seed: int,
         top_p: float = 1.0,
         trust_remote_code: bool = False,
+        cpu_cores: list[int] | None = None,
     ) -> None:
         from pydantic import TypeAdapter
 
@@ -78,8 +79,11 @@ class LearnerWorker:
         self.trust_remote_code = trust_remote_code
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
-            # Phases run one after another, so the active actor may use every core.
-            torch.set_num_threads(os.cpu_count() or 1)
+            # Phases run one after another, so the active actor may use every core; when they
+            # overlap (trainer.mode async), only ``cpu_cores``, disjoint from the engines'.
+            if cpu_cores:
+                os.sched_setaffinity(0, cpu_cores)
+            torch.set_num_threads(len(cpu_cores) if cpu_cores else os.cpu_count() or 1)
 
     def address(self) -> tuple[str, int]:
         """Where rank 0 listens for the process group (called on rank 0 only)."""
@@ -248,6 +252,7 @@ class LearnerWorker:
 
         self.engine.train()
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
+        maxima: dict[str, float] = {}
         finite = True
         for batch in micro_batches:
             logprobs, entropy = self._logprobs_and_entropy(self.engine, batch, with_entropy=objective != "sft")
@@ -270,7 +275,10 @@ class LearnerWorker:
             # it backwards a zero that reaches every weight; not ``loss * 0``, as 0 * NaN = NaN.
             self._backward(loss if finite else (logprobs * 0).sum())
             for name, value in metrics.items():
-                sums[name] += value.double().cpu()
+                if name.endswith("_max"):  # a maximum over micro-batches and ranks, not a sum
+                    maxima[name] = max(maxima.get(name, float("-inf")), float(value))
+                else:
+                    sums[name] += value.double().cpu()
             # Positions the forward computed (packed: the tokens alone) against the tokens.
             sums["learner/forward_tokens"] += (
                 batch.num_tokens if self.learner["padding_free"] else batch.input_ids.numel()
@@ -291,6 +299,11 @@ class LearnerWorker:
         if names:
             dist.all_reduce(totals, op=dist.ReduceOp.SUM)
         result = {n: float(v) for n, v in zip(names, totals.cpu())}
+        if maxima:  # every rank has the same names (the same loss on its micro-batches)
+            peaks = sorted(maxima)
+            values = torch.tensor([maxima[n] for n in peaks], dtype=torch.float64, device=self.device)
+            dist.all_reduce(values, op=dist.ReduceOp.MAX)
+            result.update({n: float(v) for n, v in zip(peaks, values.cpu())})
         result["learner/padding_fraction"] = 1.0 - result["learner/real_tokens"] / result["learner/forward_tokens"]
         result["learner/skipped_nonfinite"] = float(skipped)
         result["learner/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
@@ -433,4 +446,5 @@ def _to(batch: TrainBatch, device: torch.device) -> TrainBatch:
         advantages=move(batch.advantages),
         old_logprobs=move(batch.old_logprobs),
         ref_logprobs=move(batch.ref_logprobs),
+        behavior_logprobs=move(batch.behavior_logprobs),
     )

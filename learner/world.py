@@ -30,6 +30,7 @@ class LearnerWorld:
         placement_timeout_s: float = 300.0,
         mini_batch_size: int | None = None,
         epochs: int = 1,
+        per_rank_kwargs: list[dict] | None = None,
     ) -> None:
         self.world_size = world_size
         self.mini_batch_size, self.epochs = mini_batch_size, epochs
@@ -54,7 +55,7 @@ class LearnerWorld:
                 # The bundle's custom resources (learner.resources) too: the actor asks for its whole bundle.
                 resources={k: v for k, v in resources_per_rank.items() if k not in ("CPU", "GPU")},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=rank),
-            ).remote(rank=rank, world_size=world_size, **worker_kwargs)
+            ).remote(rank=rank, world_size=world_size, **worker_kwargs, **(per_rank_kwargs or [{}] * world_size)[rank])
             for rank in range(world_size)
         ]
         master_addr, master_port = ray.get(self.workers[0].address.remote())
@@ -96,7 +97,12 @@ class LearnerWorld:
         if old_from_current and len(steps) > 1:
             raise ValueError(f"{len(steps)} optimizer steps on one batch need its old log-probs computed first")
         per_step = [self._optimizer_step(batch.select(rows), objective, old_from_current) for rows in steps]
-        metrics = {name: sum(m[name] for m in per_step) / len(per_step) for name in per_step[0]}
+        metrics = {
+            name: max(m[name] for m in per_step)
+            if name.endswith("_max")
+            else sum(m[name] for m in per_step) / len(per_step)
+            for name in per_step[0]
+        }
         metrics["learner/lr"] = per_step[-1]["learner/lr"]
         metrics["learner/skipped_nonfinite"] = sum(m["learner/skipped_nonfinite"] for m in per_step)
         metrics["learner/micro_batches"] = sum(m["learner/micro_batches"] for m in per_step)

@@ -6,6 +6,7 @@ configured reaches both.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from orchestrator.config import Config
@@ -34,13 +35,18 @@ def start_actor_stack(config: Config, model_path: str, *, total_steps: int, max_
     import ray
 
     from learner.world import LearnerWorld
-    from orchestrator.placement import plan_placement
+    from orchestrator.placement import cpu_core_split, plan_placement
     from rewards.pool import RewardPool
     from rollout.fleet import EngineFleet
     from weight_sync.driver import WeightSync
 
     placement = plan_placement(config, ray.cluster_resources())
     rollout, learner, timeout_s = config.rollout, config.learner, config.ray.placement_timeout_s
+    engine_cores = rank_cores = None
+    if config.trainer.mode == "async" and not placement.on_gpu:  # engines and learner run at once
+        engine_cores, rank_cores = cpu_core_split(
+            sorted(os.sched_getaffinity(0)), rollout.num_engines, learner.world_size
+        )
     started: list = []
     try:
         rewards = RewardPool(config.reward, num_cpus_per_worker=placement.reward_worker_cpus, start_timeout_s=timeout_s)
@@ -61,6 +67,7 @@ def start_actor_stack(config: Config, model_path: str, *, total_steps: int, max_
                 seed=config.trainer.seed,
                 engine_core_process=rollout.engine_core_process,
             ),
+            per_engine_kwargs=None if engine_cores is None else [{"cpu_cores": c} for c in engine_cores],
         )
         started.append(fleet.shutdown)
         learner_world = LearnerWorld(
@@ -82,6 +89,7 @@ def start_actor_stack(config: Config, model_path: str, *, total_steps: int, max_
                 seed=config.trainer.seed,
                 trust_remote_code=config.model.trust_remote_code,
             ),
+            per_rank_kwargs=None if rank_cores is None else [{"cpu_cores": c} for c in rank_cores],
         )
         started.append(learner_world.shutdown)
         weight_sync = WeightSync(

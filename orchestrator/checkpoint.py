@@ -3,7 +3,8 @@
 A checkpoint holds the DeepSpeed learner state (weights, optimizer, LR schedule, each
 rank's RNG) under ``learner/``, the trainer's own state (step, policy version, wandb run id,
 training seconds) in ``trainer_state.json`` and the prompt scheduler's (its order's position,
-every prompt's pass rate per visit) in ``scheduler_state.json``. A directory
+every prompt's pass rate per visit) in ``scheduler_state.json``; in async mode the batch
+already generated for the next step in ``rollout_ahead.json``. A directory
 without the ``.tmp`` suffix is complete by construction; a crash mid-write leaves only a
 ``.tmp`` that the next save or resume ignores.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 STATE_FILE = "trainer_state.json"
 SCHEDULER_FILE = "scheduler_state.json"
+AHEAD_FILE = "rollout_ahead.json"
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -24,7 +26,14 @@ def checkpoints_dir(run_dir: Path) -> Path:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, learner, trainer_state: dict, *, keep: int, scheduler_state: dict | None = None
+    run_dir: Path,
+    step: int,
+    learner,
+    trainer_state: dict,
+    *,
+    keep: int,
+    scheduler_state: dict | None = None,
+    rollout_ahead: dict | None = None,
 ) -> Path:
     final = checkpoints_dir(run_dir) / f"step_{step:06d}"
     staging = final.with_name(final.name + ".tmp")
@@ -34,6 +43,8 @@ def save_checkpoint(
     (staging / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
     if scheduler_state is not None:  # one line: a pass rate per visit of every prompt
         (staging / SCHEDULER_FILE).write_text(json.dumps(scheduler_state))
+    if rollout_ahead is not None:  # async: the next step's batch, generated while this one trained
+        (staging / AHEAD_FILE).write_text(json.dumps(rollout_ahead))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
     for old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
@@ -61,6 +72,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_trainer_state(checkpoint: Path) -> dict:
     return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def load_rollout_ahead(checkpoint: Path) -> dict | None:
+    """The batch an async run generated for the step after the checkpoint; None when there is
+    none (a sync run, or an async run saved with no batch in flight)."""
+    path = checkpoint / AHEAD_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def load_scheduler_state(checkpoint: Path) -> dict | None:
@@ -105,6 +123,7 @@ RESUME_FIXED = (
     "data.prompt_template",
     "data.chat_template",
     "trainer.seed",
+    "trainer.mode",  # an async checkpoint holds the batch generated ahead, which sync would drop
 )
 
 

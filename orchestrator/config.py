@@ -137,6 +137,9 @@ class RolloutConfig(_Strict):
     sync_timeout_s: float = Field(300.0, gt=0)
     """Longest wait on one step of a weight sync (forming the group, one bucket's broadcast,
     the engines loading it); a dead peer then fails the sync with an error naming the step."""
+    generate_timeout_s: float = Field(3600.0, gt=0)
+    """trainer.mode async: the longest the learner waits for the batch generated ahead before the
+    run stops with an error (a hung engine)."""
     engine_core_process: bool = True
     """vLLM's engine core in its own process (vLLM's default, what GPUs run). False keeps it
     inside the engine actor: an opt-out for debugging on CPU (see docs/benchmarks.md, "Engine core")."""
@@ -248,6 +251,17 @@ class TrainerConfig(_Strict):
     """Warn on the terminal when that check's max |learner - engine| log-prob exceeds this
     (nats). fp32 on CPU measures < 1e-6; bf16 rounding stays well below 1 nat, so a larger gap
     means a weight sync or sampling-settings mismatch. None = never warn."""
+    mode: Literal["sync", "async"] = "sync"
+    """sync: each step generates, trains, then pushes the new weights to the engines. async (one
+    step off policy, verl's one-step-off): step k+1's batch is generated (refills, early stop and
+    scoring included) by the weights of step k-1 while step k trains; the new weights are pushed
+    once that generation ends, so a step takes about the longer of the two phases. The loss
+    weights each token by the truncated importance ratio old / behaviour (algo.tis_cap). On CPU
+    the engines and the learner get disjoint cores (docs/training.md, "Async")."""
+    max_staleness: int = Field(1, ge=1)
+    """async: the most policy versions a trained sample may lag the weights being trained. One
+    step off gives 1; a group with an older sample (an engine that fell behind) is dropped, not
+    waited for, and counted in rollout/stale_groups_dropped."""
 
 
 class CompareConfig(_Strict):

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-
-import torch
 
 from learner.advantages import informative_groups
 from learner.algorithms import build_train_batch, overlong_penalty, signal_groups
@@ -22,38 +19,24 @@ from learner.batch import RolloutGroups, TrainBatch
 from learner.mini_batches import optimizer_steps
 from models.sources import resolve_model_path
 from orchestrator import console
-from orchestrator.checkpoint import latest_checkpoint, load_scheduler_state, load_trainer_state, save_checkpoint
+from orchestrator.checkpoint import (
+    latest_checkpoint,
+    load_rollout_ahead,
+    load_scheduler_state,
+    load_trainer_state,
+    save_checkpoint,
+)
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
 from orchestrator.evaluation import accuracy_by_source, answer_quality, pass_at_k, sampled_correct, source_of
-from orchestrator.metrics import MetricsSink
+from orchestrator.metrics import MetricsSink, PhaseTimes
+from orchestrator.rollout_ahead import Rollout, RolloutAhead, rollout_record, to_rollout_groups
 from prompts.loaders import load_prompt_set
 from prompts.problems import Problem, prompt_ids
 from prompts.scheduling import build_scheduler
 from prompts.stream import PromptStream
 from rewards.verify import reward_metrics
 from rollout.types import Sample, SamplingSettings
-
-
-class PhaseTimes:
-    """``with times("generate"): ...`` accumulates seconds per phase into ``time/<phase>``."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, phase: str):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
-
-    def get(self, phase: str) -> float:
-        return self.seconds.get(phase, 0.0)
-
-    def metrics(self) -> dict[str, float]:
-        return {f"time/{phase}": s for phase, s in self.seconds.items()}
 
 
 class Trainer:
@@ -77,6 +60,7 @@ class Trainer:
         self.step = 0
         self.train_elapsed = 0.0  # seconds spent in training steps (evaluation excluded)
         self.scheduler = build_scheduler(config.sched, self.train_set, seed=config.trainer.seed)
+        self.ahead: RolloutAhead | None = None  # trainer.mode async: the next batch, generated ahead
 
     def _fitting(self, problems: list[Problem], split: str) -> tuple[list[Problem], list[list[int]]]:
         """Problems whose prompt leaves room for ``rollout.max_tokens`` in ``max_model_len``."""
@@ -174,21 +158,30 @@ class Trainer:
 
     def train_step(self, step: int) -> dict[str, float]:
         started, times = time.perf_counter(), PhaseTimes()
-        # 1-2. Rollout (G samples per prompt, with their log-probs) and rewards.
-        groups, metrics = self.collect_groups(step, times)
+        # 1-2. Rollout (G samples per prompt, with their log-probs) and rewards: generated now, or
+        # (trainer.mode async) while the previous step trained.
+        rollout = self._rollout(step, times)
+        groups = self._shaped(to_rollout_groups(rollout.kept, self.config.rollout.n))
+        metrics = {**rollout.metrics, **self._staleness(rollout)}
         # 3-5. Advantages over the full group, then selection and truncation: pure functions.
         with times("select"):
             batch = build_train_batch(groups, self.config.algo, pad_id=self.pad_id, seed=self._seed(step))
         metrics.update({name: float(value) for name, value in batch.metrics.items()})
+        updated = False
         if batch.input_ids.shape[0] == 0:  # no group carried a signal: nothing to learn from
             metrics["learner/skipped_empty"] = 1.0
         else:
             # 6. Learner: old / reference log-probs on the kept rows only, then one update.
-            metrics.update(self.learn(batch, step, times))
-            # 7. Weight sync, versioned (a skipped update changed nothing: keep the version).
-            if not metrics["learner/skipped_nonfinite"]:
-                with times("sync"):
-                    self.weight_sync.push()
+            off_policy = metrics["rollout/staleness_max"] > 0
+            metrics.update(self.learn(batch, step, times, off_policy=off_policy))
+            updated = not metrics["learner/skipped_nonfinite"]
+        if self.ahead is not None:  # the engines finish the next batch with the weights they have
+            with times("wait_generation"):
+                self.ahead.wait()
+        # 7. Weight sync, versioned (a skipped update changed nothing: keep the version).
+        if updated:
+            with times("sync"):
+                self.weight_sync.push()
         metrics["sync/policy_version"] = float(self.fleet.policy_version)
         metrics["rollout/engine_restarts"] = float(self.fleet.restarts)
         # 8. Metrics.
@@ -196,8 +189,52 @@ class Trainer:
         metrics["time/step"] = time.perf_counter() - started
         return metrics
 
-    def collect_groups(self, step: int, times: PhaseTimes) -> tuple[RolloutGroups, dict[str, float]]:
-        """``prompts_per_step`` groups of G scored samples. An algorithm that trains only on groups
+    def _rollout(self, step: int, times: PhaseTimes) -> Rollout:
+        """This step's batch (written to rollouts.jsonl); in async mode, the next one set going."""
+        rollout = self.ahead.take(step) if self.ahead is not None else None
+        if rollout is None:  # sync, or the first async step (nothing was generated ahead)
+            rollout = self.collect(step)
+        if self.ahead is not None and step < self.config.trainer.steps:
+            self.ahead.launch(step + 1)  # by the weights the engines hold now, while this step trains
+        times.add(rollout.seconds)  # its generation's phases (in async, overlapped with the last step)
+        rollout = self._drop_stale(rollout)
+        self._record_rollouts(step, rollout.sampled)
+        return rollout
+
+    def _staleness(self, rollout: Rollout) -> dict[str, float]:
+        """How many versions the samples lag the weights about to train on them (0 in sync mode)."""
+        lags = [self.fleet.policy_version - s.policy_version for s in rollout.samples()] or [0]
+        return {"rollout/staleness": sum(lags) / len(lags), "rollout/staleness_max": float(max(lags))}
+
+    def _drop_stale(self, rollout: Rollout) -> Rollout:
+        """Async: groups with a sample more than trainer.max_staleness versions behind are not
+        trained on (dropped, not waited for)."""
+        if self.ahead is None:
+            return rollout
+        bound, version, dropped = self.config.trainer.max_staleness, self.fleet.policy_version, 0
+        sampled = []
+        for index, group, trained in rollout.sampled:
+            stale = trained and any(version - sample.policy_version > bound for sample, _ in group)
+            dropped += stale
+            sampled.append((index, group, trained and not stale))
+        metrics = {**rollout.metrics, "rollout/stale_groups_dropped": float(dropped)}
+        if dropped:
+            self.log(
+                f"step {rollout.step}: {dropped} groups older than trainer.max_staleness={bound} dropped",
+                file=sys.stderr,
+            )
+            metrics["rollout/groups"] -= dropped
+        return Rollout(rollout.step, sampled, metrics, rollout.seconds)
+
+    def collect(self, step: int) -> Rollout:
+        """Step ``step``'s batch, generated, scored and chosen (inline, or ahead in a thread)."""
+        times = PhaseTimes()
+        sampled, metrics = self.collect_groups(step, times)
+        return Rollout(step, sampled, metrics, dict(times.seconds))
+
+    def collect_groups(self, step: int, times: PhaseTimes) -> tuple[list, dict[str, float]]:
+        """Every group sampled as ``(problem index, group, trained)``, ``prompts_per_step`` of them
+        trained on, and the generation's metrics. An algorithm that trains only on groups
         with a signal (BPPO: a pair; GRPO with filter_groups: unequal rewards) keeps those: each
         round samples ``gen_prompts_per_step`` prompts in one call (DAPO's oversampling), up to
         ``algo.refill_rounds`` extra rounds until ``prompts_per_step`` such groups are found."""
@@ -222,7 +259,7 @@ class Trainer:
             groups = [
                 list(zip(samples[i * G : (i + 1) * G], results[i * G : (i + 1) * G])) for i in range(len(indices))
             ]
-            rollout_groups = _to_rollout_groups(groups, G)
+            rollout_groups = to_rollout_groups(groups, G)
             self.scheduler.observe(indices, rollout_groups.pass_rates(), step)
             signal = signal_groups(rollout_groups, algo)  # [len(indices)] bool
             useful_groups += int((signal if algo.name == "bppo" else informative_groups(rollout_groups.rewards)).sum())
@@ -255,8 +292,7 @@ class Trainer:
             metrics["rollout/gen_s_per_useful_group"] = times.get("generate") / useful_groups
         metrics.update(self.scheduler.end_step(step))
         metrics["data/epoch"] = self.scheduler.epoch
-        self._record_rollouts(step, sampled)
-        return self._shaped(_to_rollout_groups(kept, G)), metrics
+        return sampled, metrics
 
     def _shaped(self, groups: RolloutGroups) -> RolloutGroups:
         """DAPO's overlong punishment added to the rewards advantages are computed from (the
@@ -271,9 +307,11 @@ class Trainer:
             )
         return groups
 
-    def learn(self, batch: TrainBatch, step: int, times: PhaseTimes) -> dict[str, float]:
+    def learn(self, batch: TrainBatch, step: int, times: PhaseTimes, *, off_policy: bool = False) -> dict[str, float]:
         config, metrics = self.config, {}
         engine_logprobs = batch.old_logprobs  # [B, T], what the engine sampled with
+        if off_policy:  # sampled by older weights: the loss corrects by old / behaviour (truncated)
+            batch.behavior_logprobs = engine_logprobs
         forward_passes = config.learner.epochs  # the update reads every row once per epoch
         # One optimizer step trains the weights that sampled: the update's own forward, detached,
         # is the old policy, and a separate pass would recompute it. Several steps need it first.
@@ -285,7 +323,9 @@ class Trainer:
                 batch.old_logprobs = self.learner.logprobs(batch)
             forward_passes += 1
         metrics["learner/old_logprobs_pass"] = float(old_pass)
-        if config.trainer.parity_every and (step - 1) % config.trainer.parity_every == 0:
+        # Parity (the weight sync's check) needs the engine's weights to be the learner's: an
+        # off-policy batch differs by the update between them, not by rounding.
+        if config.trainer.parity_every and (step - 1) % config.trainer.parity_every == 0 and not off_policy:
             learner_logprobs = batch.old_logprobs if old_pass else self.learner.logprobs(batch)
             on_tokens = batch.loss_mask != 0
             metrics["sync/logprob_max_diff"] = float((learner_logprobs - engine_logprobs).abs()[on_tokens].max())
@@ -364,27 +404,14 @@ class Trainer:
             "response/len_max": float(max(lengths, default=0)),
             "response/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
             "throughput/gen_tokens_per_s": sum(lengths) / max(generate_s, 1e-9),
-            "rollout/staleness": float(sum(self.fleet.policy_version - s.policy_version for s in samples))
-            / max(1, len(samples)),
         }
 
     def _record_rollouts(self, step: int, sampled: list) -> None:
-        """``rollouts.jsonl``: every prompt sampled this step, its samples' rewards and lengths, and
-        whether its group was trained on (false: no signal, or beyond prompts_per_step)."""
+        """``rollouts.jsonl``: every prompt sampled this step (``rollout_record``)."""
         import json
 
-        groups = [g for _, g, _ in sampled]
-        record = {
-            "step": step,
-            "problem_ids": [self.train_set[i].id for i, _, _ in sampled],
-            "trained": [trained for _, _, trained in sampled],
-            # null = aborted by an early-stopped group
-            "rewards": [[None if r is None else round(r.score, 4) for _, r in g] for g in groups],
-            "lengths": [[None if r is None else len(s.response_ids) for s, r in g] for g in groups],
-            "example": groups[0][0][0].text if groups else "",
-        }
         with open(self.run_dir / "rollouts.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(rollout_record(step, sampled, self.train_set)) + "\n")
 
     # ---- start, checkpoint, stop ------------------------------------------------------
 
@@ -402,6 +429,8 @@ class Trainer:
         )
         self.rewards, self.fleet = self.actors.rewards, self.actors.fleet
         self.learner, self.weight_sync = self.actors.learner, self.actors.weight_sync
+        if config.trainer.mode == "async":
+            self.ahead = RolloutAhead(self.collect, timeout_s=config.rollout.generate_timeout_s)
         checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
         state = {}
         if checkpoint is not None:
@@ -415,6 +444,9 @@ class Trainer:
             else:  # an older checkpoint: only the uniform order's position was saved
                 self.scheduler.stream = PromptStream.restore(len(self.train_set), config.trainer.seed, state["stream"])
             self.weight_sync.push(version=state["policy_version"])
+            ahead = load_rollout_ahead(checkpoint)
+            if ahead is not None and self.ahead is not None:  # the batch the killed run had generated
+                self.ahead.restore(Rollout.from_json(ahead))
             self.log(f"resumed from {checkpoint} (step {self.step})", file=sys.stderr)
         elif self.resume:
             self.log(f"no complete checkpoint in {self.run_dir}/checkpoints: starting from step 0", file=sys.stderr)
@@ -434,6 +466,7 @@ class Trainer:
         )
 
     def save(self) -> Path:
+        ahead = None if self.ahead is None else self.ahead.finished()
         state = {
             "step": self.step,
             "policy_version": self.fleet.policy_version,
@@ -448,33 +481,17 @@ class Trainer:
             state,
             keep=self.config.trainer.keep_checkpoints,
             scheduler_state=self.scheduler.state(),
+            # async: the next step's batch (train_step waited for it before pushing the weights)
+            rollout_ahead=None if ahead is None else ahead.to_json(),
         )
 
     def _stop(self) -> None:
         sink, actors = getattr(self, "sink", None), getattr(self, "actors", None)
+        if self.ahead is not None:
+            self.ahead.close()
         try:
             if sink is not None:
                 sink.close()
         finally:
             if actors is not None:
                 actors.close()
-
-
-def _to_rollout_groups(groups: list[list[tuple[Sample, object]]], group_size: int) -> RolloutGroups:
-    """Rectangular groups (none when no group had a signal); an aborted completion (reward None)
-    gets reward 0 and finished=False."""
-
-    def table(value) -> torch.Tensor:
-        return torch.tensor([[value(r) for _, r in g] for g in groups], dtype=torch.float32).view(
-            len(groups), group_size
-        )
-
-    finished = table(lambda r: r is not None).bool()
-    return RolloutGroups(
-        prompt_ids=[g[0][0].prompt_ids for g in groups],
-        response_ids=[[s.response_ids for s, _ in g] for g in groups],
-        rewards=table(lambda r: 0.0 if r is None else r.score),
-        correct=table(lambda r: r is not None and r.correct).bool(),
-        response_logprobs=[[s.response_logprobs for s, _ in g] for g in groups],
-        finished=None if bool(finished.all()) else finished,
-    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator import console
@@ -108,3 +110,29 @@ class MetricsSink:
 def _plain(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None  # JSON has no NaN; null = not defined this step
+
+
+class PhaseTimes:
+    """``with times("generate"): ...`` accumulates seconds per phase into ``time/<phase>``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+    def get(self, phase: str) -> float:
+        return self.seconds.get(phase, 0.0)
+
+    def add(self, seconds: dict[str, float]) -> None:
+        """Phases timed elsewhere (a batch generated ahead, in another thread)."""
+        for phase, s in seconds.items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + s
+
+    def metrics(self) -> dict[str, float]:
+        return {f"time/{phase}": s for phase, s in self.seconds.items()}

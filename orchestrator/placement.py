@@ -93,3 +93,28 @@ def _check_custom(engines: int, engine_resources: dict, ranks: int, rank_resourc
                 f"the run's engines and learner ranks ask for {wanted:g} of the custom resource {name!r}, but the "
                 f"Ray cluster has {cluster.get(name, 0):g} (start nodes with `ray start --resources='{{\"{name}\": 1}}'`)"
             )
+
+
+def cpu_core_split(cores: list[int], engines: int, ranks: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Disjoint cores for the engines and the learner ranks of a CPU run whose phases overlap
+    (trainer.mode async): the first half of ``cores`` (at least one) for the engines, the rest
+    for the ranks, each half dealt out in contiguous runs, one run per actor (more actors than
+    cores: they share, one core each). OpenMP threads that share a core with another process's
+    spin against it (the learner's step went from 0.70 s to 40.9 s beside a generating engine):
+    disjoint cores are what makes the overlap real on a CPU."""
+    if len(cores) < 2:
+        raise PlacementError(
+            f"trainer.mode async on CPU runs the engines and the learner at once on disjoint cores: it needs "
+            f"at least 2 cores, this node gives the run {len(cores)}"
+        )
+    half = max(1, len(cores) // 2)
+    return _deal(cores[:half], engines), _deal(cores[half:], ranks)
+
+
+def _deal(cores: list[int], actors: int) -> list[list[int]]:
+    if actors > len(cores):
+        return [[cores[i % len(cores)]] for i in range(actors)]
+    per = len(cores) // actors
+    runs = [cores[i * per : (i + 1) * per] for i in range(actors)]
+    runs[-1] += cores[actors * per :]  # the remainder to the last
+    return runs

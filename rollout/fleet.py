@@ -34,6 +34,7 @@ class EngineFleet:
         max_restarts: int = 3,
         max_retries: int = 3,
         start_timeout_s: float = 600.0,
+        per_engine_kwargs: list[dict] | None = None,
     ) -> None:
         actor = ray.remote(RolloutEngine).options(
             num_cpus=resources_per_engine.get("CPU", 0),
@@ -43,7 +44,9 @@ class EngineFleet:
             max_restarts=max_restarts,
             max_concurrency=1,
         )
-        self.engines = [actor.remote(**engine_kwargs) for _ in range(num_engines)]
+        # per_engine_kwargs: what differs between engines (their CPU cores in async mode)
+        own = per_engine_kwargs or [{} for _ in range(num_engines)]
+        self.engines = [actor.remote(**engine_kwargs, **own[i]) for i in range(num_engines)]
         self.tensor_parallel_size = engine_kwargs.get("tensor_parallel_size", 1)
         # Called once restarted engines are back (before the failed call is retried): the
         # owner puts the newest weights on them (WeightSync.catch_up).

@@ -300,9 +300,9 @@ def test_algorithm_loss_needs_old_and_ref_logprobs():
 
 def test_a_step_where_no_group_has_a_signal_gives_an_empty_batch():
     """BPPO drops groups without a pair before the learner: a step can keep none at all."""
-    from orchestrator.loop import _to_rollout_groups
+    from orchestrator.rollout_ahead import to_rollout_groups
 
-    groups = _to_rollout_groups([], 4)
+    groups = to_rollout_groups([], 4)
     assert groups.rewards.shape == (0, 4) and groups.correct.shape == (0, 4) and groups.finished is None
     for algo in (BPPOConfig(), GRPOConfig(filter_groups=True)):
         batch = build_train_batch(groups, algo, pad_id=PAD)

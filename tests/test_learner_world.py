@@ -248,3 +248,18 @@ def test_mini_batches_and_epochs_are_sequential_steps_where_clipping_acts(ray_lo
     changed = sum(((higher[n] - symmetric[n]) ** 2).sum() for n in symmetric).sqrt()
     # clip-higher acts: the two updates differ by several times the learner's reproduction error
     assert changed > 3 * max(off_symmetric, off_higher) and changed > 0.01 * travelled, (changed, off_symmetric)
+
+
+def test_async_cpu_cores_are_disjoint_halves_dealt_out_per_actor():
+    from orchestrator.placement import PlacementError, cpu_core_split
+
+    assert cpu_core_split([0, 1], engines=1, ranks=1) == ([[0]], [[1]])  # this machine
+    # 16 cores, 2 engines, 3 ranks: engines 0-7 in runs of 4; ranks 8-15 in runs of 2, the last
+    # takes the remainder
+    engines, ranks = cpu_core_split(list(range(16)), engines=2, ranks=3)
+    assert engines == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert ranks == [[8, 9], [10, 11], [12, 13, 14, 15]]
+    # more engines than their half: one core each, shared round-robin
+    assert cpu_core_split([4, 5, 6], engines=3, ranks=1) == ([[4], [4], [4]], [[5, 6]])
+    with pytest.raises(PlacementError, match="needs at least 2 cores, this node gives the run 1"):
+        cpu_core_split([0], engines=1, ranks=1)

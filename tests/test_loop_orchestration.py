@@ -141,3 +141,82 @@ def test_refills_stop_at_the_configured_rounds(tmp_path, tiny_model, refill_roun
     metrics = trainer.train_step(1)
     assert metrics["rollout/rounds"] == float(min(rounds, 2)) and len(trainer.fleet.calls) == min(rounds, 2)
     assert metrics["rollout/groups"] == float(min(rounds, 2))
+
+
+def _async_trainer(tmp_path, tiny_model, script, **overrides):
+    """The scripted trainer in trainer.mode async: the next batch generated in the background thread."""
+    from orchestrator.rollout_ahead import RolloutAhead
+
+    trainer = _trainer(tmp_path, tiny_model, script, **{"trainer.mode": "async", "trainer.steps": 3, **overrides})
+    trainer.ahead = RolloutAhead(trainer.collect, timeout_s=60)
+    return trainer
+
+
+def test_async_steps_train_each_batch_one_version_behind_and_correct_for_it(tmp_path, tiny_model):
+    """Step 1 generates inline (nothing was generated ahead) and sets step 2's batch going before it
+    trains; the push waits for it. So step 2's samples carry version 0 and train on version 1:
+    staleness 1, the engine's log-probs go to the loss as the behaviour policy's, no parity
+    check (the weights differ by an update, not by rounding). Step 3 is the last: nothing more
+    is generated."""
+    script = [["+-++", "-+--"]] * 3
+    trainer = _async_trainer(tmp_path, tiny_model, script)
+    try:
+        first = trainer.train_step(1)
+        # both calls happened by the end of step 1 (step 2's before the push): versions 0 and 0
+        assert [seed for _, seed in trainer.fleet.calls] == [trainer._seed(1, 0), trainer._seed(2, 0)]
+        assert trainer.weight_sync.pushes == 1
+        assert (first["rollout/staleness"], first["rollout/staleness_max"]) == (0.0, 0.0)
+        assert first["sync/logprob_max_diff"] == 0.0  # on-policy: the parity check runs
+        assert trainer.learner.batches[0].behavior_logprobs is None
+        second = trainer.train_step(2)
+        assert (second["rollout/staleness"], second["rollout/staleness_max"]) == (1.0, 1.0)
+        assert "sync/logprob_max_diff" not in second
+        behind = trainer.learner.batches[1]
+        torch.testing.assert_close(behind.behavior_logprobs, torch.where(behind.loss_mask != 0, -1.0, 0.0))
+        assert second["rollout/stale_groups_dropped"] == 0.0 and second["time/wait_generation"] >= 0
+        third = trainer.train_step(3)
+        assert len(trainer.fleet.calls) == 3 and third["rollout/staleness"] == 1.0  # no step 4 generated
+        assert trainer.ahead.finished() is None
+    finally:
+        trainer.ahead.close()
+
+
+def test_async_drops_groups_older_than_the_bound_and_says_so(tmp_path, tiny_model):
+    """A push that moves the engines two versions (as catching up a restarted engine could) leaves
+    step 2's batch 2 versions behind: with max_staleness 1 its groups are not trained on."""
+    trainer = _async_trainer(tmp_path, tiny_model, [["+-++", "-+--"]] * 2, **{"trainer.steps": 2})
+    original = trainer.weight_sync.push
+
+    def push_twice():
+        original()
+        return original()
+
+    trainer.weight_sync.push = push_twice
+    try:
+        trainer.train_step(1)
+        second = trainer.train_step(2)
+    finally:
+        trainer.ahead.close()
+    assert second["rollout/staleness_max"] == 2.0 and second["rollout/stale_groups_dropped"] == 2.0
+    assert second["learner/skipped_empty"] == 1.0 and second["rollout/groups"] == 0.0
+    assert len(trainer.learner.batches) == 1  # step 1's only
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["trained"] for r in records] == [[True, True], [False, False]]
+
+
+def test_a_batch_generated_ahead_survives_a_checkpoint_exactly(tmp_path, tiny_model):
+    import json
+
+    from orchestrator.rollout_ahead import Rollout
+
+    trainer = _async_trainer(tmp_path, tiny_model, [["+-++", "-+--"]] * 2)
+    try:
+        trainer.train_step(1)
+        ahead = trainer.ahead.finished()
+    finally:
+        trainer.ahead.close()
+    assert ahead.step == 2 and [trained for _, _, trained in ahead.sampled] == [True, True]
+    restored = Rollout.from_json(json.loads(json.dumps(ahead.to_json())))
+    assert restored == ahead  # samples, rewards, metrics and phase times, exactly

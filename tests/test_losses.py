@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from learner.losses import LossSettings, aggregate, kl_penalty, policy_loss, token_terms
+from learner.losses import (
+    LossSettings,
+    aggregate,
+    kl_penalty,
+    policy_loss,
+    token_terms,
+    truncated_importance_weights,
+)
 
 E03, EM05 = math.exp(0.3), math.exp(-0.5)  # 1.3498588, 0.6065307
 
@@ -225,3 +232,42 @@ def test_old_to_new_kl_by_hand():
     # at the policy that sampled (a batch's first optimizer step) it is exactly 0
     _, same = policy_loss(old.clone().requires_grad_(), old, advantages, mask)
     assert same["loss/old_new_kl"].item() == 0.0
+
+
+def test_truncated_importance_weights_by_hand():
+    # old / behaviour probabilities 0.5 / 0.25, 0.2 / 0.4, 0.9 / 0.3 on the trained tokens, a pad.
+    old = torch.tensor([[math.log(0.5), math.log(0.2), math.log(0.9), 0.0]])
+    behavior = torch.tensor([[math.log(0.25), math.log(0.4), math.log(0.3), 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    weights, cut = truncated_importance_weights(old, behavior, mask, cap=2.5)
+    torch.testing.assert_close(weights, torch.tensor([[2.0, 0.5, 2.5, 1.0]]))  # 3.0 cut to 2.5; pad: 1
+    assert cut.tolist() == [[False, False, True, False]]
+    uncapped, never = truncated_importance_weights(old, behavior, mask, cap=None)
+    torch.testing.assert_close(uncapped, torch.tensor([[2.0, 0.5, 3.0, 1.0]]))
+    assert not never.any()
+    with pytest.raises(ValueError, match="share one"):
+        truncated_importance_weights(old, behavior[:, :3], mask, cap=2.0)
+    with pytest.raises(ValueError, match="tis_cap must be > 0"):
+        LossSettings(tis_cap=0.0)
+
+
+def test_off_policy_batch_weights_each_tokens_policy_loss_by_hand():
+    """The first optimizer step of a stale batch: logprobs = old (ratio 1), A = 1, so each token's
+    clipped term is -1, weighted by w = [2, 0.5, 2.5]; token-mean over the 3 tokens."""
+    old = torch.tensor([[math.log(0.5), math.log(0.2), math.log(0.9), 0.0]])
+    behavior = torch.tensor([[math.log(0.25), math.log(0.4), math.log(0.3), 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    logprobs = old.clone().requires_grad_()
+    settings = LossSettings(agg_mode="token-mean", tis_cap=2.5)
+    loss, metrics = policy_loss(logprobs, old, torch.tensor([1.0]), mask, settings, behavior_logprobs=behavior)
+    assert loss.item() == pytest.approx(-(2.0 + 0.5 + 2.5) / 3)
+    assert metrics["offpolicy/is_weight_mean"].item() == pytest.approx(5.0 / 3)
+    assert metrics["offpolicy/is_clip_frac"].item() == pytest.approx(1.0 / 3)
+    assert metrics["offpolicy/is_weight_max"].item() == pytest.approx(3.0)  # before the cap
+    loss.backward()
+    # d(-w rho A) / d logprob = -w rho A = -w at rho = 1, over 3 tokens; the weights carry no gradient
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[-2 / 3, -0.5 / 3, -2.5 / 3, 0.0]]))
+    # on-policy (no behaviour log-probs): the same tokens unweighted, no off-policy metrics
+    plain, plain_metrics = policy_loss(old.clone(), old, torch.tensor([1.0]), mask, settings)
+    assert plain.item() == pytest.approx(-1.0)
+    assert not any(name.startswith("offpolicy/") for name in plain_metrics)
