@@ -3,6 +3,10 @@
 already has correct and incorrect samples in every group."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -108,3 +112,23 @@ def e2e_runs(ray_local, tiny_model, tmp_path_factory):
         ),
         "root": root,
     }
+
+
+def train_until_killed(run_dir: Path, settings: list[str], *, checkpoint_step: int, timeout_s: float = 400):
+    """``bppo train`` in a child process (its own wandb service, as a fresh launch has), SIGKILLed
+    with its whole process group (driver, Ray cluster, engines, learner) once the checkpoint of
+    ``checkpoint_step`` exists. Returns the checkpoint and what the child wrote to its terminal."""
+    command = [sys.executable, "-m", "cli.main", "train", "--config", PRESET, *settings]
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env["PYTHONPATH"] = str(ROOT)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    checkpoint = run_dir / "checkpoints" / f"step_{checkpoint_step:06d}"
+    deadline = time.monotonic() + timeout_s
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), process.stderr.read()[-3000:] if process.poll() is not None else "timed out"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return checkpoint, process.stderr.read()

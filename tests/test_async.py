@@ -3,16 +3,10 @@ weight transfer), the tiny model: BPPO and GRPO each 4 steps one step off policy
 the learner on disjoint cores; then a BPPO run killed with SIGKILL after its step-2 checkpoint
 and resumed, which must continue exactly as the uninterrupted run did."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
 from orchestrator.config_io import load_config
-from tests.e2e_runs import PRESET, ROOT, overrides, records
+from tests.e2e_runs import PRESET, overrides, records, train_until_killed
 
 ASYNC = {
     "trainer.mode": "async",
@@ -67,19 +61,7 @@ def test_async_run_killed_and_resumed_continues_identically(async_runs, tiny_mod
     """The step-2 checkpoint holds batch 3 (generated while step 2 trained); the resumed run
     trains on it, then generates batch 4 with the same weights and seeds as the original."""
     run_dir = async_runs["root"] / "killed"
-    command = [sys.executable, "-m", "cli.main", "train", "--config", PRESET, *_settings(run_dir, tiny_model)]
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    env["PYTHONPATH"] = str(ROOT)
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    checkpoint = run_dir / "checkpoints" / "step_000002"
-    deadline = time.monotonic() + 400
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert checkpoint.exists(), process.stderr.read()[-3000:] if process.poll() is not None else "timed out"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    checkpoint, _ = train_until_killed(run_dir, _settings(run_dir, tiny_model), checkpoint_step=2)
     assert (checkpoint / "rollout_ahead.json").exists()
 
     from orchestrator.loop import Trainer

@@ -11,17 +11,12 @@ checkpoint paths run on every step.
 """
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from orchestrator.config_io import load_config
-from tests.e2e_runs import PRESET, ROOT, TARGET_SCHED, overrides, records
+from tests.e2e_runs import PRESET, TARGET_SCHED, overrides, records, train_until_killed
 
 pytestmark = pytest.mark.slow  # Ray, vLLM engine processes, a ZeRO-3 DeepSpeed learner
 
@@ -146,30 +141,10 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_data(e2e_runs, tin
     rewards the uninterrupted run had. That run lost an engine before step 3: equal samples
     at steps 3-4 also show the restarted engine sampled with the newest weights."""
     run_dir = e2e_runs["root"] / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "train",
-        "--config",
-        PRESET,
-        *overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED}),
-    ]
-    # Its own wandb service, as a fresh launch would have (not this process's, inherited).
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    env["PYTHONPATH"] = str(ROOT)
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    checkpoint = run_dir / "checkpoints" / "step_000002"
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert checkpoint.exists(), process.stderr.read()[-3000:] if process.poll() is not None else "timed out"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    settings = overrides(run_dir, tiny_model, **{"trainer.steps": 4, **TARGET_SCHED})
+    _, terminal = train_until_killed(run_dir, settings, checkpoint_step=2, timeout_s=300)
     # the console: vLLM's and DeepSpeed's lines went to the run's worker.log, not the terminal
-    terminal, worker_log = process.stderr.read(), (run_dir / "worker.log").read_text()
+    worker_log = (run_dir / "worker.log").read_text()
     assert "EngineCore" in worker_log and "RolloutEngine" in worker_log
     assert "EngineCore" not in terminal and "DeepSpeed" not in terminal, terminal[-2000:]
 
