@@ -216,6 +216,12 @@ def gpu_projection(grpo: dict, bppo: dict, steps_ratio: float | None) -> dict | 
     sequences, scoring, the weight sync). Then a GRPO step of 1 takes g + (1 - g) and BPPO's takes
     g r_gen + (1 - g) r_rest, so the step speedup is S(g) = 1 / (g r_gen + (1 - g) r_rest), and the
     time-to-target speedup S(g) x (steps-to-target ratio) when the per-step signal carries over.
+
+    One step off policy (trainer.mode async), generation of the next batch overlaps the update of
+    this one and a step takes the longer of the two: GRPO's max(g, 1 - g) against BPPO's
+    max(g r_gen, (1 - g) r_rest), so S_async(g) = max(g, 1 - g) / max(g r_gen, (1 - g) r_rest).
+    Where generation is the longer phase for both, BPPO's learner saving hides behind it and only
+    r_gen counts.
     """
     gen_g, gen_b = grpo.get("mean_generate_time_s"), bppo.get("mean_generate_time_s")
     step_g, step_b = grpo.get("mean_step_time_s"), bppo.get("mean_step_time_s")
@@ -232,6 +238,7 @@ def gpu_projection(grpo: dict, bppo: dict, steps_ratio: float | None) -> dict | 
                 "measured": share == measured,
                 "step_speedup": step,
                 "time_to_target_speedup": step * steps_ratio if steps_ratio else None,
+                "async_step_speedup": max(share, 1.0 - share) / max(share * r_gen, (1.0 - share) * r_rest),
             }
         )
     return {"r_gen": r_gen, "r_rest": r_rest, "generate_share_here": measured, "rows": rows}

@@ -243,14 +243,18 @@ def projection_lines(report: dict) -> list[str]:
         f"responses), everything else r_rest = {fmt(projection['r_rest'], 3)} (fewer, prefix-cut trained "
         "sequences) -- a run whose GRPO step spends a share g generating has step speedup "
         "S(g) = 1 / (g·r_gen + (1 − g)·r_rest), and time-to-target speedup S(g) × the steps-to-target ratio "
-        "if the per-step signal carries over.",
+        "if the per-step signal carries over. Both arms one step off policy (`trainer.mode: async`), a step "
+        "takes the longer of generation and the rest: S_async(g) = max(g, 1 − g) / max(g·r_gen, (1 − g)·r_rest).",
         "",
-        "| generation share g of a GRPO step | step speedup S(g) | time-to-target speedup |",
-        "|---|---|---|",
+        "| generation share g of a GRPO step | step speedup S(g) | time-to-target speedup | async step speedup |",
+        "|---|---|---|---|",
     ]
     for row in projection["rows"]:
         share = fmt(row["generate_share"], 2) + (" (measured here)" if row["measured"] else "")
-        lines.append(f"| {share} | {fmt(row['step_speedup'])}× | {fmt(row['time_to_target_speedup'])}× |")
+        lines.append(
+            f"| {share} | {fmt(row['step_speedup'])}× | {fmt(row['time_to_target_speedup'])}× "
+            f"| {fmt(row.get('async_step_speedup'))}× |"
+        )
     carried = (
         "What carries over: the learner's savings (2 of G completions, prefix only) act on the 1 − g share, "
         "which shrinks as g grows; generation savings (aborted tails, shorter responses) act on g, so they "

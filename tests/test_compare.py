@@ -79,11 +79,15 @@ def test_gpu_projection_by_hand_and_in_the_report():
     assert rows[0.9]["step_speedup"] == pytest.approx(1 / 0.74)
     # both reach 0.5 at step 3: steps ratio 1, so time to target follows the step
     assert rows[0.9]["time_to_target_speedup"] == pytest.approx(1 / 0.74)
+    # one step off policy: max(g, 1 - g) / max(g r_gen, (1 - g) r_rest); generation is BPPO's longer
+    # phase at both shares, so only r_gen counts: 0.5 / max(0.4, 0.1) and 0.9 / max(0.72, 0.02)
+    assert rows[0.5]["async_step_speedup"] == pytest.approx(1.25)
+    assert rows[0.9]["async_step_speedup"] == pytest.approx(1.25)
     assert report["bppo"]["decoded_tokens_per_step"] == 600.0 and report["grpo"]["decoded_tokens_per_step"] is None
     assert report["bppo"]["aborted_rate"] == 0.25
     text = render_markdown(report, command="bppo compare")
     assert "## Beyond this machine (a projection, not a measurement)" in text
-    assert "| 0.90 | 1.35× | 1.35× |" in text and "| 0.50 (measured here) | 2.00× | 2.00× |" in text
+    assert "| 0.90 | 1.35× | 1.35× | 1.25× |" in text and "| 0.50 (measured here) | 2.00× | 2.00× | 1.25× |" in text
     assert "| tokens decoded per step (aborted tails included) | n/a | 600 |" in text
 
 
