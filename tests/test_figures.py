@@ -1,0 +1,93 @@
+"""Diagrams drawn from a problem's numbers (prompts.figures) and the problems that need them
+(prompts.diagrams): the geometry by hand, rendering deterministic and unclipped, figure-only
+texts that leave the numbers to the picture."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import sympy
+
+from prompts.diagrams import generate_diagrams
+from prompts.figures import Figure, png_bytes, render, triangle_vertices
+
+
+def test_triangle_vertices_by_hand():
+    # 60/60: equilateral with AB = 1, so C = (1/2, sqrt(3)/2)
+    a, b, c = triangle_vertices(60, 60)
+    assert a == (0.0, 0.0) and b == (1.0, 0.0)
+    assert c == pytest.approx((0.5, math.sqrt(3) / 2))
+    # 50/70: the angles measured back from the vertices are the ones asked for
+    a, b, c = triangle_vertices(50, 70)
+
+    def angle(at, p, q):
+        u, v = (p[0] - at[0], p[1] - at[1]), (q[0] - at[0], q[1] - at[1])
+        return math.degrees(math.acos((u[0] * v[0] + u[1] * v[1]) / (math.hypot(*u) * math.hypot(*v))))
+
+    assert (angle(a, b, c), angle(b, a, c), angle(c, a, b)) == pytest.approx((50, 70, 60))
+
+
+@pytest.mark.parametrize(
+    "figure",
+    [
+        Figure("triangle", (50, 70), {"A": "50°", "B": "70°", "C": "x"}),
+        Figure("rectangle", (7, 3), {"width": "7", "height": "x"}),
+        Figure("circle", (5,), {"radius": "5"}),
+    ],
+)
+def test_rendering_is_deterministic_unclipped_and_shows_its_labels(figure):
+    image = render(figure, size=112)
+    assert image.size == (112, 112) and image.mode == "RGB"
+    assert png_bytes(render(figure, size=112)) == png_bytes(image)  # the same pixels every time
+    ink = np.asarray(image).min(axis=-1) < 128  # [H, W] dark pixels
+    assert ink.sum() > 100  # something was drawn
+    assert not ink[:2].any() and not ink[-2:].any() and not ink[:, :2].any() and not ink[:, -2:].any()  # unclipped
+    # a label is visible: another value in its place changes the picture
+    key = sorted(figure.labels)[0]
+    other = Figure(figure.kind, figure.shape, {**figure.labels, key: "99"})
+    assert (np.asarray(render(other, size=112)) != np.asarray(image)).any()
+    assert Figure.from_json(json.loads(json.dumps(figure.to_json()))) == figure
+
+
+def test_bad_figures_name_what_is_wrong():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Figure("hexagon", (1,))
+    with pytest.raises(ValueError, match="a circle takes 1 positive numbers"):
+        Figure("circle", (1, 2))
+    with pytest.raises(ValueError, match="leave no third angle"):
+        Figure("triangle", (100, 80))
+
+
+def test_figure_only_problems_leave_the_numbers_to_the_picture():
+    train, test = generate_diagrams(60, 10, seed=3, figure_only=True)
+    assert (len(train), len(test)) == (60, 10)
+    keys = [p.question + json.dumps(p.meta["figure"], sort_keys=True) for p in train + test]
+    assert len(set(keys)) == 70  # distinct problems, no problem in both splits
+    families = {p.meta["family"] for p in train}
+    assert families == {"triangle_angles_figure", "rectangle_side_figure", "circle_area_figure"}
+    for problem in train:
+        figure = Figure.from_json(problem.meta["figure"])
+        numbers = set(re.findall(r"\d+", problem.question))
+        if figure.kind == "triangle":  # the answer from the drawn angles: 180 - A - B
+            assert problem.answer == str(180 - figure.shape[0] - figure.shape[1])
+            assert not numbers  # "Find x, the angle at C in the figure, in degrees."
+        elif figure.kind == "rectangle":  # x = area / width, the width only in the picture
+            assert problem.answer == str(figure.shape[1]) and figure.labels["height"] == "x"
+            assert numbers == {str(figure.shape[0] * figure.shape[1])}
+        else:  # area in terms of pi from the radius in the picture
+            assert problem.answer == sympy.latex(figure.shape[0] ** 2 * sympy.pi)
+            assert not numbers
+    again, _ = generate_diagrams(60, 10, seed=3, figure_only=True)
+    assert [p.meta["figure"] for p in again] == [p.meta["figure"] for p in train]  # seeded
+
+
+def test_text_and_figure_problems_state_the_numbers_too():
+    train, _ = generate_diagrams(20, 2, seed=0, figure_only=False, families=["triangle_angles_figure"])
+    for problem in train:
+        a, b = problem.meta["figure"]["shape"]
+        assert f"angle A is {a} degrees and angle B is {b} degrees" in problem.question
+        assert problem.meta["figure_only"] is False
+    with pytest.raises(ValueError, match="unknown diagram families"):
+        generate_diagrams(1, 1, families=["hexagon"])
