@@ -83,16 +83,21 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     """Merge the YAML files in order, then apply the overrides, then validate."""
     raw: dict = {}
     for path in paths:
-        raw = _merge(raw, _read_yaml(path))
-    file_algo = raw.get("algo", {}).get("name") if isinstance(raw.get("algo"), dict) else None
-    file_source = _section(raw, ("data", "source")).get("kind")
-    override_algo_keys, override_source_keys = set(), set()
+        # A later file may switch a tagged section (a data block with kind: file over a synthetic
+        # preset): the earlier files' keys the new variant lacks go, as with an override.
+        layer = _read_yaml(path)
+        tags = {name: _section(raw, where).get(tag) for name, where, tag, _, _ in _tagged_sections()}
+        raw = _merge(raw, layer)
+        for name, where, tag, variants, what in _tagged_sections():
+            keep = set(_section(layer, where))
+            _drop_other_variant_keys(_section(raw, where), name, tag, tags[name], variants, keep, what)
+    file_tags = {name: _section(raw, where).get(tag) for name, where, tag, _, _ in _tagged_sections()}
+    override_keys: dict[str, set[str]] = {name: set() for name in file_tags}
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[0] == "algo" and len(keys) > 1:
-            override_algo_keys.add(keys[1])
-        if keys[:2] == ["data", "source"] and len(keys) > 2:
-            override_source_keys.add(keys[2])
+        for name, where, _, _, _ in _tagged_sections():
+            if tuple(keys[: len(where)]) == where and len(keys) > len(where):
+                override_keys[name].add(keys[len(where)])
         node = raw
         for depth, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
@@ -100,20 +105,8 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
                 raise ConfigError(f"{'.'.join(keys[: depth + 1])}: is a value, not a section; cannot set {text!r}")
             node = child
         node[keys[-1]] = value
-    from prompts.config import DataConfig
-
-    _drop_other_variant_keys(
-        _section(raw, ("algo",)), "algo", "name", file_algo, _algo_variants(), override_algo_keys, "only"
-    )
-    _drop_other_variant_keys(
-        _section(raw, ("data", "source")),
-        "data.source",
-        "kind",
-        file_source,
-        _variants(DataConfig, "source", "kind"),
-        override_source_keys,
-        "source",
-    )
+    for name, where, tag, variants, what in _tagged_sections():
+        _drop_other_variant_keys(_section(raw, where), name, tag, file_tags[name], variants, override_keys[name], what)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
@@ -152,6 +145,17 @@ def _drop_other_variant_keys(
 
 def _algo_variants() -> dict[str, type[BaseModel]]:
     return _variants(Config, "algo", "name")
+
+
+def _tagged_sections() -> list[tuple[str, tuple[str, ...], str, dict, str]]:
+    """(name, path, tag, variants by tag, what a variant is called) of each tagged union a
+    file or an override can switch."""
+    from prompts.config import DataConfig
+
+    return [
+        ("algo", ("algo",), "name", _algo_variants(), "only"),
+        ("data.source", ("data", "source"), "kind", _variants(DataConfig, "source", "kind"), "source"),
+    ]
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -364,3 +364,20 @@ def test_a_ray_job_with_a_relative_run_dir_is_refused_before_anything_starts(cap
     assert job_working_dir() is None
     monkeypatch.setenv(JOB_CONFIG_ENV, "not json")
     assert job_working_dir() is None
+
+
+def test_a_later_file_that_switches_the_source_replaces_the_presets_source(tmp_path, capsys):
+    """`--config preset --config data/examples/gsm8k.yaml` (bppo data examples' block): the file's
+    kind: file source takes the place of the preset's synthetic one, as the dotted switch does;
+    the preset's other sections stay."""
+    block = tmp_path / "gsm8k.yaml"
+    block.write_text(
+        "data:\n  source: {kind: file, train_path: t.jsonl, test_path: e.jsonl, recipe: gsm8k}\nalgo:\n  name: grpo\n"
+    )
+    config = load_config([str(ROOT / "configs" / "tiny_cpu.yaml"), str(block)], [])
+    assert config.data.source.kind == "file" and config.data.source.recipe == "gsm8k"
+    assert config.data.columns.answer == "answer"  # the recipe's column
+    assert config.algo.name == "grpo" and not hasattr(config.algo, "prefix")  # the BPPO keys went too
+    assert config.model.path == "tiny"  # the rest of the preset stays
+    err = capsys.readouterr().err
+    assert "data.source.kind=file drops the preset's synthetic-source keys data.source.num_train" in err
