@@ -6,6 +6,7 @@ steps of the tiny model and leaves its metrics, checkpoint and final model there
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,6 +82,7 @@ def head_node():
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _dashboard_up(address: str) -> bool:
