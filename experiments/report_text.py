@@ -252,8 +252,8 @@ def projection_lines(report: dict) -> list[str]:
     for row in projection["rows"]:
         share = fmt(row["generate_share"], 2) + (" (measured here)" if row["measured"] else "")
         lines.append(
-            f"| {share} | {fmt(row['step_speedup'])}× | {fmt(row['time_to_target_speedup'])}× "
-            f"| {fmt(row.get('async_step_speedup'))}× |"
+            f"| {share} | {fmt(row['step_speedup'], suffix='×')} | {fmt(row['time_to_target_speedup'], suffix='×')} "
+            f"| {fmt(row.get('async_step_speedup'), suffix='×')} |"
         )
     carried = (
         "What carries over: the learner's savings (2 of G completions, prefix only) act on the 1 − g share, "
