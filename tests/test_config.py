@@ -63,6 +63,10 @@ def test_override_values_are_yaml_typed():
     assert parse_override("rollout.stop=[a, b]")[1] == ["a", "b"]
     assert parse_override("ray.address=null")[1] is None
     assert parse_override("model.path=Qwen/Qwen2.5-Math-1.5B")[1] == "Qwen/Qwen2.5-Math-1.5B"
+    # a template's placeholder is text, though YAML would read {question} as a mapping of nulls
+    assert parse_override("data.prompt_template={question}")[1] == "{question}"
+    assert parse_override("data.prompt_template={question} {choices}")[1] == "{question} {choices}"
+    assert parse_override("rollout.resources={node_a: 0.1}")[1] == {"node_a": 0.1}  # a real mapping stays one
     with pytest.raises(ConfigError, match="dotted.key=value"):
         parse_override("rollout.n")
 

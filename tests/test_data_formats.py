@@ -49,7 +49,7 @@ def test_each_format_trains_two_steps_through_dotted_overrides(fmt, example_file
     settings = [
         f"model.path={tiny_model}", f"trainer.run_dir={run_dir}", "trainer.steps=2", "trainer.prompts_per_step=4",
         "trainer.save_every=0", "eval.every=2", "rollout.num_engines=1", "learner.world_size=1",
-        "reward.function=tests.custom_reward:even_length_reward",
+        "reward.function=tests.custom_reward:even_length_reward", "trainer.parity_every=1",
     ]  # fmt: skip
     config = load_config([PRESET], [*settings, *switch])
     assert config.data.source.kind == "file" and config.data.columns.question  # the recipe's columns
