@@ -40,7 +40,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = raw  # not YAML (e.g. an unbalanced bracket): take it as a string
     if isinstance(value, str) and _EXPONENT_NUMBER.match(value):
         value = float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
-    if isinstance(value, dict) and ":" not in raw and all(v is None for v in value.values()):
+    if isinstance(value, dict) and value and ":" not in raw and all(v is None for v in value.values()):
         # "{question}" is YAML for {question: null}; a template placeholder is what was meant
         value = raw
     return key.split("."), value

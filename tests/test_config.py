@@ -67,6 +67,7 @@ def test_override_values_are_yaml_typed():
     assert parse_override("data.prompt_template={question}")[1] == "{question}"
     assert parse_override("data.prompt_template={question} {choices}")[1] == "{question} {choices}"
     assert parse_override("rollout.resources={node_a: 0.1}")[1] == {"node_a": 0.1}  # a real mapping stays one
+    assert parse_override("sweep.grid={}")[1] == {}  # and so does an empty one
     with pytest.raises(ConfigError, match="dotted.key=value"):
         parse_override("rollout.n")
 
