@@ -5,7 +5,8 @@
 
 Runs `bppo train` in-process four times (GRPO sync, GRPO async, BPPO sync, BPPO async: the same
 seed, prompts and model; in async mode the engine and the learner on disjoint cores), skips the
-first two steps (warm-ups; an async run's first step also generates its own batch), and writes
+first two steps (warm-ups; an async run's first step also generates its own batch) and the last
+(an async run generates nothing during it), and writes
 benchmarks/results/<name>.json: each run's mean step, generation and update seconds, and the
 async / sync step ratio per algorithm. On two cores the sync phases use both cores each and the
 async ones one each, so how much overlap pays depends on how well each phase scales with cores:
@@ -51,7 +52,7 @@ def run(config_path: str, algo: str, mode: str, steps: int, overrides: list[str]
     )
     Trainer(config).run()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    timed = [r for r in records if r["step"] > SKIP]
+    timed = [r for r in records if SKIP < r["step"] < steps]
     mean = lambda key: statistics.mean(r.get(key) or 0.0 for r in timed)  # noqa: E731
     result = {f"time_{p}_s": round(mean(f"time/{p}"), 3) for p in PHASES}
     result["step_s_each"] = [round(r["time/step"], 3) for r in timed]
@@ -68,8 +69,8 @@ def main() -> None:
     parser.add_argument("--name", default="async_speedup", help="results file: benchmarks/results/<name>.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    if args.steps <= SKIP:
-        parser.error(f"--steps must be more than the {SKIP} warm-up steps")
+    if args.steps <= SKIP + 1:
+        parser.error(f"--steps must leave a step between the {SKIP} warm-up steps and the last")
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from orchestrator.config import RayConfig
