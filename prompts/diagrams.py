@@ -19,7 +19,7 @@ from sympy import pi
 from prompts.draft import Draft, worked_solutions
 from prompts.figures import Figure
 from prompts.problems import Problem
-from prompts.synthetic import is_test_question
+from prompts.synthetic import fill_splits
 
 Family = Callable[[random.Random, bool], tuple[Draft, Figure]]
 
@@ -85,39 +85,28 @@ def generate_diagrams(
     if unknown:
         raise ValueError(f"unknown diagram families {unknown}; allowed: {sorted(DIAGRAM_FAMILIES)}")
     rng = random.Random(seed)
-    train: list[Problem] = []
-    test: list[Problem] = []
-    seen: set[str] = set()
-    budget = 50 * (num_train + num_test) + 1000
-    while len(train) < num_train or len(test) < num_test:
-        budget -= 1
-        if budget < 0:
-            raise ValueError(f"only {len(train)} train / {len(test)} test distinct problems in families {names}")
+
+    def draw() -> tuple[str, Callable[[str], Problem]]:
         family = rng.choice(names)
         draft, figure = DIAGRAM_FAMILIES[family](rng, figure_only)
-        key = draft.question + json.dumps(figure.to_json(), sort_keys=True)  # the problem is text + picture
-        if key in seen:
-            continue
-        in_test = is_test_question(key, test_buckets)
-        split = test if in_test else train
-        if len(split) >= (num_test if in_test else num_train):
-            continue
-        seen.add(key)
         answer = sympy.latex(draft.answer)
-        solutions = worked_solutions(draft, answer)
-        split.append(
-            Problem(
-                id=f"{'test' if in_test else 'train'}-fig-{len(split):06d}",
-                question=draft.question,
-                answer=answer,
-                solution=solutions["concise"],
-                meta={
-                    "family": family,
-                    "level": 1,
-                    "figure": figure.to_json(),
-                    "figure_only": figure_only,
-                    "verbose_solution": solutions["verbose"],
-                },
+
+        def build(problem_id: str) -> Problem:
+            solutions = worked_solutions(draft, answer)
+            meta = {
+                "family": family,
+                "level": 1,
+                "figure": figure.to_json(),
+                "figure_only": figure_only,
+                "verbose_solution": solutions["verbose"],
+            }
+            return Problem(
+                id=problem_id, question=draft.question, answer=answer, solution=solutions["concise"], meta=meta
             )
-        )
-    return train, test
+
+        # the problem is its text and its picture (figure-only texts repeat across problems)
+        return draft.question + json.dumps(figure.to_json(), sort_keys=True), build
+
+    return fill_splits(
+        draw, num_train, num_test, test_buckets=test_buckets, source=f"families {names}", id_prefix="fig-"
+    )

@@ -442,6 +442,41 @@ def generate(
             "data.source.families among them, or a data.source.mix of family:level pairs"
         )
     rng = random.Random(seed)
+
+    def draw() -> tuple[str, Callable[[str], Problem]]:
+        # (the families x levels draw keeps its two calls: the default data stays what it was)
+        family, level = rng.choice(mix) if mix else (rng.choice(names), rng.choice(levels))
+        draft = PLAIN[family](rng) if level == 0 else FAMILIES[family](rng, level)
+        answer = sympy.latex(draft.answer)
+
+        def build(problem_id: str) -> Problem:
+            solutions = worked_solutions(draft, answer)
+            meta = {"family": family, "level": level, "verbose_solution": solutions["verbose"]}
+            if "elaborate" in solutions:
+                meta["elaborate_solution"] = solutions["elaborate"]
+            return Problem(
+                id=problem_id, question=draft.question, answer=answer, solution=solutions["concise"], meta=meta
+            )
+
+        return draft.question, build  # a problem is its text: equal texts are one problem
+
+    where = f"the mix {mix}" if mix else f"families {names} and levels {list(levels)}"
+    return fill_splits(draw, num_train, num_test, test_buckets=test_buckets, source=where)
+
+
+def fill_splits(
+    draw: Callable[[], tuple[str, Callable[[str], Problem]]],
+    num_train: int,
+    num_test: int,
+    *,
+    test_buckets: int,
+    source: str,
+    id_prefix: str = "",
+) -> tuple[list[Problem], list[Problem]]:
+    """Draw until both splits are full: ``draw()`` gives a problem's identity (its text, plus its
+    figure where it has one) and how to build it; a repeated identity is drawn again, and the
+    identity's hash picks the split (``is_test_question``). Raises ValueError naming ``source``
+    when 50x as many draws as problems asked for do not suffice."""
     train: list[Problem] = []
     test: list[Problem] = []
     seen: set[str] = set()
@@ -450,32 +485,16 @@ def generate(
         budget -= 1
         if budget < 0:
             raise ValueError(
-                f"only {len(train)} train / {len(test)} test distinct problems found for "
-                + (f"the mix {mix}" if mix else f"families {names} and levels {list(levels)}")
-                + ": ask for fewer or allow more"
+                f"only {len(train)} train / {len(test)} test distinct problems found for {source}: "
+                "ask for fewer or allow more"
             )
-        # (the families x levels draw keeps its two calls: the default data stays what it was)
-        family, level = rng.choice(mix) if mix else (rng.choice(names), rng.choice(levels))
-        draft = PLAIN[family](rng) if level == 0 else FAMILIES[family](rng, level)
-        if draft.question in seen:  # a problem is its text: equal texts are one problem
+        key, build = draw()
+        if key in seen:
             continue
-        in_test = is_test_question(draft.question, test_buckets)
+        in_test = is_test_question(key, test_buckets)
         split = test if in_test else train
         if len(split) >= (num_test if in_test else num_train):
             continue
-        seen.add(draft.question)
-        answer = sympy.latex(draft.answer)
-        solutions = worked_solutions(draft, answer)
-        meta = {"family": family, "level": level, "verbose_solution": solutions["verbose"]}
-        if "elaborate" in solutions:
-            meta["elaborate_solution"] = solutions["elaborate"]
-        split.append(
-            Problem(
-                id=f"{'test' if in_test else 'train'}-{len(split):06d}",
-                question=draft.question,
-                answer=answer,
-                solution=solutions["concise"],
-                meta=meta,
-            )
-        )
+        seen.add(key)
+        split.append(build(f"{'test' if in_test else 'train'}-{id_prefix}{len(split):06d}"))
     return train, test
