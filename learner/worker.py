@@ -220,9 +220,13 @@ class LearnerWorker:
         # kept for nothing; with one, transformers' own sdpa would also attend across rows).
         logits = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits
         out = sequence_logprobs(logits, packed.input_ids, self.temperature, **options)  # [1, N] (each)
-        # A row's first token was scored from the previous row's last: 0, as at position 0 padded.
-        per_row = [packed.unpack(values.masked_fill(packed.starts, 0.0)) for values in (out if with_entropy else [out])]
-        return (per_row[0], per_row[1] if with_entropy else None)  # [B, T]
+        logprobs, entropy = out if with_entropy else (out, None)
+
+        def per_row(values: torch.Tensor) -> torch.Tensor:  # [1, N] -> [B, T]
+            # A row's first token was scored from the previous row's last: 0, as at position 0 padded.
+            return packed.unpack(values.masked_fill(packed.starts, 0.0))
+
+        return per_row(logprobs), None if entropy is None else per_row(entropy)
 
     @torch.no_grad()
     def logprobs(self, micro_batches: list[TrainBatch], which: str = "policy") -> list[torch.Tensor]:

@@ -85,20 +85,25 @@ def _read_yaml(path: str, _depth: int = 0) -> dict:
 def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Merge the YAML files in order, then apply the overrides, then validate."""
     raw: dict = {}
+    tagged = _tagged_sections()
+
+    def tags_now() -> dict[str, str | None]:
+        return {name: _section(raw, where).get(tag) for name, where, tag, _, _ in tagged}
+
     for path in paths:
         # A later file may switch a tagged section (a data block with kind: file over a synthetic
         # preset): the earlier files' keys the new variant lacks go, as with an override.
         layer = _read_yaml(path)
-        tags = {name: _section(raw, where).get(tag) for name, where, tag, _, _ in _tagged_sections()}
+        tags = tags_now()
         raw = _merge(raw, layer)
-        for name, where, tag, variants, what in _tagged_sections():
+        for name, where, tag, variants, what in tagged:
             keep = set(_section(layer, where))
             _drop_other_variant_keys(_section(raw, where), name, tag, tags[name], variants, keep, what)
-    file_tags = {name: _section(raw, where).get(tag) for name, where, tag, _, _ in _tagged_sections()}
+    file_tags = tags_now()
     override_keys: dict[str, set[str]] = {name: set() for name in file_tags}
     for text in overrides:
         keys, value = parse_override(text)
-        for name, where, _, _, _ in _tagged_sections():
+        for name, where, _, _, _ in tagged:
             if tuple(keys[: len(where)]) == where and len(keys) > len(where):
                 override_keys[name].add(keys[len(where)])
         node = raw
@@ -108,7 +113,7 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
                 raise ConfigError(f"{'.'.join(keys[: depth + 1])}: is a value, not a section; cannot set {text!r}")
             node = child
         node[keys[-1]] = value
-    for name, where, tag, variants, what in _tagged_sections():
+    for name, where, tag, variants, what in tagged:
         _drop_other_variant_keys(_section(raw, where), name, tag, file_tags[name], variants, override_keys[name], what)
     try:
         return Config.model_validate(raw)
