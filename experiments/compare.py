@@ -5,7 +5,10 @@ sampling seeds (``trainer.seed``), G, evaluation set and schedule, and the same 
 (``trainer.steps`` or ``trainer.time_budget_s``). ``compare.schedule: interleaved`` keeps both
 arms' actors up side by side and lets them take training steps in turn, so a slow spell of a
 shared machine lands on both arms alike; ``sequential`` runs one arm after the other. Either
-way only one arm computes at a time: neither competes with the other for CPU or GPU. Runs go to
+way only one arm computes at a time: neither competes with the other for CPU or GPU (an async
+arm's step ends with its batch generated ahead finished, before the other arm's turn). Both arms
+train in the same ``trainer.mode``: ``bppo compare ... trainer.mode=async`` compares BPPO-async
+with GRPO-async, whose step bound the report then uses. Runs go to
 ``<run_dir>/<algo>-seed<k>/``, the report (``report.json``, ``report.md``, PNGs) to
 ``<run_dir>/``; all runs share one wandb group.
 """
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from orchestrator import console
 from orchestrator.config import Config
-from orchestrator.config_io import load_config
+from orchestrator.config_io import ConfigError, load_config
 
 ALGOS = ("grpo", "bppo")
 
@@ -57,6 +60,13 @@ def run_compare(paths: list[str], overrides: list[str], *, command: str, report_
         for seed in config.compare.seeds
         for algo in ALGOS
     }
+    modes = {arm.trainer.mode for arm in arms.values()}
+    if len(modes) > 1:
+        raise ConfigError(
+            f"trainer.mode differs between the arms (compare.grpo={config.compare.grpo}, "
+            f"compare.bppo={config.compare.bppo}): the GRPO baseline gets every efficiency BPPO gets; "
+            "set trainer.mode for both (e.g. trainer.mode=async)"
+        )
     if not report_only:
         with ray_cluster(config.ray):
             console.worker_log(Path(config.trainer.run_dir) / "worker.log")  # the warm start's; each arm its own

@@ -43,6 +43,9 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         if r.get("eval/accuracy") is not None
     ]
     phase = lambda name: _mean([r.get(f"time/{name}") or 0.0 for r in timed])  # noqa: E731
+    # trainer.mode async logs the wait for the batch generated ahead: there generation overlaps the
+    # previous step's update, and a step's own work is everything but that wait
+    overlapped = any("time/wait_generation" in r for r in timed)
     lengths = [r["response/len_mean"] for r in steps]
     edge = max(1, min(3, len(lengths) // 3))
     summary = {
@@ -51,8 +54,11 @@ def summarize_run(records: list[dict], target: float | None = None) -> dict:
         "final_eval_accuracy": evals[-1][1] if evals else None,
         "best_eval_accuracy": max((e[1] for e in evals), default=None),
         "eval_problems": int(evals[-1][2]) if evals else 0,
+        "mode": "async" if overlapped else "sync",
         "mean_step_time_s": phase("step"),
         "mean_generate_time_s": phase("generate"),
+        # the step's phases other than generation: step - generate, or (async) step - the wait for it
+        "mean_rest_time_s": (phase("step") or 0.0) - (phase("wait_generation" if overlapped else "generate") or 0.0),
         "mean_learner_time_s": phase("old") + phase("ref") + phase("update"),
         "phase_means_s": {p: phase(p) for p in ("generate", "reward", "select", "old", "ref", "update", "sync")},
         "train_tokens_per_step": _mean([r.get("train/tokens") or 0.0 for r in steps]),
@@ -91,9 +97,14 @@ def token_ratio_bound(group_size: int, prompt_len: float, window: float, respons
     return (2 / group_size) * (prompt_len + min(window, response_len)) / (prompt_len + response_len)
 
 
-def amdahl_bound(generate_share: float, rho: float) -> float:
-    """Largest step speedup when only the learner (a 1 - g share of the step) shrinks by rho."""
-    return 1.0 / (generate_share + (1.0 - generate_share) * rho)
+def amdahl_bound(generate_share: float, rho: float, *, overlapped: bool = False) -> float:
+    """Largest step speedup when only the rest of a step (a 1 - g share of generation + rest)
+    shrinks by rho: 1 / (g + (1 - g) rho); one step off policy (``overlapped``) a step takes the
+    longer of generation and the rest, so max(g, 1 - g) / max(g, (1 - g) rho)."""
+    g = generate_share
+    if overlapped:
+        return max(g, 1.0 - g) / max(g, (1.0 - g) * rho)
+    return 1.0 / (g + (1.0 - g) * rho)
 
 
 def _over_seeds(runs: list[dict], key: str) -> tuple[float | None, float | None]:
@@ -157,6 +168,7 @@ def build_report(
             "mean_step_time_s",
             "mean_learner_time_s",
             "mean_generate_time_s",
+            "mean_rest_time_s",
             "train_tokens_per_step",
             "decoded_tokens_per_step",
             "aborted_rate",
@@ -181,8 +193,15 @@ def build_report(
         "steps_to_target": ratio(grpo["steps_to_target"], bppo["steps_to_target"]),
         "train_tokens": ratio(grpo["train_tokens_per_step"], bppo["train_tokens_per_step"]),
     }
+    modes = {algo: sorted({s["mode"] for s in plain[algo].values()}) for algo in plain}
+    if len({m for ms in modes.values() for m in ms}) > 1:
+        # the baseline must get every efficiency the other arm gets (bppo compare refuses this)
+        raise ValueError(f"the runs mix synchronous and async training ({modes}): the comparison would not be fair")
+    overlapped = modes["grpo"] == ["async"]
+    report["mode"] = modes["grpo"][0]
     rho = token_ratio_bound(group_size, grpo["prompt_len_mean"] or 0.0, window, grpo["mean_response_len_start"] or 0.0)
-    share = (grpo["mean_generate_time_s"] or 0.0) / (grpo["mean_step_time_s"] or 1.0)
+    gen, rest = grpo["mean_generate_time_s"] or 0.0, grpo["mean_rest_time_s"] or 0.0
+    share = gen / (gen + rest) if gen + rest > 0 else 0.0
     # The bound of docs/design.md §3 assumes every group yields a pair; groups without one shrink BPPO's batch
     # further, so the bounds are also given at the measured pair rate.
     rho_pairs = rho * (bppo["pair_rate"] if bppo.get("pair_rate") is not None else 1.0)
@@ -190,10 +209,10 @@ def build_report(
         "token_ratio": rho,
         "learner": 1 / rho if rho else None,
         "generate_share_grpo": share,
-        "amdahl": amdahl_bound(share, rho),
+        "amdahl": amdahl_bound(share, rho, overlapped=overlapped),
         "pair_rate": bppo.get("pair_rate"),
         "token_ratio_at_pair_rate": rho_pairs,
-        "amdahl_at_pair_rate": amdahl_bound(share, rho_pairs),
+        "amdahl_at_pair_rate": amdahl_bound(share, rho_pairs, overlapped=overlapped),
     }
     report["response_length_change"] = {
         algo: ratio(report[algo]["mean_response_len_end"], report[algo]["mean_response_len_start"])
@@ -213,7 +232,8 @@ def gpu_projection(grpo: dict, bppo: dict, steps_ratio: float | None) -> dict | 
 
     Each phase keeps the BPPO/GRPO time ratio measured here: r_gen for generation (early-stopped
     tails, shorter responses), r_rest for everything else (the learner's fewer and shorter trained
-    sequences, scoring, the weight sync). Then a GRPO step of 1 takes g + (1 - g) and BPPO's takes
+    sequences, scoring, the weight sync; in async runs, what a step does besides waiting for the
+    batch generated ahead). Then a GRPO step of 1 takes g + (1 - g) and BPPO's takes
     g r_gen + (1 - g) r_rest, so the step speedup is S(g) = 1 / (g r_gen + (1 - g) r_rest), and the
     time-to-target speedup S(g) x (steps-to-target ratio) when the per-step signal carries over.
 
@@ -224,11 +244,11 @@ def gpu_projection(grpo: dict, bppo: dict, steps_ratio: float | None) -> dict | 
     r_gen counts.
     """
     gen_g, gen_b = grpo.get("mean_generate_time_s"), bppo.get("mean_generate_time_s")
-    step_g, step_b = grpo.get("mean_step_time_s"), bppo.get("mean_step_time_s")
-    if not (gen_g and gen_b and step_g and step_b) or step_g <= gen_g:
+    rest_g, rest_b = grpo.get("mean_rest_time_s"), bppo.get("mean_rest_time_s")
+    if not (gen_g and gen_b and rest_g and rest_b) or rest_g <= 0:
         return None
-    r_gen, r_rest = gen_b / gen_g, (step_b - gen_b) / (step_g - gen_g)
-    measured = gen_g / step_g
+    r_gen, r_rest = gen_b / gen_g, rest_b / rest_g
+    measured = gen_g / (gen_g + rest_g)
     rows = []
     for share in (measured, *PROJECTED_SHARES):
         step = 1.0 / (share * r_gen + (1.0 - share) * r_rest)

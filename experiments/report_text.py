@@ -87,6 +87,7 @@ def render_markdown(report: dict, *, command: str) -> str:
         "# BPPO vs GRPO",
         "",
         f"Command: `{command}`  ",
+        f"Training: {_mode_line(report)}  ",
         f"Seeds: {report['seeds']}; eval: greedy on {warm['problems']} held-out problems; the warm start scores "
         f"{fmt(warm['accuracy'], 3)} ± {fmt(warm['standard_error'], 3)} (one standard error, SE). {intervals}.",
         "",
@@ -112,10 +113,10 @@ def render_markdown(report: dict, *, command: str) -> str:
         "",
         "## Speedups (GRPO's time over BPPO's)",
         "",
-        f"- Step: **{_with_ci(speedup['step'], _interval(report, 'speedup/step'), suffix='×')}** (Amdahl bound "
+        f"- Step: **{_with_ci(speedup['step'], _interval(report, 'speedup/step'), suffix='×')}** ({_bound_name(report)} "
         f"{fmt(bound['amdahl'])}× with a pair in every group, {fmt(bound['amdahl_at_pair_rate'])}× at the measured "
         f"pair rate {fmt(bound['pair_rate'])}: generation is {fmt(100 * bound['generate_share_grpo'], 0)}% of a "
-        "GRPO step and BPPO does not shorten it).",
+        "GRPO step's work and BPPO does not shorten it).",
         f"- Learner phase: **{_with_ci(speedup['learner'], _interval(report, 'speedup/learner'), suffix='×')}**, "
         f"against the token-ratio bound 1/ρ = {fmt(bound['learner'])}× (ρ = (2/G)(P+n)/(P+L) = "
         f"{fmt(bound['token_ratio'], 3)}; × pair rate = {fmt(bound['token_ratio_at_pair_rate'], 3)}); measured "
@@ -134,6 +135,22 @@ def render_markdown(report: dict, *, command: str) -> str:
         "`response_length.png`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _mode_line(report: dict) -> str:
+    if report.get("mode") == "async":
+        return (
+            "both arms one step off policy (`trainer.mode: async`): a step's generation ran while the previous "
+            "step trained, so a step takes about the longer of the two."
+        )
+    return "both arms synchronous: a step generates, then trains."
+
+
+def _bound_name(report: dict) -> str:
+    """The step bound of the arms' mode (``amdahl_bound``)."""
+    if report.get("mode") == "async":
+        return "bound one step off policy, max(g, 1 − g) / max(g, (1 − g)ρ),"
+    return "Amdahl bound"
 
 
 def _target_line(report: dict, name: str, label: str) -> str:
@@ -155,6 +172,12 @@ def _learning(report: dict, algo: str) -> str:
     return f"{algo.upper()} {'rose' if lift > 0 else 'fell'} {moved}"
 
 
+def _overlap_clause(report: dict) -> str:
+    if report.get("mode") != "async":
+        return ""
+    return " and, one step off policy, the update hides behind it wherever generation is the longer phase"
+
+
 def explain(report: dict) -> str:
     """A paragraph that reads the measured numbers, whichever way they came out."""
     speedup, bound = report["speedup"], report["bound"]
@@ -170,8 +193,8 @@ def explain(report: dict) -> str:
     text = (
         f"Greedy eval accuracy: {_learning(report, 'grpo')}; {_learning(report, 'bppo')}. "
         f"BPPO trains {fmt(speedup['train_tokens'], 1)}× fewer tokens per step, so its learner phase is "
-        f"{fmt(speedup['learner'])}× faster{pairs}; but generation, {fmt(100 * share, 0)}% of a GRPO step "
-        f"here, is the same work for both, which caps the step speedup at "
+        f"{fmt(speedup['learner'])}× faster{pairs}; but generation, {fmt(100 * share, 0)}% of a GRPO step's work "
+        f"here, is the same work for both{_overlap_clause(report)}, which caps the step speedup at "
         f"{fmt(bound['amdahl_at_pair_rate'])}× (measured {fmt(speedup['step'])}×)."
     )
     if report["target_accuracy"] is None:

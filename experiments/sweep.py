@@ -141,6 +141,7 @@ def summarize_sweep(
             **{
                 k: s[k]
                 for k in (
+                    "mode",
                     "final_eval_accuracy",
                     "warm_start_eval_accuracy",
                     "best_eval_accuracy",
@@ -166,6 +167,7 @@ def summarize_sweep(
         if row["status"] != "ok" or name == base_name or base_name not in summaries:
             continue
         row.update(_versus_baseline(summaries[name], summaries[base_name], target))
+        row["baseline_mode"] = summaries[base_name]["mode"]
     return {"target_accuracy": target, "baseline": baseline, "trials": rows}
 
 
@@ -216,22 +218,27 @@ def render_sweep(summary: dict) -> str:
         "",
         f"Command: `{summary.get('command', '')}`",
         "",
-        "| trial | status | final acc | step (s) | generate (s) | learner (s) | tokens/step | "
+        "| trial | status | mode | final acc | step (s) | generate (s) | learner (s) | tokens/step | "
         "length start → end | aborted | useful groups | gen s / useful group | step speedup | generate speedup | "
         "learner speedup | gen / useful group speedup | target | time to target (s): trial / baseline | "
         "time-to-target speedup |",
-        "|" + "---|" * 18,
+        "|" + "---|" * 19,
     ]
     notes = []
     for name, r in summary["trials"].items():
         if r["status"] != "ok":
-            lines.append(f"| {name} | {r['status']} |" + " |" * 16)
+            lines.append(f"| {name} | {r['status']} |" + " |" * 17)
             continue
         if r.get("target_reason"):
             notes.append(f"- {name}: time to target not measurable: {r['target_reason']}.")
         baseline_row = "speedup_step" not in r
+        if not baseline_row and r.get("baseline_mode") and r["baseline_mode"] != r.get("mode"):
+            notes.append(
+                f"- {name}: trainer.mode {r.get('mode')} against a {r['baseline_mode']} baseline: its speedups "
+                "include what the mode itself changes."
+            )
         lines.append(
-            f"| {name} | ok | {f(r['final_eval_accuracy'], 3)} | "
+            f"| {name} | ok | {r.get('mode', 'sync')} | {f(r['final_eval_accuracy'], 3)} | "
             f"{f(r['mean_step_time_s'], 2)} | {f(r['mean_generate_time_s'], 2)} | {f(r['mean_learner_time_s'], 2)} | "
             f"{f(r['train_tokens_per_step'], 0)} | "
             f"{f(r['mean_response_len_start'], 1)} → {f(r['mean_response_len_end'], 1)} | {f(r.get('aborted_rate'), 2)} | "

@@ -103,6 +103,11 @@ class RolloutAhead:
         future.set_result(rollout)
         self._pending = (rollout.step, future)
 
+    @property
+    def generating(self) -> bool:
+        """A batch is being generated right now (the engines are busy with it)."""
+        return self._pending is not None and not self._pending[1].done()
+
     def finished(self) -> Rollout | None:
         """The batch in flight if it is done (what a checkpoint saves), else None."""
         if self._pending is None or not self._pending[1].done():

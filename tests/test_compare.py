@@ -91,6 +91,68 @@ def test_gpu_projection_by_hand_and_in_the_report():
     assert "| tokens decoded per step (aborted tails included) | n/a | 600 |" in text
 
 
+def _async(records: list[dict], wait_s: float) -> list[dict]:
+    """trainer.mode async: the step waited ``wait_s`` for the batch generated during the last one."""
+    for record in records[1:]:
+        record["time/wait_generation"] = wait_s
+    return records
+
+
+def test_async_arms_use_the_bound_one_step_off_policy():
+    from experiments.report_text import render_markdown
+
+    # GRPO: generation 3.0 s overlaps the previous update; its own work (update 1.0) then a 2.0 s
+    # wait: a 3.0 s step. BPPO: generation 2.4 (early stopping), 0.2 of work, 2.2 of waiting.
+    grpo = _async(_records(3.0, 3.0, 1.0, 1000.0, [0.2, 0.3, 0.4, 0.5], [60.0, 50.0, 40.0]), 2.0)
+    bppo = _async(_records(2.4, 2.4, 0.2, 100.0, [0.2, 0.3, 0.4, 0.5], [60.0, 60.0, 60.0]), 2.2)
+    report = build_report({"grpo": {0: grpo}, "bppo": {0: bppo}}, group_size=8, window=40.0)
+    assert report["mode"] == "async" and report["grpo"]["per_seed"][0]["mode"] == "async"
+    # the rest of a step is step - wait: 3.0 - 2.0 and 2.4 - 2.2
+    assert report["grpo"]["mean_rest_time_s"] == pytest.approx(1.0)
+    assert report["bppo"]["mean_rest_time_s"] == pytest.approx(0.2)
+    # g = generation / (generation + rest) = 3 / 4; rho = (2/8) (20 + 40) / (20 + 60) = 0.1875
+    bound = report["bound"]
+    assert bound["generate_share_grpo"] == pytest.approx(0.75) and bound["token_ratio"] == pytest.approx(0.1875)
+    # generation is GRPO's longer phase: shrinking the rest cannot shorten a step,
+    # max(0.75, 0.25) / max(0.75, 0.25 * 0.1875) = 1 (synchronously it would be 1 / (0.75 + 0.046875))
+    assert bound["amdahl"] == pytest.approx(1.0)
+    assert amdahl_bound(0.75, 0.1875) == pytest.approx(1 / 0.796875)
+    assert amdahl_bound(0.25, 0.5, overlapped=True) == pytest.approx(0.75 / 0.375)  # update the longer phase
+    # what BPPO gained here is early stopping's shorter generation: 3.0 / 2.4
+    assert report["speedup"]["step"] == pytest.approx(1.25)
+    projection = report["projection"]
+    assert projection["r_gen"] == pytest.approx(0.8) and projection["r_rest"] == pytest.approx(0.2)
+    rows = {round(r["generate_share"], 2): r for r in projection["rows"]}
+    # at the measured g = 0.75 the async formula gives the measured step speedup: 0.75 / max(0.6, 0.05)
+    assert rows[0.75]["measured"] and rows[0.75]["async_step_speedup"] == pytest.approx(1.25)
+    text = render_markdown(report, command="bppo compare trainer.mode=async")
+    assert "Training: both arms one step off policy (`trainer.mode: async`)" in text
+    assert "bound one step off policy, max(g, 1 − g) / max(g, (1 − g)ρ), 1.00×" in text
+    # a synchronous GRPO against an async BPPO is not a comparison the report makes
+    with pytest.raises(ValueError, match="mix synchronous and async"):
+        build_report(
+            {"grpo": {0: grpo[:1] + _records(3.0, 3.0, 1.0, 1000.0, [0.2, 0.3], [60.0])[1:]}, "bppo": {0: bppo}},
+            group_size=8,
+            window=40.0,
+        )
+
+
+def test_compare_refuses_arms_in_different_modes(tmp_path):
+    from experiments.compare import run_compare
+    from orchestrator.config_io import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"trainer.mode differs between the arms .*compare.bppo=\['trainer.mode=async'\]"
+    ):
+        run_compare(
+            [str(ROOT / "configs/compare_tiny_cpu.yaml")],
+            [f"trainer.run_dir={tmp_path}", "compare.bppo=[trainer.mode=async]"],
+            command="test",
+            report_only=True,
+        )
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
 @pytest.mark.slow  # reads the session's end-to-end runs (Ray, vLLM engines, DeepSpeed)
 def test_the_report_of_real_runs_is_consistent_with_their_metrics(e2e_runs):
     """`bppo compare --report-only` on the real BPPO and GRPO runs the end-to-end tests made (named
@@ -169,6 +231,56 @@ def test_interleaved_arms_take_steps_in_turn_side_by_side(ray_local, tiny_model,
         assert all(m["sync/policy_version"] == m["step"] for m in metrics if m["step"])
         assert (tmp_path / f"{algo}-seed0" / "final" / "model.safetensors").exists()
     assert json.loads((tmp_path / "report.json").read_text())["seeds"] == [0]
+
+
+@pytest.mark.slow  # Ray, vLLM engines, DeepSpeed
+def test_async_arms_interleave_without_generating_into_each_others_turn(ray_local, tiny_model, tmp_path, monkeypatch):
+    """BPPO-async against GRPO-async: each arm's step generates its next batch while it trains and
+    ends with that generation finished, so nothing of one arm runs during the other's turn; the
+    report uses the bound one step off policy."""
+    from experiments.compare import run_compare
+    from orchestrator.loop import Trainer
+
+    turns = []
+    original = Trainer.train_step
+
+    def recording(self, step):
+        metrics = original(self, step)
+        ahead = self.ahead.finished()  # the next batch, generated during this step
+        turns.append((self.config.algo.name, step, self.ahead.generating, ahead and ahead.step))
+        return metrics
+
+    monkeypatch.setattr(Trainer, "train_step", recording)
+    overrides = [
+        f"model.path={tiny_model}",
+        f"trainer.run_dir={tmp_path}",
+        "trainer.mode=async",
+        "trainer.steps=3",
+        "trainer.time_budget_s=null",
+        "data.source.num_train=200",
+        "data.source.num_test=20",
+        "trainer.prompts_per_step=4",
+        "eval.every=3",
+        "rollout.engine_core_process=false",
+    ]
+    run_compare([str(ROOT / "configs/compare_tiny_cpu.yaml")], overrides, command="test")
+    # no arm's step returns with its engines still generating; steps 1-2 leave the next batch
+    # generated, step 3 (the last) launches none
+    assert turns == [
+        ("grpo", 1, False, 2),
+        ("bppo", 1, False, 2),
+        ("grpo", 2, False, 3),
+        ("bppo", 2, False, 3),
+        ("grpo", 3, False, None),
+        ("bppo", 3, False, None),
+    ]
+    for algo in ("grpo", "bppo"):
+        metrics = [json.loads(line) for line in (tmp_path / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
+        assert [m["rollout/staleness_max"] for m in metrics if m["step"]] == [0.0, 1.0, 1.0]
+        assert all("time/wait_generation" in m for m in metrics if m["step"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["mode"] == "async" and report["grpo"]["mean_rest_time_s"] > 0
+    assert "Training: both arms one step off policy" in (tmp_path / "report.md").read_text()
 
 
 def test_report_only_without_runs_names_what_is_missing(tmp_path):

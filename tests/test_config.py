@@ -45,6 +45,32 @@ def test_baseline_presets_are_faithful():
     assert load_config([str(ROOT / "configs/bppo.yaml")]).rollout.early_stop_groups is False  # our extension: off
 
 
+def test_the_gpu_async_compare_runs_each_algorithm_as_its_own_preset():
+    """configs/compare_gpu_async.yaml: both arms async on split placement, GRPO's arm exactly
+    grpo_verl.yaml's algorithm and batching, BPPO's bppo.yaml's with early-stopped groups."""
+    from experiments.compare import arm_overrides
+    from orchestrator.placement import PlacementError, plan_placement
+
+    path = str(ROOT / "configs/compare_gpu_async.yaml")
+    config = load_config([path])
+    arms = {algo: load_config([path], arm_overrides(config, algo, 0)) for algo in ("grpo", "bppo")}
+    verl, paper = load_config([str(ROOT / "configs/grpo_verl.yaml")]), load_config([str(ROOT / "configs/bppo.yaml")])
+    assert arms["grpo"].algo == verl.algo and arms["bppo"].algo == paper.algo
+    # the learner as each preset has it, on half the ranks (below)
+    same_ranks = {"world_size": verl.learner.world_size}
+    assert arms["grpo"].learner.model_copy(update=same_ranks) == verl.learner
+    assert arms["bppo"].learner.model_copy(update=same_ranks) == paper.learner
+    assert arms["bppo"].rollout.early_stop_groups and not arms["grpo"].rollout.early_stop_groups
+    for arm in arms.values():
+        assert (arm.trainer.mode, arm.trainer.max_staleness, arm.ray.share) == ("async", 1, 0.5)
+        # each arm in half of one 8-GPU node: 2 engines + 2 learner ranks, one GPU each
+        placement = plan_placement(arm, {"GPU": 8.0, "CPU": 64.0})
+        assert placement.on_gpu and placement.engine["GPU"] == 1 and placement.learner_rank["GPU"] == 1
+        assert (arm.rollout.num_engines, arm.learner.world_size) == (2, 2)
+    with pytest.raises(PlacementError, match="ray.share=0.5 of the Ray cluster's 4 is 2"):
+        plan_placement(arms["grpo"], {"GPU": 4.0, "CPU": 64.0})
+
+
 def test_load_order_defaults_then_files_then_overrides(tmp_path):
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text("rollout: {n: 4, temperature: 0.7}\ntrainer: {steps: 5}\n")

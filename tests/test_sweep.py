@@ -42,8 +42,11 @@ def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
         )
 
 
-def _write_run(run_dir: Path, curve: list[tuple[int, float, float]], step_s: float) -> None:
-    """A metrics.jsonl with evaluations (step, training seconds, accuracy on 500 problems)."""
+def _write_run(
+    run_dir: Path, curve: list[tuple[int, float, float]], step_s: float, wait_s: float | None = None
+) -> None:
+    """A metrics.jsonl with evaluations (step, training seconds, accuracy on 500 problems);
+    ``wait_s``: an async run's wait for the batch generated ahead."""
     run_dir.mkdir(parents=True)
     records = []
     for step in range(0, curve[-1][0] + 1):
@@ -55,6 +58,7 @@ def _write_run(run_dir: Path, curve: list[tuple[int, float, float]], step_s: flo
                     "time/generate": step_s / 2,
                     "response/len_mean": 40.0,
                     "time/train_elapsed": step * step_s,
+                    **({} if wait_s is None else {"time/wait_generation": wait_s}),
                 }
             )
         for at, elapsed, accuracy in curve:
@@ -92,3 +96,16 @@ def test_time_to_target_is_per_pair_and_only_beyond_two_standard_errors(tmp_path
     assert fixed["trials"]["bppo"]["speedup_time_to_target"] == pytest.approx(100 / 30)
     assert "collapsed never reached" not in fixed["trials"]["collapsed"]["target_reason"]
     assert "this trial never reached the target 0.400" in fixed["trials"]["collapsed"]["target_reason"]
+
+
+def test_an_async_trial_is_marked_and_its_mode_change_named(tmp_path):
+    _write_run(tmp_path / "grpo", [(0, 0.0, 0.30), (10, 50.0, 0.36)], step_s=5.0)
+    _write_run(tmp_path / "grpo_async", [(0, 0.0, 0.30), (10, 40.0, 0.36)], step_s=4.0, wait_s=1.5)
+    trials = {"grpo": [], "grpo_async": []}
+    summary = summarize_sweep(tmp_path, trials, {n: "ok" for n in trials}, baseline="grpo", target=None)
+    rows = summary["trials"]
+    assert rows["grpo"]["mode"] == "sync" and rows["grpo_async"]["mode"] == "async"
+    assert rows["grpo_async"]["speedup_step"] == pytest.approx(5.0 / 4.0)
+    table = render_sweep(summary)
+    assert "| grpo | ok | sync | 0.360 |" in table and "| grpo_async | ok | async | 0.360 |" in table
+    assert "- grpo_async: trainer.mode async against a sync baseline: its speedups include" in table
