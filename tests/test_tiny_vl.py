@@ -1,0 +1,106 @@
+"""models/tiny_vl.py: the tiny Qwen2-VL the project builds, its processor, and vLLM serving it
+with image inputs at the learner's log-probs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.tiny_vl import IMAGE_PLACEHOLDER, build_tiny_vl_model, image_tokens
+from orchestrator.config import TinyModelConfig, TinyVLModelConfig
+from prompts.figures import Figure, render
+
+QUESTION = "Find x, the angle at C in the figure, in degrees."
+
+
+@pytest.fixture(scope="module")
+def tiny_vl(tmp_path_factory):
+    config = TinyVLModelConfig(text=TinyModelConfig(num_layers=2, tokenizer_problems=200))
+    out = tmp_path_factory.mktemp("tiny-vl")
+    build_tiny_vl_model(out, config)
+    return out, config
+
+
+def _figures(size: int):
+    triangle = render(Figure("triangle", (60, 50), {"A": "60°", "B": "50°", "C": "x"}), size=size)
+    circle = render(Figure("circle", (3,), {"radius": "3"}), size=size)
+    return triangle, circle
+
+
+def _learner_logprobs(model, processor, image, response_ids: list[int]) -> list[float]:
+    """log p(response token | prompt with the image, earlier tokens) by transformers' forward."""
+    prompt = processor(text=[IMAGE_PLACEHOLDER + QUESTION], images=[image], return_tensors="pt")
+    ids = torch.cat([prompt["input_ids"], torch.tensor([response_ids])], dim=1)
+    # which tokens are image tokens: Qwen2-VL's 3-D positions (M-RoPE) are computed from it
+    token_types = torch.cat([prompt["mm_token_type_ids"], torch.zeros(1, len(response_ids), dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        logits = model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values=prompt["pixel_values"],
+            image_grid_thw=prompt["image_grid_thw"],
+            mm_token_type_ids=token_types,
+        ).logits[0]
+    start = prompt["input_ids"].shape[1] - 1  # the logits that predict the first response token
+    logprobs = torch.log_softmax(logits[start : start + len(response_ids)].float(), dim=-1)
+    return logprobs.gather(1, torch.tensor(response_ids).view(-1, 1)).view(-1).tolist()
+
+
+def test_the_tiny_vlm_reads_its_image_through_the_processor(tiny_vl):
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    out, config = tiny_vl
+    processor = AutoProcessor.from_pretrained(out)
+    triangle, circle = _figures(config.image_size)
+    encoded = processor(text=[IMAGE_PLACEHOLDER + QUESTION], images=[triangle], return_tensors="pt")
+    # 112 px = 8 x 8 patches of 14 px, merged 2 x 2: 16 image tokens in place of the one pad
+    assert image_tokens(112) == 16 and encoded["image_grid_thw"].tolist() == [[1, 8, 8]]
+    pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert (encoded["input_ids"][0] == pad).sum().item() == 16
+    # 64 patches of 3 channels x 2 frames x 14 x 14 pixels
+    assert encoded["pixel_values"].shape == (64, 3 * 2 * 14 * 14)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
+    assert model.config.vision_config.depth == 1 and model.config.text_config.num_hidden_layers == 2
+    response = processor.tokenizer(" x = 70")["input_ids"]
+    on_triangle = _learner_logprobs(model, processor, triangle, response)
+    on_circle = _learner_logprobs(model, processor, circle, response)
+    assert on_triangle == _learner_logprobs(model, processor, triangle, response)  # deterministic
+    # the same tokens after another picture: the image reaches the language model
+    assert max(abs(a - b) for a, b in zip(on_triangle, on_circle)) > 1e-3
+
+
+@pytest.mark.slow  # vLLM (its engine core in its own process)
+def test_vllm_serves_image_prompts_at_the_learners_logprobs(tiny_vl):
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    from rollout.engine import RolloutEngine
+    from rollout.types import SamplingSettings
+
+    out, config = tiny_vl
+    processor = AutoProcessor.from_pretrained(out)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
+    triangle, circle = _figures(config.image_size)
+    prompt = processor.tokenizer(IMAGE_PLACEHOLDER + QUESTION)["input_ids"]  # one pad token: vLLM expands it
+    engine = RolloutEngine(str(out), max_model_len=256, seed=0, max_images_per_prompt=1)
+    try:
+        samples = engine.generate(
+            [prompt, prompt],
+            SamplingSettings(n=2, temperature=1.0, max_tokens=8, seed=7),
+            images=[[triangle], [circle]],
+        )
+        # one completion with seed 7 (what the triangle's first completion above was drawn with),
+        # after each picture
+        single = SamplingSettings(n=1, temperature=1.0, max_tokens=8, seed=7)
+        same = engine.generate([prompt], single, images=[[triangle]])
+        swapped = engine.generate([prompt], single, images=[[circle]])
+    finally:
+        engine.close()
+    assert [s.prompt_index for s in samples] == [0, 0, 1, 1] and all(s.prompt_ids == prompt for s in samples)
+    worst = 0.0
+    for sample in samples:
+        image = triangle if sample.prompt_index == 0 else circle
+        learner = _learner_logprobs(model, processor, image, sample.response_ids)
+        worst = max(worst, *(abs(a - b) for a, b in zip(sample.response_logprobs, learner)))
+    assert len(samples[0].response_ids) == 8 and worst < 1e-4  # parity on image prompts
+    assert same[0].response_ids == samples[0].response_ids  # reproducible per seed
+    assert swapped[0].response_logprobs != same[0].response_logprobs  # the picture changes the policy
