@@ -8,6 +8,8 @@ once both end with a complete one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,3 +39,13 @@ def build_atomically(target: Path, build: Callable[[Path], None], *, complete: s
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def built_from_config(name: str, config, build: Callable[[Path, object], None], *, root: Path | None = None) -> Path:
+    """The cache entry ``<name>-<hash of config>`` (a pydantic model), built by ``build(staging,
+    config)`` the first time it is asked for; ``config.json`` marks a finished model."""
+    digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    target = (root or cache_root()) / f"{name}-{digest}"
+    if (target / "config.json").exists():
+        return target
+    return build_atomically(target, lambda staging: build(staging, config), complete="config.json")

@@ -9,27 +9,16 @@ and vLLM load the very same directory as they would a real checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from models.cache import build_atomically, cache_root
+from models.cache import built_from_config
 
 EOS_TOKEN = "<|endoftext|>"
 
 
-def tiny_model_dir(tiny, *, root: Path | None = None) -> Path:
-    """Where the model for this ``model.tiny`` config lives: keyed by a hash of the config."""
-    digest = hashlib.sha256(json.dumps(tiny.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
-    return (root or cache_root()) / f"tiny-{digest}"
-
-
 def ensure_tiny_model(tiny, *, root: Path | None = None) -> Path:
-    """Build the tiny model once (atomically: a temp dir renamed into place) and return its dir."""
-    target = tiny_model_dir(tiny, root=root)
-    if (target / "config.json").exists():
-        return target
-    return build_atomically(target, lambda staging: build_tiny_model(staging, tiny), complete="config.json")
+    """The tiny model of this ``model.tiny`` config, built once (``tiny-<hash of the config>``)."""
+    return built_from_config("tiny", tiny, build_tiny_model, root=root)
 
 
 def tokenizer_corpus(num_problems: int, seed: int) -> list[str]:

@@ -12,11 +12,9 @@ engines (vLLM) load the very same directory as they would Qwen2.5-VL.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from models.cache import build_atomically, cache_root
+from models.cache import built_from_config
 from models.tiny import EOS_TOKEN, build_tokenizer, tokenizer_corpus
 
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
@@ -26,18 +24,9 @@ IMAGE_PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 PATCH, MERGE, TEMPORAL = 14, 2, 2  # Qwen2-VL's patch size, spatial merge and temporal patch
 
 
-def tiny_vl_model_dir(tiny_vl, *, root: Path | None = None) -> Path:
-    """Where the model for this ``model.tiny_vl`` config lives: keyed by a hash of the config."""
-    digest = hashlib.sha256(json.dumps(tiny_vl.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
-    return (root or cache_root()) / f"tiny-vl-{digest}"
-
-
 def ensure_tiny_vl_model(tiny_vl, *, root: Path | None = None) -> Path:
-    """Build the tiny VLM once (atomically) and return its directory."""
-    target = tiny_vl_model_dir(tiny_vl, root=root)
-    if (target / "config.json").exists():
-        return target
-    return build_atomically(target, lambda staging: build_tiny_vl_model(staging, tiny_vl), complete="config.json")
+    """The tiny VLM of this config, built once (``tiny-vl-<hash of the config>``)."""
+    return built_from_config("tiny-vl", tiny_vl, build_tiny_vl_model, root=root)
 
 
 def image_tokens(image_size: int) -> int:

@@ -35,6 +35,11 @@ def ray_cluster(config: RayConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, **common)
     else:
+        # Ray starts its workers at niceness 15, so any ordinary process on the machine takes
+        # their cores: a one-core neighbour starved one of a 2-thread learner's OpenMP threads
+        # and every parallel region waited for it (GRPO's update 9x slower, BPPO's 14x:
+        # benchmarks/compare_under_load.py). Our workers are the run; they compete as equals.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         # address="local": a new cluster even when another one runs on this machine (ray.init
         # would otherwise join the most recently started one).
         ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, **common)
