@@ -231,6 +231,7 @@ def _gather_rows(
         advantages=advantages[group_index, completion_index].float(),
         group_index=group_index,
         old_logprobs=old_logprobs,
+        images=None if groups.images is None else [groups.images[g] for g, _ in rows],
     )
 
 

@@ -14,6 +14,16 @@ import torch
 
 
 @dataclass
+class RowImages:
+    """The images of one row's prompt, as a Qwen2-VL-style processor gives them: their patches
+    ``[num_patches, channels x temporal x patch x patch]`` and each image's ``(t, h, w)`` patch
+    grid ``[num_images, 3]``; the row's prompt holds one image token per merged patch."""
+
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+
+
+@dataclass
 class RolloutGroups:
     """G completions for each of ``num_groups`` prompts, with their rewards."""
 
@@ -27,9 +37,14 @@ class RolloutGroups:
     # [num_groups, G] bool, or None when every completion finished. False marks a completion
     # that ``rollout.early_stop_groups`` aborted: it has no reward and is never trained on.
     finished: torch.Tensor | None = None
+    # Per group, its prompt's images (a vision-language policy; prompt_ids then hold one image
+    # token per merged patch, as expand_image_pads makes them); None: text only.
+    images: list[RowImages | None] | None = None
 
     def __post_init__(self) -> None:
         num_groups = len(self.prompt_ids)
+        if self.images is not None and len(self.images) != num_groups:
+            raise ValueError(f"{len(self.images)} image entries for {num_groups} prompts")
         if len(self.response_ids) != num_groups:
             raise ValueError(f"{len(self.response_ids)} response groups for {num_groups} prompts")
         sizes = {len(g) for g in self.response_ids}
@@ -60,6 +75,22 @@ class RolloutGroups:
         )
 
 
+def expand_image_pads(prompt: list[int], pad_id: int, tokens_per_image: list[int]) -> list[int]:
+    """``prompt`` with its k-th ``pad_id`` repeated ``tokens_per_image[k]`` times: the prompt the
+    engine sampled from (vLLM expands each pad itself) as the learner's forward sees it."""
+    pads = prompt.count(pad_id)
+    if pads != len(tokens_per_image):
+        raise ValueError(f"the prompt holds {pads} image pad tokens for {len(tokens_per_image)} images")
+    expanded, image = [], 0
+    for token in prompt:
+        if token == pad_id:
+            expanded += [pad_id] * tokens_per_image[image]
+            image += 1
+        else:
+            expanded.append(token)
+    return expanded
+
+
 @dataclass
 class TrainBatch:
     """Rows the learner trains on; see the module docstring for the layout."""
@@ -75,7 +106,21 @@ class TrainBatch:
     # with weights one or more updates behind): the loss then weights each token by the
     # truncated importance ratio old / behaviour (learner.losses.truncated_importance_weights)
     behavior_logprobs: torch.Tensor | None = None
+    # one entry per row (None: a text-only prompt) for a vision-language policy; None: no images
+    images: list[RowImages | None] | None = None
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def image_inputs(self) -> dict[str, torch.Tensor]:
+        """The rows' images as one forward takes them (rows in order, each row's images in
+        order: the model fills the image tokens of the flattened batch in that order); empty
+        without images."""
+        rows = [images for images in (self.images or []) if images is not None]
+        if not rows:
+            return {}
+        return {
+            "pixel_values": torch.cat([r.pixel_values for r in rows]),
+            "image_grid_thw": torch.cat([r.image_grid_thw for r in rows]),
+        }
 
     @property
     def num_tokens(self) -> int:
@@ -87,14 +132,15 @@ class TrainBatch:
         attended pad token, nothing trained): a data-parallel rank with no work still has to
         join every collective of the step."""
         if not rows:
-            inert = self.truncate(1).select([0]) if self.input_ids.shape[0] else None
+            inert = replace(self, images=None).truncate(1).select([0]) if self.input_ids.shape[0] else None
             if inert is None:
                 raise ValueError("cannot select from an empty batch")
             inert.loss_mask = torch.zeros_like(inert.loss_mask)
             inert.advantages = torch.zeros_like(inert.advantages)
             return inert
         index = torch.tensor(rows, dtype=torch.long)
-        chosen = self._map(_PER_ROW, lambda t: t[index], metrics={})
+        images = None if self.images is None else [self.images[row] for row in rows]
+        chosen = self._map(_PER_ROW, lambda t: t[index], metrics={}, images=images)
         return chosen.truncate(max(1, int(chosen.attention_mask.sum(dim=-1).max())))
 
     def truncate(self, columns: int) -> TrainBatch:

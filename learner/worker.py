@@ -136,14 +136,18 @@ class LearnerWorker:
     def _load_model(self, ds_config: dict):
         """The Hugging Face model; at ZeRO-3 built under ``deepspeed.zero.Init``, so each rank
         holds only its partition from the start (the weights reach it through gathers)."""
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
         attention = {}
         if self.learner["padding_free"]:
             attention = {"attn_implementation": self._packed_attention()}
+        config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=self.trust_remote_code)
+        # a vision-language policy (Qwen2-VL, Qwen2.5-VL): the class with its vision tower
+        vision = getattr(config, "vision_config", None) is not None
+        model_class = AutoModelForImageTextToText if vision else AutoModelForCausalLM
 
         def load():
-            return AutoModelForCausalLM.from_pretrained(
+            return model_class.from_pretrained(
                 self.model_path,
                 dtype=getattr(torch, self.dtype),
                 trust_remote_code=self.trust_remote_code,
@@ -210,9 +214,20 @@ class LearnerWorker:
         # distribution. The raw logits go in (no fp32 copy here): sequence_logprobs upcasts a
         # chunk at a time and, in training, overwrites them with their own gradient.
         options = dict(top_p=self.top_p, with_entropy=with_entropy)
-        if not self.learner["padding_free"]:
+        images = batch.image_inputs()
+        # Rows with images run padded: Qwen2-VL's 3-D rotary positions are computed per row from
+        # its image grids and attention mask, and packed rows (one [1, N] row whose 1-D
+        # positions restart) would need those per-row positions and the row boundaries carried
+        # separately; the model would otherwise take the packed rows as one sequence.
+        if not self.learner["padding_free"] or images:
             input_ids = batch.input_ids.to(self.device)
-            logits = model(input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device)).logits
+            if images:
+                images = {name: value.to(self.device) for name, value in images.items()}
+                # which tokens are image tokens: the 3-D positions are laid out from them
+                images["mm_token_type_ids"] = (input_ids == self._image_token_id(model)).long()
+            logits = model(
+                input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False, **images
+            ).logits
             out = sequence_logprobs(logits, input_ids, self.temperature, **options)  # [B, T] (each)
             return out if with_entropy else (out, None)
         packed = pack_rows(batch.input_ids, batch.attention_mask).to(self.device)
@@ -227,6 +242,11 @@ class LearnerWorker:
             return packed.unpack(values.masked_fill(packed.starts, 0.0))
 
         return per_row(logprobs), None if entropy is None else per_row(entropy)
+
+    @staticmethod
+    def _image_token_id(model) -> int:
+        config = getattr(model, "module", model).config  # a DeepSpeed engine wraps the model
+        return config.image_token_id
 
     @torch.no_grad()
     def logprobs(self, micro_batches: list[TrainBatch], which: str = "policy") -> list[torch.Tensor]:

@@ -308,3 +308,34 @@ def test_a_step_where_no_group_has_a_signal_gives_an_empty_batch():
         batch = build_train_batch(groups, algo, pad_id=PAD)
         assert batch.input_ids.shape[0] == 0
         assert signal_groups(groups, algo).shape == (0,)
+
+
+def test_each_trained_row_carries_its_groups_images():
+    """Vision-language groups: BPPO's pair rows and GRPO's rows get their own prompt's images
+    (the tensors themselves, in row order); the BPPO prefix cuts responses, never the images."""
+    from learner.batch import RowImages
+
+    images = [RowImages(torch.full((4, 6), float(g)), torch.tensor([[1, 2, 2]])) for g in range(2)]
+    groups = RolloutGroups(
+        prompt_ids=[[5, 9, 9, 6], [7, 9, 9, 8]],  # 9: an image token, one per merged patch
+        response_ids=[[[1, 2, 3], [1, 2]], [[3], [3, 4, 4, 4]]],
+        rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        correct=torch.tensor([[True, False], [False, True]]),
+        images=images,
+    )
+    bppo = build_train_batch(groups, BPPOConfig(prefix={"mode": "tokens", "tokens": 2}), pad_id=0)
+    # rows: (group 0: correct 0, incorrect 1), (group 1: correct 1, incorrect 0)
+    assert bppo.group_index.tolist() == [0, 0, 1, 1]
+    assert [im is images[g] for im, g in zip(bppo.images, bppo.group_index.tolist())] == [True] * 4
+    assert bppo.image_inputs()["pixel_values"].shape == (16, 6)  # 4 rows x 4 patches, rows in order
+    assert bppo.input_ids[:, :4].tolist() == [[5, 9, 9, 6], [5, 9, 9, 6], [7, 9, 9, 8], [7, 9, 9, 8]]
+    grpo = build_train_batch(groups, GRPOConfig(), pad_id=0)
+    assert [im is images[g] for im, g in zip(grpo.images, grpo.group_index.tolist())] == [True] * 4
+    with pytest.raises(ValueError, match="1 image entries for 2 prompts"):
+        RolloutGroups(
+            prompt_ids=groups.prompt_ids,
+            response_ids=groups.response_ids,
+            rewards=groups.rewards,
+            correct=groups.correct,
+            images=images[:1],
+        )

@@ -104,3 +104,74 @@ def test_vllm_serves_image_prompts_at_the_learners_logprobs(tiny_vl):
     assert len(samples[0].response_ids) == 8 and worst < 1e-4  # parity on image prompts
     assert same[0].response_ids == samples[0].response_ids  # reproducible per seed
     assert swapped[0].response_logprobs != same[0].response_logprobs  # the picture changes the policy
+
+
+def test_expanding_image_pads_by_hand():
+    from learner.batch import expand_image_pads
+
+    # pad 9: the first image is 2 tokens, the second 3; text tokens keep their order
+    assert expand_image_pads([1, 9, 2, 9, 3], 9, [2, 3]) == [1, 9, 9, 2, 9, 9, 9, 3]
+    assert expand_image_pads([1, 2], 9, []) == [1, 2]
+    with pytest.raises(ValueError, match="1 image pad tokens for 2 images"):
+        expand_image_pads([1, 9], 9, [4, 4])
+
+
+def test_the_learner_forward_carries_each_rows_image(tiny_vl):
+    """The worker's log-probs on a padded batch of two image rows (different pictures) and a text
+    row equal transformers' forward of each row alone; selecting rows keeps each row's image."""
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    from learner.algorithms import GRPOConfig
+    from learner.batch import RowImages, TrainBatch, pad_rows
+    from learner.worker import LearnerWorker
+    from orchestrator.config import LearnerConfig
+
+    out, config = tiny_vl
+    processor = AutoProcessor.from_pretrained(out)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
+    triangle, circle = _figures(config.image_size)
+    response = processor.tokenizer(" x = 70. The answer is 70.")["input_ids"]
+    encoded = [
+        processor(text=[IMAGE_PLACEHOLDER + QUESTION], images=[im], return_tensors="pt") for im in (triangle, circle)
+    ]
+    text_prompt = processor.tokenizer("What is 3 + 4?")["input_ids"]
+    prompts = [e["input_ids"][0].tolist() for e in encoded] + [text_prompt]
+    input_ids, attention_mask, loss_mask, _ = pad_rows(prompts, [response, response[:4], response], pad_id=0)
+    images = [RowImages(e["pixel_values"], e["image_grid_thw"]) for e in encoded] + [None]
+    batch = TrainBatch(input_ids, attention_mask, loss_mask, torch.zeros(3), torch.arange(3), images=images)
+    # padding_free: rows with images fall back to the padded forward (3-D positions are per row)
+    worker = LearnerWorker(
+        rank=0,
+        world_size=1,
+        model_path=str(out),
+        dtype="float32",
+        temperature=1.0,
+        total_steps=1,
+        seed=0,
+        algo=GRPOConfig().model_dump(),
+        learner=LearnerConfig(padding_free=True).model_dump(),
+    )
+    learner_model = worker._load_model(worker._ds_config(train=False))
+    assert type(learner_model).__name__ == "Qwen2VLForConditionalGeneration"
+    with torch.no_grad():
+        logprobs = worker._logprobs(learner_model, batch)
+    for row, image in enumerate((triangle, circle)):
+        start = len(prompts[row])
+        tokens = response if row == 0 else response[:4]
+        alone = _learner_logprobs(model, processor, image, tokens)
+        assert logprobs[row, start : start + len(tokens)].tolist() == pytest.approx(alone, abs=1e-5)
+    with torch.no_grad():
+        text_alone = torch.log_softmax(model(input_ids=torch.tensor([text_prompt + response])).logits[0].float(), -1)
+    expected = text_alone[len(text_prompt) - 1 : -1].gather(1, torch.tensor(response).view(-1, 1)).view(-1)
+    assert logprobs[2, len(text_prompt) : len(text_prompt) + len(response)].tolist() == pytest.approx(
+        expected.tolist(), abs=1e-5
+    )
+    # rows selected out of order keep their own images: the circle's row first, then the text row
+    picked = batch.select([1, 2])
+    assert picked.images[0] is images[1] and picked.images[1] is None
+    assert picked.image_inputs()["image_grid_thw"].tolist() == [[1, 8, 8]]
+    with torch.no_grad():
+        again = worker._logprobs(learner_model, picked)
+    assert again[0, : logprobs.shape[1]].tolist()[: len(prompts[1]) + 4] == pytest.approx(
+        logprobs[1].tolist()[: len(prompts[1]) + 4], abs=1e-5
+    )
