@@ -14,6 +14,7 @@ from pathlib import Path
 from models.cache import cache_root
 from models.packaged import ensure_packaged_model, is_packaged
 from models.tiny import ensure_tiny_model
+from models.tiny_vl import ensure_tiny_vl_model
 from models.warm_start import bootstrap, warm_start_key
 from orchestrator.config import Config
 
@@ -34,6 +35,8 @@ def base_model_path(config: Config, *, log=print) -> str:
     checkpoint, or the path or hub name as given."""
     if config.model.path == "tiny":
         return str(ensure_tiny_model(config.model.tiny))
+    if config.model.path == "tiny-vl":
+        return str(ensure_tiny_vl_model(config.model.tiny_vl))
     if is_packaged(config.model.path):
         return str(ensure_packaged_model(config.model.path, log=log))
     return config.model.path
@@ -42,6 +45,11 @@ def base_model_path(config: Config, *, log=print) -> str:
 def resolve_model_path(config: Config, *, log=print) -> str:
     """The policy ``config`` trains: for 'tiny' and packaged models, the warm-started checkpoint
     (built once, unless ``model.warm_start.enabled`` is false); otherwise the path or hub name."""
+    if config.model.path == "tiny-vl" and config.model.warm_start.enabled:
+        raise ValueError(
+            "model.path=tiny-vl has no warm start yet (SFT on images): set model.warm_start.enabled=false "
+            "to train it from its random initialisation"
+        )
     base = base_model_path(config, log=log)
     warm_startable = config.model.path == "tiny" or is_packaged(config.model.path)
     if not (warm_startable and config.model.warm_start.enabled):

@@ -16,10 +16,7 @@ from pathlib import Path
 
 from models.cache import built_from_config
 from models.tiny import EOS_TOKEN, build_tokenizer, tokenizer_corpus
-
-VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
-IMAGE_PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
-"""Where a prompt's image goes: the processor (and vLLM) expand the pad to one token per merged patch."""
+from prompts.images import IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
 
 PATCH, MERGE, TEMPORAL = 14, 2, 2  # Qwen2-VL's patch size, spatial merge and temporal patch
 

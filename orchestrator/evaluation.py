@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prompts.images import prompt_images
 from prompts.problems import Problem
 from rollout.types import SamplingSettings
 
@@ -55,7 +56,7 @@ def accuracy_by_source(correct: list[bool], sources: list[str | None]) -> dict[s
 def answer_quality(
     fleet, rewards, prompts: list[list[int]], problems: list[Problem], sampling: SamplingSettings
 ) -> AnswerQuality:
-    samples = fleet.generate(prompts, sampling)
+    samples = fleet.generate(prompts, sampling, images=prompt_images(problems))
     results, _ = rewards.score([s.text for s in samples], [p.answer for p in problems])
     return AnswerQuality(
         correct=[bool(r.correct) for r in results],
@@ -84,7 +85,7 @@ def sampled_correct(
     fleet, rewards, prompts: list[list[int]], problems: list[Problem], sampling: SamplingSettings
 ) -> list[list[bool]]:
     """``sampling.n`` samples of every problem, scored: ``[problem][sample]`` correct."""
-    samples = fleet.generate(prompts, sampling)
+    samples = fleet.generate(prompts, sampling, images=prompt_images(problems))
     results, _ = rewards.score([s.text for s in samples], [problems[s.prompt_index].answer for s in samples])
     correct: list[list[bool]] = [[] for _ in problems]
     for sample, result in zip(samples, results, strict=True):

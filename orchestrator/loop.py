@@ -29,8 +29,17 @@ from orchestrator.checkpoint import (
 from orchestrator.config import Config
 from orchestrator.config_io import write_resolved_config
 from orchestrator.evaluation import accuracy_by_source, answer_quality, pass_at_k, sampled_correct, source_of
-from orchestrator.metrics import MetricsSink, PhaseTimes
-from orchestrator.rollout_ahead import Rollout, RolloutAhead, rollout_record, to_rollout_groups
+from orchestrator.metrics import MetricsSink, PhaseTimes, sample_metrics
+from orchestrator.rollout_ahead import (
+    Rollout,
+    RolloutAhead,
+    drop_stale,
+    rollout_record,
+    staleness,
+    to_rollout_groups,
+)
+from orchestrator.vision import vision_inputs
+from prompts.images import prompt_images
 from prompts.loaders import load_prompt_set
 from prompts.problems import Problem, prompt_ids
 from prompts.scheduling import build_scheduler
@@ -55,6 +64,10 @@ class Trainer:
         pad_id = self.tokenizer.pad_token_id
         self.pad_id = self.tokenizer.eos_token_id if pad_id is None else pad_id
         prompt_set = load_prompt_set(config.data)
+        # a vision-language policy: its prompts' images, for the engines and the learner
+        self.vision = vision_inputs(
+            self.model_path, prompt_set.train + prompt_set.test, trust_remote_code=config.model.trust_remote_code
+        )
         self.train_set, self.train_prompts = self._fitting(prompt_set.train, "train")
         self.test_set, self.test_prompts = self._fitting(prompt_set.test, "test")
         self.step = 0
@@ -162,7 +175,9 @@ class Trainer:
         # (trainer.mode async) while the previous step trained.
         rollout = self._rollout(step, times)
         groups = self._shaped(to_rollout_groups(rollout.kept, self.config.rollout.n))
-        metrics = {**rollout.metrics, **self._staleness(rollout)}
+        if self.vision is not None:
+            groups = self.vision.attach(groups, [self.train_set[i] for i, _, trained in rollout.sampled if trained])
+        metrics = {**rollout.metrics, **staleness(rollout, self.fleet.policy_version)}
         # 3-5. Advantages over the full group, then selection and truncation: pure functions.
         with times("select"):
             batch = build_train_batch(groups, self.config.algo, pad_id=self.pad_id, seed=self._seed(step))
@@ -201,30 +216,19 @@ class Trainer:
         self._record_rollouts(step, rollout.sampled)
         return rollout
 
-    def _staleness(self, rollout: Rollout) -> dict[str, float]:
-        """How many versions the samples lag the weights about to train on them (0 in sync mode)."""
-        lags = [self.fleet.policy_version - s.policy_version for s in rollout.samples()] or [0]
-        return {"rollout/staleness": sum(lags) / len(lags), "rollout/staleness_max": float(max(lags))}
-
     def _drop_stale(self, rollout: Rollout) -> Rollout:
         """Async: groups with a sample more than trainer.max_staleness versions behind are not
         trained on (dropped, not waited for)."""
         if self.ahead is None:
             return rollout
-        bound, version, dropped = self.config.trainer.max_staleness, self.fleet.policy_version, 0
-        sampled = []
-        for index, group, trained in rollout.sampled:
-            stale = trained and any(version - sample.policy_version > bound for sample, _ in group)
-            dropped += stale
-            sampled.append((index, group, trained and not stale))
-        metrics = {**rollout.metrics, "rollout/stale_groups_dropped": float(dropped)}
+        bound = self.config.trainer.max_staleness
+        rollout, dropped = drop_stale(rollout, self.fleet.policy_version, bound)
         if dropped:
             self.log(
                 f"step {rollout.step}: {dropped} groups older than trainer.max_staleness={bound} dropped",
                 file=sys.stderr,
             )
-            metrics["rollout/groups"] -= dropped
-        return Rollout(rollout.step, sampled, metrics, rollout.seconds)
+        return rollout
 
     def collect(self, step: int) -> Rollout:
         """Step ``step``'s batch, generated, scored and chosen (inline, or ahead in a thread)."""
@@ -251,6 +255,7 @@ class Trainer:
                     [self.train_prompts[i] for i in indices],
                     self._sampling(step, round_),
                     early_stop=self._early_stop(answers),
+                    images=prompt_images([self.train_set[i] for i in indices]),
                 )
             with times("reward"):  # early-stopped groups were judged while generating
                 results = self._score(samples, answers)
@@ -276,7 +281,7 @@ class Trainer:
                 break
         finished = [s for s in all_samples if s.finish_reason != "abort"]
         metrics.update(reward_metrics([r for r in all_results if r is not None]))
-        metrics.update(self._sample_metrics(finished, times.get("generate")))
+        metrics.update(sample_metrics(finished, times.get("generate")))
         metrics["rollout/aborted_rate"] = 1.0 - len(finished) / max(1, len(all_samples))
         # tokens the engines decoded this step, an early-stopped group's aborted tails included
         metrics["rollout/decoded_tokens"] = float(
@@ -395,16 +400,6 @@ class Trainer:
             return [s.meta.pop("reward", None) for s in samples]
         results, _ = self.rewards.score([s.text for s in samples], [answers[s.prompt_index] for s in samples])
         return results
-
-    def _sample_metrics(self, samples: list[Sample], generate_s: float) -> dict[str, float]:
-        lengths = [len(s.response_ids) for s in samples]
-        return {
-            "response/prompt_len_mean": sum(len(s.prompt_ids) for s in samples) / max(1, len(samples)),
-            "response/len_mean": sum(lengths) / max(1, len(lengths)),
-            "response/len_max": float(max(lengths, default=0)),
-            "response/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
-            "throughput/gen_tokens_per_s": sum(lengths) / max(generate_s, 1e-9),
-        }
 
     def _record_rollouts(self, step: int, sampled: list) -> None:
         """``rollouts.jsonl``: every prompt sampled this step (``rollout_record``)."""

@@ -136,3 +136,15 @@ class PhaseTimes:
 
     def metrics(self) -> dict[str, float]:
         return {f"time/{phase}": s for phase, s in self.seconds.items()}
+
+
+def sample_metrics(samples: list, generate_s: float) -> dict[str, float]:
+    """``response/*`` and the generation throughput of a step's finished samples."""
+    lengths = [len(s.response_ids) for s in samples]
+    return {
+        "response/prompt_len_mean": sum(len(s.prompt_ids) for s in samples) / max(1, len(samples)),
+        "response/len_mean": sum(lengths) / max(1, len(lengths)),
+        "response/len_max": float(max(lengths, default=0)),
+        "response/clip_rate": sum(s.finish_reason == "length" for s in samples) / max(1, len(samples)),
+        "throughput/gen_tokens_per_s": sum(lengths) / max(generate_s, 1e-9),
+    }

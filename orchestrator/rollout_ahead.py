@@ -129,6 +129,27 @@ class RolloutAhead:
             ) from None
 
 
+def staleness(rollout: Rollout, version: int) -> dict[str, float]:
+    """How many versions the samples lag the weights ``version`` about to train on them (0 in
+    sync mode): ``rollout/staleness`` (mean) and ``rollout/staleness_max``."""
+    lags = [version - s.policy_version for s in rollout.samples()] or [0]
+    return {"rollout/staleness": sum(lags) / len(lags), "rollout/staleness_max": float(max(lags))}
+
+
+def drop_stale(rollout: Rollout, version: int, bound: int) -> tuple[Rollout, int]:
+    """The rollout with every trained group that holds a sample more than ``bound`` versions
+    behind ``version`` marked untrained, and how many were."""
+    sampled, dropped = [], 0
+    for index, group, trained in rollout.sampled:
+        stale = trained and any(version - sample.policy_version > bound for sample, _ in group)
+        dropped += stale
+        sampled.append((index, group, trained and not stale))
+    metrics = {**rollout.metrics, "rollout/stale_groups_dropped": float(dropped)}
+    if dropped:
+        metrics["rollout/groups"] -= dropped
+    return Rollout(rollout.step, sampled, metrics, rollout.seconds), dropped
+
+
 def to_rollout_groups(groups: list[Group], group_size: int) -> RolloutGroups:
     """Rectangular groups (none when no group had a signal); an aborted completion (reward None)
     gets reward 0 and finished=False."""

@@ -87,6 +87,39 @@ class SyntheticSource(_Strict):
         return [(family, int(level)) for family, _, level in (pair.partition(":") for pair in self.mix)]
 
 
+class DiagramSource(_Strict):
+    """Generated geometry problems that come with a rendered figure (prompts.diagrams), for a
+    vision-language policy: each prompt carries its image."""
+
+    kind: Literal["diagrams"] = "diagrams"
+    """Source tag (the discriminator of ``data.source``)."""
+    num_train: int = Field(2_000, ge=1)
+    """Distinct training problems (text and figure together)."""
+    num_test: int = Field(200, ge=1)
+    """Distinct held-out problems."""
+    families: list[str] = []
+    """Diagram families to draw from; empty = all (see prompts.diagrams.DIAGRAM_FAMILIES)."""
+    figure_only: bool = True
+    """The text leaves out what the figure shows ("Find x."): the model must read the image.
+    False states the numbers in the text too."""
+    image_size: int = Field(112, ge=28, multiple_of=28)
+    """Rendered figures are image_size x image_size pixels."""
+    test_buckets: int = Field(10, ge=2)
+    """1 in ``test_buckets`` problems (by a hash of the text and the figure) is held out."""
+    seed: int = 0
+    """Generator seed."""
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: list[str]) -> list[str]:
+        from prompts.diagrams import DIAGRAM_FAMILIES
+
+        unknown = [f for f in families if f not in DIAGRAM_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown diagram families {unknown}; allowed: {', '.join(DIAGRAM_FAMILIES)}")
+        return families
+
+
 Recipe = Literal["plain", "math", "math_geometry", "geo3k", "gsm8k", "verl"]
 
 
@@ -153,7 +186,9 @@ RECIPE_COLUMNS = {
 
 
 class DataConfig(_Strict):
-    source: Annotated[SyntheticSource | FileSource | HubSource, Field(discriminator="kind")] = SyntheticSource()
+    source: Annotated[SyntheticSource | DiagramSource | FileSource | HubSource, Field(discriminator="kind")] = (
+        SyntheticSource()
+    )
     """Prompt source: synthetic, file or hub."""
     columns: ColumnMap = ColumnMap()
     """Column mapping for file and hub sources."""

@@ -77,9 +77,12 @@ def generate_diagrams(
     figure_only: bool = True,
     families: list[str] | None = None,
     test_buckets: int = 20,
+    image_size: int = 224,
 ) -> tuple[list[Problem], list[Problem]]:
-    """``num_train`` and ``num_test`` distinct problems with figures, families drawn uniformly.
-    Raises ValueError when the families cannot supply that many distinct problems."""
+    """``num_train`` and ``num_test`` distinct problems with figures, families drawn uniformly;
+    each figure is rendered at ``image_size`` pixels when a prompt needs it
+    (``prompts.images.problem_images``). Raises ValueError when the families cannot supply that
+    many distinct problems."""
     names = families or list(DIAGRAM_FAMILIES)
     unknown = sorted(set(names) - set(DIAGRAM_FAMILIES))
     if unknown:
@@ -97,6 +100,7 @@ def generate_diagrams(
                 "family": family,
                 "level": 1,
                 "figure": figure.to_json(),
+                "image_size": image_size,
                 "figure_only": figure_only,
                 "verbose_solution": solutions["verbose"],
             }

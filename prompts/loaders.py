@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prompts.config import ColumnMap, DataConfig, FileSource, HubSource, SyntheticSource
+from prompts.config import ColumnMap, DataConfig, DiagramSource, FileSource, HubSource, SyntheticSource
 from prompts.problems import Problem
 from prompts.synthetic import generate
 from rewards.extract import last_boxed
@@ -44,6 +44,19 @@ def load_prompt_set(config: DataConfig) -> PromptSet:
             levels=tuple(source.levels),
             mix=source.pairs() or None,
             test_buckets=source.test_buckets,
+        )
+        prompt_set = PromptSet(train, test)
+    elif isinstance(source, DiagramSource):
+        from prompts.diagrams import generate_diagrams
+
+        train, test = generate_diagrams(
+            source.num_train,
+            source.num_test,
+            seed=source.seed,
+            figure_only=source.figure_only,
+            families=source.families or None,
+            test_buckets=source.test_buckets,
+            image_size=source.image_size,
         )
         prompt_set = PromptSet(train, test)
     else:

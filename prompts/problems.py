@@ -18,12 +18,16 @@ class Problem:
 
 
 def format_prompt(problem: Problem, template: str = DEFAULT_PROMPT_TEMPLATE) -> str:
-    """Fill ``{question}`` and ``{choices}`` by plain replacement (LaTeX braces stay intact)."""
+    """Fill ``{question}`` and ``{choices}`` by plain replacement (LaTeX braces stay intact); a
+    problem with images gets one image placeholder per image before its question."""
+    from prompts.images import image_count, with_placeholders
+
     choices = ""
     if problem.choices:
         letters = "ABCDEFGHIJ"
         choices = "\n" + " ".join(f"({letters[i]}) {c}" for i, c in enumerate(problem.choices))
-    return template.replace("{question}", problem.question).replace("{choices}", choices)
+    question = with_placeholders(problem.question, image_count(problem))
+    return template.replace("{question}", question).replace("{choices}", choices)
 
 
 def render_prompt(

@@ -45,7 +45,7 @@ class RolloutEngine:
         seed: int = 0,
         engine_core_process: bool = True,
         cpu_cores: list[int] | None = None,
-        max_images_per_prompt: int = 0,
+        max_images_per_prompt: int | None = None,
     ) -> None:
         on_gpu = _on_gpu()
         # The engine core in its own process is vLLM's default and what GPU users run; the
@@ -56,7 +56,9 @@ class RolloutEngine:
             "worker_extension_cls": "weight_sync.transfer.WeightTransferExtension",
             "weight_transfer_config": {"backend": "nccl" if on_gpu else "gloo"},
         }
-        if max_images_per_prompt:  # a vision-language policy: images only (no video profiling)
+        if max_images_per_prompt is None:  # one image per prompt for a vision-language checkpoint
+            max_images_per_prompt = 1 if has_vision_tower(model_path, trust_remote_code=trust_remote_code) else 0
+        if max_images_per_prompt:  # images only: vLLM then profiles no video inputs
             kwargs["limit_mm_per_prompt"] = {"image": max_images_per_prompt, "video": 0}
         if on_gpu:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -235,6 +237,14 @@ class RolloutEngine:
     def identity(self) -> str:
         """Changes when Ray restarts the actor (which then holds the weights it was created with)."""
         return self.instance_id
+
+
+def has_vision_tower(model_path: str, *, trust_remote_code: bool = False) -> bool:
+    """The checkpoint is a vision-language model (Qwen2-VL, Qwen2.5-VL, the tiny VLM)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    return getattr(config, "vision_config", None) is not None
 
 
 def _engine_input(prompt: list[int], images: list | None) -> dict:

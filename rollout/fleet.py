@@ -58,11 +58,16 @@ class EngineFleet:
         self._identities = self._wait_started(range(num_engines), what=f"{resources_per_engine} each")
 
     def generate(
-        self, prompts: list[list[int]], sampling: SamplingSettings, early_stop: EarlyStop | None = None
+        self,
+        prompts: list[list[int]],
+        sampling: SamplingSettings,
+        early_stop: EarlyStop | None = None,
+        images: list | None = None,
     ) -> list[Sample]:
         """Samples for every prompt, grouped by prompt in input order; prompts are split into
         one contiguous slice per engine (per-prompt seeds make the result independent of the
-        split). ``early_stop``: see ``RolloutEngine.generate``."""
+        split). ``early_stop`` and ``images`` (one list of PIL images per prompt): see
+        ``RolloutEngine.generate``."""
         bounds = _slices(len(prompts), len(self.engines))
         results = self._call_all(
             lambda engine, i: engine.generate.remote(
@@ -71,6 +76,7 @@ class EngineFleet:
                 first_index=bounds[i][0],
                 early_stop=None if early_stop is None else early_stop.slice(*bounds[i]),
                 expected_version=self.policy_version,
+                images=None if images is None else images[bounds[i][0] : bounds[i][1]],
             ),
             skip=lambda i: bounds[i][0] == bounds[i][1],
         )
