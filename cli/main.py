@@ -128,12 +128,12 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
     """Build and warm-start the tiny model or a packaged model (cached); print its directory."""
     from models.packaged import PACKAGED_MODELS, is_packaged
-    from models.sources import resolve_model_path
+    from models.sources import BUILT, resolve_model_path
 
-    if config.model.path != "tiny" and not is_packaged(config.model.path):
+    if config.model.path not in BUILT and not is_packaged(config.model.path):
         print(
-            f"error: model.path={config.model.path!r}: bootstrap warm-starts the tiny model (model.path=tiny) "
-            f"or a packaged one ({', '.join(PACKAGED_MODELS)})",
+            f"error: model.path={config.model.path!r}: bootstrap warm-starts the models the project builds "
+            f"(model.path={' or '.join(BUILT)}) or a packaged one ({', '.join(PACKAGED_MODELS)})",
             file=sys.stderr,
         )
         return 2

@@ -405,10 +405,14 @@ class LearnerWorker:
         """The policy in Hugging Face format (weights gathered on every rank, written by rank 0)."""
         weights = self.export_weights()
         if self.rank == 0:
-            from transformers import AutoTokenizer
+            from transformers import AutoProcessor, AutoTokenizer
 
             self.engine.module.save_pretrained(directory, state_dict=weights)
-            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(directory)
+            # a vision-language model's processor (tokenizer + image processor) travels with it
+            vision = getattr(self.engine.module.config, "vision_config", None) is not None
+            (AutoProcessor if vision else AutoTokenizer).from_pretrained(
+                self.model_path, trust_remote_code=self.trust_remote_code
+            ).save_pretrained(directory)
 
 
 def _record_grad_norm(engine) -> None:

@@ -1,5 +1,6 @@
 """Where a run's model comes from: ``model.path`` as given (a local directory or a hub name);
-``tiny``, the project's own small Qwen2 (``models.tiny``); or a packaged pretrained model
+``tiny``, the project's own small Qwen2 (``models.tiny``), or ``tiny-vl``, its small Qwen2-VL
+(``models.tiny_vl``); or a packaged pretrained model
 (``models.packaged``). The last two are warm-started once by SFT unless
 ``model.warm_start.enabled`` is false (``models.warm_start``), and cached by a hash of everything
 that shapes them.
@@ -18,15 +19,17 @@ from models.tiny_vl import ensure_tiny_vl_model
 from models.warm_start import bootstrap, warm_start_key
 from orchestrator.config import Config
 
+BUILT = ("tiny", "tiny-vl")  # models the project builds from a config (the rest are converted or given)
+
 
 def warm_model_dir(config: Config, base: str | None = None) -> Path:
     """Where the warm start of ``config``'s model lives. ``base``: a packaged model's converted
     directory, whose name carries its file's hash (resolved here when not given)."""
     key = warm_start_key(config)
-    if config.model.path != "tiny":
+    if config.model.path not in BUILT:
         key["base_dir"] = Path(base or ensure_packaged_model(config.model.path)).name
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    name = "tiny" if config.model.path == "tiny" else config.model.path
+    name = config.model.path
     return cache_root() / f"{name}-warm-{digest}"
 
 
@@ -45,13 +48,8 @@ def base_model_path(config: Config, *, log=print) -> str:
 def resolve_model_path(config: Config, *, log=print) -> str:
     """The policy ``config`` trains: for 'tiny' and packaged models, the warm-started checkpoint
     (built once, unless ``model.warm_start.enabled`` is false); otherwise the path or hub name."""
-    if config.model.path == "tiny-vl" and config.model.warm_start.enabled:
-        raise ValueError(
-            "model.path=tiny-vl has no warm start yet (SFT on images): set model.warm_start.enabled=false "
-            "to train it from its random initialisation"
-        )
     base = base_model_path(config, log=log)
-    warm_startable = config.model.path == "tiny" or is_packaged(config.model.path)
+    warm_startable = config.model.path in BUILT or is_packaged(config.model.path)
     if not (warm_startable and config.model.warm_start.enabled):
         return base
     target = warm_model_dir(config, base)

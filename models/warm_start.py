@@ -1,7 +1,8 @@
 """``bppo bootstrap``: the tiny model (or a packaged real model), warm-started by SFT until RL has
 something to improve.
 
-The built tiny model (``models.tiny``: tokenizer + random Qwen2), or a packaged pretrained model
+The built tiny model (``models.tiny``: tokenizer + random Qwen2; or ``models.tiny_vl``, with
+each prompt's images), or a packaged pretrained model
 (``models.packaged``, its prompts in its chat template), is trained on
 synthetic problems with worked solutions, concise and verbose mixed, through the same
 DeepSpeed learner as RL (``LearnerWorld.train(objective="sft")``). Every
@@ -32,14 +33,17 @@ EVAL_MAX_TOKENS = 160  # the tiny model's evaluation cap (a packaged model's is 
 def warm_start_key(config: Config) -> dict:
     """Everything the warm-started model depends on."""
     tiny = config.model.path == "tiny"
+    built = tiny or config.model.path == "tiny-vl"
     warm = config.model.warm_start.model_dump(mode="json")
     if not warm["elaborate_fraction"]:  # at 0 the SFT data is what it was before the setting existed:
         del warm["elaborate_fraction"]  # the caches made then stay valid
+    vision = {"tiny_vl": config.model.tiny_vl.model_dump(mode="json")} if config.model.path == "tiny-vl" else {}
     return {
-        # the base: the tiny model's config, or a packaged model's name (its file's hash names the
+        # the base: a built model's config, or a packaged model's name (its file's hash names the
         # converted directory, which warm_model_dir folds in)
         "tiny": config.model.tiny.model_dump(mode="json") if tiny else None,
-        "base": None if tiny else config.model.path,
+        **vision,
+        "base": None if built else config.model.path,
         "chat_template": config.data.chat_template,
         "warm_start": warm,
         "prompt_template": config.data.prompt_template,
@@ -55,6 +59,11 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
     """(prompt ids, response ids + EOS) pairs from the first ``num_problems`` training problems;
     a seeded ``elaborate_fraction`` of them use the elaborate solution where the problem has
     one, and a ``verbose_fraction`` of the rest the verbose one."""
+    return [(prompt, response) for _, prompt, response in sft_rows(config, tokenizer, train_problems)]
+
+
+def sft_rows(config: Config, tokenizer, train_problems: list) -> list[tuple[object, list[int], list[int]]]:
+    """``sft_examples`` with the problem each came from (its images, for a vision-language model)."""
     from prompts.problems import prompt_ids
 
     warm = config.model.warm_start
@@ -74,7 +83,7 @@ def sft_examples(config: Config, tokenizer, train_problems: list) -> list[tuple[
         prompt = prompt_ids(problem, config.data.prompt_template, tokenizer, chat_template=chat)
         # the tiny tokenizer was trained on " " + solution; a chat template's turn starts on a new line
         response = tokenizer.encode(solution if chat else " " + solution, add_special_tokens=False)
-        examples.append((prompt, response + [tokenizer.eos_token_id]))
+        examples.append((problem, prompt, response + [tokenizer.eos_token_id]))
     if not examples:
         raise ValueError("the warm start needs problems with worked solutions (data.source: synthetic)")
     return examples
@@ -122,6 +131,8 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
     from orchestrator import console
     from orchestrator.actors import start_actor_stack
     from orchestrator.evaluation import answer_quality
+    from orchestrator.vision import vision_inputs
+    from prompts.images import problem_images
     from prompts.loaders import load_prompt_set
     from prompts.problems import prompt_ids
     from rollout.types import SamplingSettings
@@ -131,13 +142,16 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
     warm, started = config.model.warm_start, time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(base)
     prompt_set = load_prompt_set(config.data)  # generating it is seconds: once, for both uses
-    examples = sft_examples(config, tokenizer, prompt_set.train)
+    vision = vision_inputs(base, prompt_set.train, trust_remote_code=config.model.trust_remote_code)
+    examples = []  # (prompt ids as the learner sees them, response ids, the prompt's images or None)
+    for problem, prompt, response in sft_rows(config, tokenizer, prompt_set.train):
+        images = None if vision is None else vision.encode(problem_images(problem))
+        examples.append((prompt if vision is None else vision.expand(prompt, images), response, images))
     held_out = prompt_set.test[: warm.eval_problems]
     data = config.data
     eval_prompts = [prompt_ids(p, data.prompt_template, tokenizer, chat_template=data.chat_template) for p in held_out]
-    max_tokens = (
-        min(EVAL_MAX_TOKENS, config.rollout.max_tokens) if config.model.path == "tiny" else config.rollout.max_tokens
-    )
+    built = config.model.path in ("tiny", "tiny-vl")
+    max_tokens = min(EVAL_MAX_TOKENS, config.rollout.max_tokens) if built else config.rollout.max_tokens
     actors = start_actor_stack(
         sft_config(config), base, total_steps=warm.max_steps, max_len=max(EVAL_MAX_TOKENS, max_tokens)
     )
@@ -155,10 +169,15 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
         for step in range(1, warm.max_steps + 1):
             chosen = [examples[rng.randrange(len(examples))] for _ in range(warm.batch_size)]
             input_ids, attention_mask, loss_mask, _ = pad_rows(
-                [p for p, _ in chosen], [r for _, r in chosen], pad_id=tokenizer.eos_token_id
+                [p for p, _, _ in chosen], [r for _, r, _ in chosen], pad_id=tokenizer.eos_token_id
             )
             batch = TrainBatch(
-                input_ids, attention_mask, loss_mask, torch.zeros(len(chosen)), torch.arange(len(chosen))
+                input_ids,
+                attention_mask,
+                loss_mask,
+                torch.zeros(len(chosen)),
+                torch.arange(len(chosen)),
+                images=None if vision is None else [images for _, _, images in chosen],
             )
             nll = learner.train(batch, objective="sft")["sft/nll"]
             bar.update(1)

