@@ -134,21 +134,24 @@ def cmd_data_curate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_data_examples(args: argparse.Namespace, config: Config) -> int:
-    """Small GSM8K, MATH and verl-parquet files from the config's synthetic problems, each with the
-    ``data:`` block that reads it."""
+    """Small GSM8K, MATH and verl-parquet files from the config's synthetic problems (Geometry3K
+    parquet from diagram problems), each with the ``data:`` block that reads it."""
     from prompts.loaders import load_prompt_set
-    from prompts.tools.example_files import write_example_files
+    from prompts.tools.example_files import FORMATS_OF_SOURCE, write_example_files
 
-    if config.data.source.kind != "synthetic":
+    formats = FORMATS_OF_SOURCE.get(config.data.source.kind)
+    if formats is None:
         print(
-            f"error: data.source.kind={config.data.source.kind}: the examples are made from synthetic problems "
-            "(data.source.kind=synthetic, the default)",
+            f"error: data.source.kind={config.data.source.kind}: the examples are made from generated problems "
+            "(data.source.kind=synthetic, the default: GSM8K, MATH, verl; data.source.kind=diagrams: Geometry3K)",
             file=sys.stderr,
         )
         return 2
     prompt_set = load_prompt_set(config.data)
     out = Path(args.out or Path(config.trainer.run_dir) / "data" / "examples")
-    written = write_example_files(out, prompt_set.train, prompt_set.test, rows_per_split=(args.train, args.test))
+    written = write_example_files(
+        out, prompt_set.train, prompt_set.test, rows_per_split=(args.train, args.test), formats=formats
+    )
     for fmt, (train, test, yaml_path) in written.items():
         print(f"{fmt}: {train}, {test}; read with --config {yaml_path}")
     return 0

@@ -42,7 +42,8 @@ def cmd_data(args: argparse.Namespace, config: Config) -> int:
     for name, problems in (("train", prompt_set.train), ("test", prompt_set.test)):
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for problem in problems:
-                f.write(json.dumps(asdict(problem)) + "\n")
+                # an image file's bytes are written as their size (the JSONL is for reading)
+                f.write(json.dumps(asdict(problem), default=_bytes_summary) + "\n")
     print(
         f"{len(prompt_set.train)} train / {len(prompt_set.test)} test problems in {loaded_s:.1f} s "
         f"({prompt_set.skipped_rows} rows skipped) -> {out}/"
@@ -50,6 +51,12 @@ def cmd_data(args: argparse.Namespace, config: Config) -> int:
     if args.verify:
         _verify_gold_answers(config, prompt_set.train[: args.verify] + prompt_set.test)
     return 0
+
+
+def _bytes_summary(value):
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _verify_gold_answers(config: Config, problems: list) -> None:

@@ -135,8 +135,8 @@ class FileSource(_Strict):
     recipe: Recipe = "plain"
     """How rows map to problems: plain (the column mapping), math (MATH, every subject: answer =
     last \\boxed{} of the solution, the subject kept as the problem's source), math_geometry
-    (the same, Geometry rows only), geo3k (Geometry3K text fields; its
-    diagrams are dropped: images are not supported yet), gsm8k (answer = what follows the
+    (the same, Geometry rows only), geo3k (Geometry3K: ``problem`` with its ``<image>`` marks,
+    ``answer``, the diagrams of ``images`` kept for a vision-language policy), gsm8k (answer = what follows the
     rationale's ``####``), verl (verl's RL parquet: ``prompt`` as a chat list,
     ``reward_model.ground_truth``, ``data_source`` kept as the problem's source)."""
 
@@ -200,6 +200,10 @@ class DataConfig(_Strict):
     on_bad_row: Literal["error", "skip"] = "error"
     """A malformed row stops loading with its file, row and column (error), or is counted
     and skipped (skip)."""
+    images: Literal["keep", "drop"] = "keep"
+    """Prompts' images (Geometry3K's diagrams, data.source.kind=diagrams figures): keep them for a
+    vision-language policy; drop them to train a text model on the text alone (a warning says
+    how many prompts lost theirs)."""
     max_train: int | None = Field(None, ge=1)
     """Use at most this many training problems (after loading); None = all."""
     max_test: int | None = Field(None, ge=1)

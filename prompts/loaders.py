@@ -73,7 +73,25 @@ def load_prompt_set(config: DataConfig) -> PromptSet:
         prompt_set = PromptSet(splits[0], splits[1], skipped[0])
         if not prompt_set.train:
             raise DataError(f"{source.kind} source has no usable training rows ({skipped[0]} skipped)")
-    return PromptSet(prompt_set.train[: config.max_train], prompt_set.test[: config.max_test], prompt_set.skipped_rows)
+    train, test = prompt_set.train[: config.max_train], prompt_set.test[: config.max_test]
+    if config.images == "drop":
+        train, test = _without_images(train, "train"), _without_images(test, "test")
+    return PromptSet(train, test, prompt_set.skipped_rows)
+
+
+def _without_images(problems: list[Problem], split: str) -> list[Problem]:
+    """data.images=drop: the problems' text alone."""
+    from dataclasses import replace
+
+    from prompts.images import image_count
+
+    dropped = sum(1 for p in problems if image_count(p))
+    if dropped:
+        logger.warning("data.images=drop: %d %s prompts lose their images (text only)", dropped, split)
+    return [
+        replace(p, meta={k: v for k, v in p.meta.items() if k not in ("figure", "images")}) if image_count(p) else p
+        for p in problems
+    ]
 
 
 def _read_split(source: FileSource | HubSource, split: str) -> tuple[str, Iterable[tuple[int, Any]]] | None:
@@ -137,8 +155,6 @@ def _rows_to_problems(
     rows: Iterable[tuple[int, Any]], label: str, recipe: str, columns: ColumnMap, on_bad_row: str, skipped: list[int]
 ) -> list[Problem]:
     problems, left_out = [], 0
-    if recipe == "geo3k":
-        logger.warning("%s: recipe geo3k drops each problem's diagram (images are not supported yet): text only", label)
     for number, row in rows:
         try:
             if isinstance(row, DataError):
@@ -167,7 +183,9 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
     if recipe == "math_geometry" and "type" in row and row["type"] != "Geometry":
         return None
     question = _question(row, columns.question)
+    images: list[bytes] = []
     if recipe == "geo3k":
+        images = _row_images(row, question)
         question = _IMAGE_TOKEN.sub("", question).strip()
     answer = _text(row, columns.answer)
     solution = None
@@ -189,12 +207,47 @@ def _row_to_problem(row: Any, problem_id: str, recipe: str, columns: ColumnMap) 
             ):
                 raise DataError(f"column {columns.choices!r}: expected a non-empty list of options, got {value!r:.80}")
             choices = tuple(str(c) for c in value)
-    meta = {"source": problem_id}
+    meta: dict = {"source": problem_id}
+    if images:
+        meta["images"] = images  # encoded files: prompts.images.problem_images decodes them
     if recipe == "verl" and isinstance(row.get("data_source"), str):
         meta["data_source"] = row["data_source"]
     elif recipe == "math" and isinstance(row.get("type"), str):
         meta["data_source"] = row["type"]  # MATH's subject: evaluation reports accuracy per subject
     return Problem(id=problem_id, question=question, answer=answer, choices=choices, solution=solution, meta=meta)
+
+
+def _row_images(row: dict, question: str) -> list[bytes]:
+    """Geometry3K's ``images`` column: a list of encoded image files (each ``{"bytes": ...}``, as
+    its parquet stores them, or the bytes), checked to decode, one per ``<image>`` in the text."""
+    value = row.get("images")
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"column 'images': expected a list of images, got {type(value).__name__}")
+    images = []
+    for k, item in enumerate(value):
+        data = item.get("bytes") if isinstance(item, dict) else item
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise DataError(f"column 'images': image {k} has no bytes (got {type(data).__name__})")
+        _check_image(bytes(data), k)
+        images.append(bytes(data))
+    marks = len(_IMAGE_TOKEN.findall(question))
+    if marks and marks != len(images):
+        raise DataError(f"column 'images': {len(images)} images for {marks} <image> marks in the question")
+    return images
+
+
+def _check_image(data: bytes, index: int) -> None:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"column 'images': image {index} does not decode ({type(error).__name__}: {error})") from None
 
 
 def _column(row: dict, name: str) -> Any:

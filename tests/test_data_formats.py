@@ -61,3 +61,77 @@ def test_each_format_trains_two_steps_through_dotted_overrides(fmt, example_file
     assert evals and all(r["eval/problems"] == 8 for r in evals)  # the test file's 8 problems
     if fmt == "verl":  # verl's data_source: one synthetic family per problem, accuracy per source
         assert any(key.startswith("eval/accuracy/synthetic/") for key in evals[-1])
+
+
+@pytest.fixture(scope="module")
+def geo3k_files(tmp_path_factory):
+    """A Geometry3K-form parquet made by `bppo data examples` from the diagram problems."""
+    from cli.main import main
+
+    out = tmp_path_factory.mktemp("geo3k")
+    diagrams = [f"data.source.{k}" for k in ("kind=diagrams", "num_train=40", "num_test=10", "image_size=112")]
+    assert (
+        main(["data", "examples", "--config", PRESET, *diagrams, "--out", str(out), "--train", "24", "--test", "8"])
+        == 0
+    )
+    return out
+
+
+def test_a_geometry3k_parquet_loads_with_its_diagrams(geo3k_files):
+    """The parquet holds Geometry3K's columns (PNG bytes in ``images``, ``<image>`` + the question);
+    the geo3k recipe keeps each diagram, and the prompt puts one image placeholder where the
+    ``<image>`` mark was; data.images=drop gives the text alone."""
+    import io
+
+    from PIL import Image
+
+    from orchestrator.config_io import load_config
+    from prompts.images import IMAGE_PLACEHOLDER, problem_images
+    from prompts.loaders import load_prompt_set
+    from prompts.problems import format_prompt
+    from prompts.tools.example_files import read_back
+
+    rows = read_back(geo3k_files / "geo3k" / "train.parquet")
+    assert len(rows) == 24 and set(rows[0]) == {"images", "problem", "answer"}
+    assert rows[0]["problem"].startswith("<image>") and len(rows[0]["images"]) == 1
+    assert Image.open(io.BytesIO(rows[0]["images"][0]["bytes"])).size == (112, 112)
+    config = load_config([PRESET, str(geo3k_files / "geo3k.yaml")])
+    assert (config.data.source.kind, config.data.source.recipe) == ("file", "geo3k")
+    prompt_set = load_prompt_set(config.data)
+    assert (len(prompt_set.train), len(prompt_set.test)) == (24, 8)
+    first = prompt_set.train[0]
+    assert first.question == rows[0]["problem"].removeprefix("<image>") and first.answer == rows[0]["answer"]
+    (image,) = problem_images(first)
+    assert image.tobytes() == Image.open(io.BytesIO(rows[0]["images"][0]["bytes"])).convert("RGB").tobytes()
+    assert format_prompt(first, "{question}") == IMAGE_PLACEHOLDER + first.question
+    dropped = load_prompt_set(load_config([PRESET, str(geo3k_files / "geo3k.yaml")], ["data.images=drop"]).data)
+    assert problem_images(dropped.train[0]) == [] and format_prompt(dropped.train[0], "{question}") == first.question
+
+
+def test_a_bad_image_names_its_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestrator.config_io import load_config
+    from prompts.loaders import DataError, load_prompt_set
+
+    path = tmp_path / "bad.parquet"
+    rows = [{"images": [{"bytes": b"not a png", "path": None}], "problem": "<image>Find x.", "answer": "3"}]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    config = load_config(
+        [PRESET], ["data.source.kind=file", f"data.source.train_path={path}", "data.source.recipe=geo3k"]
+    )
+    with pytest.raises(DataError, match=r"bad.parquet: row 1: column 'images': image 0 does not decode"):
+        load_prompt_set(config.data)
+
+
+@pytest.mark.slow
+def test_verify_scores_every_gold_answer_of_the_geometry3k_parquet(geo3k_files, capsys, ray_local):
+    from cli.main import main
+
+    capsys.readouterr()
+    assert main(["data", "--config", PRESET, "--config", str(geo3k_files / "geo3k.yaml"), "--verify", "24",
+                 "--out", str(geo3k_files / "loaded")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "24 train / 8 test problems" in out
+    assert "32 gold solutions" in out and "accuracy 1.0000" in out, out

@@ -1,7 +1,8 @@
 """Small prompt files in the forms public RL datasets come in, made from the synthetic problems
 (``bppo data examples``): GSM8K's JSONL (rationale ending in ``#### <answer>``), MATH's JSONL
 (a worked solution whose last ``\\boxed{}`` is the answer, with its subject and level) and verl's
-RL parquet (a chat-list ``prompt``, ``reward_model.ground_truth``, ``data_source``). Each comes
+RL parquet (a chat-list ``prompt``, ``reward_model.ground_truth``, ``data_source``); from the
+diagram problems, Geometry3K's parquet (the diagram's PNG bytes, ``<image>`` + the question). Each comes
 with the ``data:`` block that reads it, so a researcher can check a format end to end (``bppo
 data --verify``, two training steps) before pointing the same block at the real files."""
 
@@ -59,11 +60,31 @@ def verl_row(problem: Problem, index: int, split: str) -> dict:
     }
 
 
+def geo3k_row(problem: Problem, index: int, split: str) -> dict | None:
+    """Geometry3K's parquet row (as hiyouga/geometry3k stores it): the diagram as PNG bytes, the
+    question after an ``<image>`` mark, the answer; None for a problem without exactly one image."""
+    from prompts.figures import png_bytes
+    from prompts.images import problem_images
+
+    images = problem_images(problem)
+    if len(images) != 1:
+        return None
+    return {
+        "images": [{"bytes": png_bytes(images[0]), "path": None}],
+        "problem": "<image>" + problem.question,
+        "answer": problem.answer,
+    }
+
+
 ROW_MAKERS: dict[str, Callable[[Problem, int, str], dict | None]] = {
     "gsm8k": gsm8k_row,
     "math": math_row,
     "verl": verl_row,
+    "geo3k": geo3k_row,
 }
+FORMATS_OF_SOURCE = {"synthetic": FORMATS, "diagrams": ("geo3k",)}
+"""Which forms ``bppo data examples`` writes from each generated source (geo3k needs figures)."""
+PARQUET_FORMATS = ("verl", "geo3k")
 
 
 def data_block(fmt: str, train_path: Path, test_path: Path) -> dict:
@@ -76,12 +97,17 @@ def data_block(fmt: str, train_path: Path, test_path: Path) -> dict:
 
 
 def write_example_files(
-    out: Path, train: list[Problem], test: list[Problem], *, rows_per_split: tuple[int, int]
+    out: Path,
+    train: list[Problem],
+    test: list[Problem],
+    *,
+    rows_per_split: tuple[int, int],
+    formats: tuple[str, ...] = FORMATS,
 ) -> dict[str, list[Path]]:
     """``out/<format>/{train,test}.<ext>`` and ``out/<format>.yaml`` for every format; each file
     written whole or not at all. Returns the paths written per format."""
     written: dict[str, list[Path]] = {}
-    for fmt in FORMATS:
+    for fmt in formats:
         paths = {}
         for split, problems, count in (("train", train, rows_per_split[0]), ("test", test, rows_per_split[1])):
             rows = [row for i, p in enumerate(problems) if (row := ROW_MAKERS[fmt](p, i, split)) is not None][:count]
@@ -89,7 +115,7 @@ def write_example_files(
                 raise ValueError(
                     f"{fmt} {split}: only {len(rows)} of the {count} rows asked for (more problems needed)"
                 )
-            ext = "parquet" if fmt == "verl" else "jsonl"
+            ext = "parquet" if fmt in PARQUET_FORMATS else "jsonl"
             path = out / fmt / f"{split}.{ext}"
             _write_rows(path, rows)
             paths[split] = path
