@@ -167,6 +167,14 @@ def curate(
 
 def write_curated(out_dir: Path, curated: list[Problem], report: dict) -> tuple[Path, Path]:
     """``curated.jsonl`` (``bppo data``'s row format) and ``curate_report.json``."""
+    from prompts.images import image_count
+
+    with_images = [p.id for p in curated if image_count(p)]
+    if with_images:  # before anything is written
+        raise ValueError(
+            f"{len(with_images)} curated prompts carry images (e.g. {with_images[0]}); curated.jsonl holds text: "
+            "curate with data.images=drop, and select the same ids from the source file"
+        )
     return (
         write_atomically(out_dir / CURATED_FILE, jsonl_text([asdict(p) for p in curated])),
         write_atomically(out_dir / REPORT_FILE, json_text(report)),
