@@ -81,7 +81,8 @@ class Trainer:
         kept, ids = [], []
         for problem in problems:
             token_ids = prompt_ids(problem, data.prompt_template, self.tokenizer, chat_template=data.chat_template)
-            if len(token_ids) <= limit:
+            images = self.vision.image_tokens(problem) if self.vision is not None else 0  # each pad's expansion
+            if len(token_ids) + images <= limit:
                 kept.append(problem)
                 ids.append(token_ids)
         if len(kept) < len(problems):

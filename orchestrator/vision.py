@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from learner.batch import RolloutGroups, RowImages, expand_image_pads
-from prompts.images import image_count, problem_images
+from prompts.images import image_count, image_sizes, problem_images
 from rollout.engine import has_vision_tower
 
 
@@ -39,6 +39,13 @@ class VisionInputs:
             model_path, trust_remote_code=trust_remote_code
         ).image_processor
         self.merge = self.image_processor.merge_size
+
+    def image_tokens(self, problem) -> int:
+        """The language tokens the problem's images become (what its prompt grows by)."""
+        return sum(
+            self.image_processor.get_number_of_image_patches(height, width) // self.merge**2
+            for width, height in image_sizes(problem)
+        )
 
     def encode(self, images: list) -> RowImages | None:
         """One prompt's images as the learner's forward takes them (None: no images)."""

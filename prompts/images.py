@@ -36,6 +36,20 @@ def problem_images(problem) -> list:
     return images
 
 
+def image_sizes(problem) -> list[tuple[int, int]]:
+    """``(width, height)`` of each of the problem's images, without decoding them."""
+    from PIL import Image
+
+    meta, sizes = problem.meta, []
+    if meta.get("figure"):
+        side = int(meta.get("image_size", 224))
+        sizes.append((side, side))
+    for encoded in meta.get("images") or ():
+        with Image.open(io.BytesIO(encoded)) as image:  # reads the header only
+            sizes.append(image.size)
+    return sizes
+
+
 def prompt_images(problems: list) -> list[list] | None:
     """One image list per problem for the engines; None when no problem has any (text prompts)."""
     if not any(image_count(p) for p in problems):

@@ -224,3 +224,39 @@ def test_two_training_steps_on_diagram_prompts(tiny_vl, ray_local, tmp_path, alg
     assert metrics[0]["eval/problems"] == 8 and "eval/accuracy" in metrics[-1]
     rollouts = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
     assert all(pid.startswith("fig-") for r in rollouts for pid in r["problem_ids"])
+
+
+def test_the_drivers_vision_inputs_match_the_processor(tiny_vl):
+    """orchestrator.vision: a diagram problem's image tokens counted from its size, its pixels and
+    its expanded prompt exactly as the processor makes them from text and image together."""
+    from transformers import AutoProcessor
+
+    from learner.batch import RolloutGroups
+    from orchestrator.vision import VisionInputs, vision_inputs
+    from prompts.diagrams import generate_diagrams
+    from prompts.images import problem_images
+
+    out, _ = tiny_vl
+    (problem,), _ = generate_diagrams(1, 1, seed=3, image_size=112)
+    vision = vision_inputs(str(out), [problem])
+    assert isinstance(vision, VisionInputs) and vision.image_tokens(problem) == 16
+    processor = AutoProcessor.from_pretrained(out)
+    whole = processor(text=[IMAGE_PLACEHOLDER + problem.question], images=problem_images(problem), return_tensors="pt")
+    prompt = processor.tokenizer(IMAGE_PLACEHOLDER + problem.question)["input_ids"]
+    groups = RolloutGroups(
+        prompt_ids=[prompt], response_ids=[[[5], [6]]], rewards=torch.zeros(1, 2), correct=torch.zeros(1, 2).bool()
+    )
+    attached = vision.attach(groups, [problem])
+    assert attached.prompt_ids[0] == whole["input_ids"][0].tolist()
+    assert torch.equal(attached.images[0].pixel_values, whole["pixel_values"])
+    assert attached.images[0].image_grid_thw.tolist() == [[1, 8, 8]]
+
+
+def test_a_text_model_asked_to_read_images_is_refused(tiny_model):
+    from orchestrator.vision import vision_inputs
+    from prompts.diagrams import generate_diagrams
+
+    train, test = generate_diagrams(6, 2, seed=0)
+    assert vision_inputs(tiny_model, []) is None  # a text model on text prompts: nothing to do
+    with pytest.raises(ValueError, match=r"8 of the 8 prompts carry images .* has no vision tower"):
+        vision_inputs(tiny_model, train + test)
