@@ -50,6 +50,48 @@ def group_advantages(
     return centered / (std + eps)
 
 
+def estimated_full_group_advantages(
+    rewards: torch.Tensor,
+    correct: torch.Tensor,
+    finished: torch.Tensor,
+    pass_rate: torch.Tensor,
+    *,
+    norm_by_std: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Advantages ``[num_groups, G]`` of early-stopped groups as the full group's would be, from the
+    prompt's pass-rate estimate ``pass_rate`` ``[num_groups]`` (made before this visit).
+
+    A stopped group shows a correct and an incorrect completion but not how many of G would
+    have been right; its finished completions' own mean and std say 1 in 2 whatever the prompt.
+    Here the full group is the two-point mixture of its finished correct completions' mean
+    reward r_c and incorrect ones' r_w with weight p (the estimate, kept within [1/G, 1 - 1/G]:
+    this group has both): mean p r_c + (1 - p) r_w and, Bessel-corrected for G samples,
+    variance G/(G - 1) p (1 - p) (r_c - r_w)^2 -- exactly the full group's statistics when p is
+    its pass rate and rewards are binary. Finished completions get (r - mean) / (std + eps)
+    (``norm_by_std=False``: r - mean), aborted ones 0; a group without both classes gets 0s.
+    """
+    if rewards.shape != correct.shape or rewards.shape != finished.shape or pass_rate.shape != rewards.shape[:1]:
+        raise ValueError(
+            f"rewards, correct and finished must be [num_groups, G] and pass_rate [num_groups]; got "
+            f"{tuple(rewards.shape)}, {tuple(correct.shape)}, {tuple(finished.shape)}, {tuple(pass_rate.shape)}"
+        )
+    G = rewards.shape[1]
+    rewards = rewards.float()
+    right, wrong = (correct & finished).float(), (~correct & finished).float()
+    n_right, n_wrong = right.sum(dim=1), wrong.sum(dim=1)  # [num_groups]
+    both = (n_right > 0) & (n_wrong > 0)
+    r_right = (rewards * right).sum(dim=1) / n_right.clamp(min=1.0)
+    r_wrong = (rewards * wrong).sum(dim=1) / n_wrong.clamp(min=1.0)
+    p = pass_rate.float().clamp(1.0 / G, 1.0 - 1.0 / G)
+    mean = p * r_right + (1.0 - p) * r_wrong  # [num_groups]
+    centered = (rewards - mean[:, None]) * finished.float()
+    if norm_by_std:
+        std = (G / (G - 1) * p * (1.0 - p)).sqrt() * (r_right - r_wrong).abs()
+        centered = centered / (std[:, None] + eps)
+    return centered * both[:, None].float()
+
+
 def informative_groups(rewards: torch.Tensor) -> torch.Tensor:
     """DAPO's group filter: ``[num_groups]`` bool, False where all G rewards are equal.
 

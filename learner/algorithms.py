@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from learner.advantages import group_advantages, informative_groups
+from learner.advantages import estimated_full_group_advantages, group_advantages, informative_groups
 from learner.batch import RolloutGroups, TrainBatch, pad_rows
 from learner.losses import AGG_MODES, KL_KINDS, LossSettings, policy_loss
 from learner.selection import divergence_points, prefix_mask, select_pairs, truncation_length
@@ -116,6 +116,11 @@ class BPPOConfig(_LossSettings):
     seeded from the run seed and the step, so a resumed run picks the same pairs)."""
     prefix: PrefixConfig = PrefixConfig()
     """The trained window of each selected completion."""
+    aborted_advantage: Literal["finished", "pass_rate"] = "finished"
+    """Advantages of a group that early stopping cut short (rollout.early_stop_groups): its
+    finished completions' own mean and std ('finished'), or the full group's estimated from the
+    prompt's pass-rate estimate before this visit ('pass_rate': the paper normalises over the
+    whole group; learner.advantages.estimated_full_group_advantages)."""
 
 
 AlgoConfig = Annotated[BPPOConfig | GRPOConfig, Field(discriminator="name")]
@@ -138,6 +143,20 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int, se
     # With early-stopped groups, "full group" = the completions that finished (the others
     # were aborted once the pair was known: no reward, never selected).
     advantages = group_advantages(groups.rewards, norm_by_std=algo.norm_by_std, eps=algo.adv_eps, valid=groups.finished)
+    estimated = torch.zeros(advantages.shape[0], dtype=torch.bool)
+    if algo.aborted_advantage == "pass_rate" and groups.finished is not None:
+        if groups.pass_rate_prior is None:
+            raise ValueError("algo.aborted_advantage=pass_rate needs each group's pass-rate estimate (pass_rate_prior)")
+        estimated = ~groups.finished.all(dim=1)  # groups early stopping cut short
+        full = estimated_full_group_advantages(
+            groups.rewards,
+            groups.correct,
+            groups.finished,
+            groups.pass_rate_prior,
+            norm_by_std=algo.norm_by_std,
+            eps=algo.adv_eps,
+        )
+        advantages = torch.where(estimated[:, None], full, advantages)
     # The pair is defined by the verifier's correctness, not by the shaped reward.
     pos, neg, has_pair = select_pairs(
         groups.correct,
@@ -169,6 +188,8 @@ def bppo_train_batch(groups: RolloutGroups, algo: BPPOConfig, *, pad_id: int, se
     # forward passes never see the tokens after the prefix.
     batch.attention_mask = batch.attention_mask * _up_to_last(batch.loss_mask)
     batch.metrics["bppo/prefix_tokens"] = window.sum(dim=-1).float().mean() if len(rows) else torch.tensor(0.0)
+    if algo.aborted_advantage == "pass_rate":  # pairs whose advantages came from the estimate
+        batch.metrics["bppo/estimated_pairs"] = estimated[pairs].float().sum() if pairs else torch.tensor(0.0)
     return batch
 
 

@@ -40,9 +40,14 @@ class RolloutGroups:
     # Per group, its prompt's images (a vision-language policy; prompt_ids then hold one image
     # token per merged patch, as expand_image_pads makes them); None: text only.
     images: list[RowImages | None] | None = None
+    # [num_groups] float: each prompt's pass-rate estimate from before this visit (the
+    # scheduler's), for BPPO's algo.aborted_advantage: pass_rate; None: not known
+    pass_rate_prior: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         num_groups = len(self.prompt_ids)
+        if self.pass_rate_prior is not None and tuple(self.pass_rate_prior.shape) != (num_groups,):
+            raise ValueError(f"pass_rate_prior must be [{num_groups}], got {list(self.pass_rate_prior.shape)}")
         if self.images is not None and len(self.images) != num_groups:
             raise ValueError(f"{len(self.images)} image entries for {num_groups} prompts")
         if len(self.response_ids) != num_groups:

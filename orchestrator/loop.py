@@ -13,6 +13,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from learner.advantages import informative_groups
 from learner.algorithms import build_train_batch, overlong_penalty, signal_groups
 from learner.batch import RolloutGroups, TrainBatch
@@ -176,6 +178,8 @@ class Trainer:
         # (trainer.mode async) while the previous step trained.
         rollout = self._rollout(step, times)
         groups = self._shaped(to_rollout_groups(rollout.kept, self.config.rollout.n))
+        if (priors := rollout.kept_priors()) is not None:
+            groups = replace(groups, pass_rate_prior=torch.tensor(priors, dtype=torch.float32))
         if self.vision is not None:
             groups = self.vision.attach(groups, [self.train_set[i] for i, _, trained in rollout.sampled if trained])
         metrics = {**rollout.metrics, **staleness(rollout, self.fleet.policy_version)}
@@ -234,12 +238,13 @@ class Trainer:
     def collect(self, step: int) -> Rollout:
         """Step ``step``'s batch, generated, scored and chosen (inline, or ahead in a thread)."""
         times = PhaseTimes()
-        sampled, metrics = self.collect_groups(step, times)
-        return Rollout(step, sampled, metrics, dict(times.seconds))
+        sampled, metrics, priors = self.collect_groups(step, times)
+        return Rollout(step, sampled, metrics, dict(times.seconds), priors)
 
-    def collect_groups(self, step: int, times: PhaseTimes) -> tuple[list, dict[str, float]]:
+    def collect_groups(self, step: int, times: PhaseTimes) -> tuple[list, dict[str, float], list[float]]:
         """Every group sampled as ``(problem index, group, trained)``, ``prompts_per_step`` of them
-        trained on, and the generation's metrics. An algorithm that trains only on groups
+        trained on, the generation's metrics, and each sampled prompt's pass-rate estimate from
+        before this visit. An algorithm that trains only on groups
         with a signal (BPPO: a pair; GRPO with filter_groups: unequal rewards) keeps those: each
         round samples ``gen_prompts_per_step`` prompts in one call (DAPO's oversampling), up to
         ``algo.refill_rounds`` extra rounds until ``prompts_per_step`` such groups are found."""
@@ -247,9 +252,11 @@ class Trainer:
         want, per_round = trainer.prompts_per_step, trainer.gen_prompts_per_step or trainer.prompts_per_step
         kept: list[list[tuple[Sample, object]]] = []
         sampled, all_samples, all_results, metrics = [], [], [], {}  # sampled: (prompt, group, trained)
+        priors: list[float] = []  # each sampled prompt's pass-rate estimate before this visit
         useful_groups = 0  # groups that carried a gradient signal, trained or not
         for round_ in range(1 + algo.refill_rounds):
             indices = self.scheduler.take(per_round, step, round_)  # chosen before generating
+            priors += self.scheduler.stats.estimates()[indices].tolist()
             answers = [self.train_set[i].answer for i in indices]
             with times("generate"):
                 samples = self.fleet.generate(
@@ -298,7 +305,7 @@ class Trainer:
             metrics["rollout/gen_s_per_useful_group"] = times.get("generate") / useful_groups
         metrics.update(self.scheduler.end_step(step))
         metrics["data/epoch"] = self.scheduler.epoch
-        return sampled, metrics
+        return sampled, metrics, priors
 
     def _shaped(self, groups: RolloutGroups) -> RolloutGroups:
         """DAPO's overlong punishment added to the rewards advantages are computed from (the

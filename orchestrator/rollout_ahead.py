@@ -36,6 +36,8 @@ class Rollout:
     sampled: list[tuple[int, Group, bool]]  # every group sampled: (problem index, group, trained)
     metrics: dict[str, float]  # the generation's own (rollout/*, response/*, reward/*, data/*)
     seconds: dict[str, float] = field(default_factory=dict)  # its phase times: generate, reward
+    # per sampled group, its prompt's pass-rate estimate when it was chosen (before this visit)
+    pass_rate_priors: list[float] = field(default_factory=list)
 
     @property
     def kept(self) -> list[Group]:
@@ -54,6 +56,7 @@ class Rollout:
             ],
             "metrics": self.metrics,
             "seconds": self.seconds,
+            "pass_rate_priors": self.pass_rate_priors,
         }
 
     @classmethod
@@ -62,7 +65,19 @@ class Rollout:
             (index, [(Sample(**s), None if r is None else RewardResult(**r)) for s, r in group], trained)
             for index, group, trained in data["sampled"]
         ]
-        return cls(step=data["step"], sampled=sampled, metrics=data["metrics"], seconds=data["seconds"])
+        return cls(
+            step=data["step"],
+            sampled=sampled,
+            metrics=data["metrics"],
+            seconds=data["seconds"],
+            pass_rate_priors=data.get("pass_rate_priors", []),  # absent from older checkpoints
+        )
+
+    def kept_priors(self) -> list[float] | None:
+        """The trained groups' pass-rate estimates, in ``kept`` order (None: not recorded)."""
+        if len(self.pass_rate_priors) != len(self.sampled):
+            return None
+        return [p for (_, _, trained), p in zip(self.sampled, self.pass_rate_priors) if trained]
 
 
 class RolloutAhead:
@@ -147,7 +162,7 @@ def drop_stale(rollout: Rollout, version: int, bound: int) -> tuple[Rollout, int
     metrics = {**rollout.metrics, "rollout/stale_groups_dropped": float(dropped)}
     if dropped:
         metrics["rollout/groups"] -= dropped
-    return Rollout(rollout.step, sampled, metrics, rollout.seconds), dropped
+    return Rollout(rollout.step, sampled, metrics, rollout.seconds, rollout.pass_rate_priors), dropped
 
 
 def to_rollout_groups(groups: list[Group], group_size: int) -> RolloutGroups:

@@ -180,3 +180,71 @@ def test_prefix_mask_rejects_bad_settings(kwargs):
 def test_truncation_length():
     assert truncation_length(torch.tensor([[0, 1, 1, 0, 0], [1, 0, 0, 0, 0]])) == 3
     assert truncation_length(torch.zeros(2, 4)) == 0
+
+
+def test_an_early_stopped_groups_advantages_from_the_pass_rate_estimate_by_hand():
+    """G = 4; completions 0 (correct) and 1 (incorrect) finished, 2 and 3 were aborted.
+    Over the finished pair alone: mean 0.5, Bessel std sqrt(0.5) -> +-0.7071 whatever the prompt.
+    With the prompt's estimate p = 0.25: mean 0.25 * 1 + 0.75 * 0 = 0.25, variance
+    4/3 * 0.25 * 0.75 * (1 - 0)^2 = 0.25, std 0.5: +1.5 for the correct one, -0.5 for the
+    incorrect one -- what the full group of 1 correct in 4 would give."""
+    from learner.advantages import estimated_full_group_advantages
+
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    correct = torch.tensor([[True, False, False, False]])
+    finished = torch.tensor([[True, True, False, False]])
+    pair_only = group_advantages(rewards, valid=finished)
+    assert pair_only[0, :2].tolist() == pytest.approx([0.5 / math.sqrt(0.5), -0.5 / math.sqrt(0.5)], abs=1e-5)
+    estimated = estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.25]), eps=0.0)
+    assert estimated.tolist() == pytest.approx([[1.5, -0.5, 0.0, 0.0]])
+    # the full group it stands for, all four finished with 1 correct: the same advantages
+    full = group_advantages(rewards, eps=0.0)
+    assert full[0, :2].tolist() == pytest.approx([1.5, -0.5])
+    # an estimate of 0 is kept at 1/G (this group had a correct one): p = 0.25 again
+    assert estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.0]), eps=0.0).tolist() == (
+        pytest.approx([[1.5, -0.5, 0.0, 0.0]])
+    )
+    # Dr.GRPO (no std): r - mean = 0.75 and -0.25
+    centred = estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.25]), norm_by_std=False)
+    assert centred.tolist() == pytest.approx([[0.75, -0.25, 0.0, 0.0]])
+    # shaped rewards (a format bonus of 0.1 on the correct one): r_c = 1.1, r_w = 0; p = 0.5:
+    # mean 0.55, std sqrt(4/3 * 0.25) * 1.1 = 0.6351: +0.8660 / -0.8660
+    shaped = estimated_full_group_advantages(
+        torch.tensor([[1.1, 0.0, 0.0, 0.0]]), correct, finished, torch.tensor([0.5]), eps=0.0
+    )
+    assert shaped[0, :2].tolist() == pytest.approx([0.55 / (math.sqrt(1 / 3) * 1.1), -0.55 / (math.sqrt(1 / 3) * 1.1)])
+    # a group without both classes has no pair: zeros
+    none = estimated_full_group_advantages(
+        rewards, correct, torch.tensor([[True, False, False, False]]), torch.tensor([0.25])
+    )
+    assert none.abs().sum() == 0
+
+
+def test_bppo_uses_the_estimate_only_for_groups_early_stopping_cut_short():
+    from learner.algorithms import BPPOConfig, build_train_batch
+    from learner.batch import RolloutGroups
+
+    groups = RolloutGroups(
+        prompt_ids=[[7], [8]],
+        response_ids=[[[1], [2, 2], [3], [4]], [[1], [2], [3, 3], [4]]],
+        rewards=torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]]),
+        correct=torch.tensor([[True, False, False, False], [True, False, True, False]]),
+        finished=torch.tensor([[True, True, False, False], [True, True, True, True]]),
+        pass_rate_prior=torch.tensor([0.25, 0.9]),
+    )
+    algo = BPPOConfig(aborted_advantage="pass_rate", adv_eps=1e-12)
+    batch = build_train_batch(groups, algo, pad_id=0)
+    # group 0 (cut short): +1.5 / -0.5 from p = 0.25; group 1 (all finished, 2 of 4): its own
+    # full-group statistics, mean 0.5, Bessel std sqrt(1/3): +-0.8660, the estimate 0.9 unused
+    assert batch.advantages.tolist() == pytest.approx([1.5, -0.5, 0.5 / math.sqrt(1 / 3), -0.5 / math.sqrt(1 / 3)])
+    assert batch.metrics["bppo/estimated_pairs"].item() == 1.0
+    plain = build_train_batch(groups, BPPOConfig(adv_eps=1e-12), pad_id=0)
+    assert plain.advantages[:2].tolist() == pytest.approx([0.5 / math.sqrt(0.5), -0.5 / math.sqrt(0.5)])
+    with pytest.raises(ValueError, match="needs each group's pass-rate estimate"):
+        build_train_batch(
+            RolloutGroups(
+                groups.prompt_ids, groups.response_ids, groups.rewards, groups.correct, finished=groups.finished
+            ),
+            algo,
+            pad_id=0,
+        )

@@ -219,4 +219,6 @@ def test_a_batch_generated_ahead_survives_a_checkpoint_exactly(tmp_path, tiny_mo
         trainer.ahead.close()
     assert ahead.step == 2 and [trained for _, _, trained in ahead.sampled] == [True, True]
     restored = Rollout.from_json(json.loads(json.dumps(ahead.to_json())))
-    assert restored == ahead  # samples, rewards, metrics and phase times, exactly
+    assert restored == ahead  # samples, rewards, metrics, phase times and pass-rate estimates, exactly
+    assert len(ahead.pass_rate_priors) == 2 and all(0.0 <= p <= 1.0 for p in ahead.pass_rate_priors)
+    assert ahead.kept_priors() == ahead.pass_rate_priors  # both groups trained

@@ -32,8 +32,16 @@ def test_a_bad_trial_fails_before_anything_runs():
 
 def test_the_early_stop_preset_pairs_bppo_with_and_without_it():
     trials = expand_trials([str(ROOT / "configs/sweep_early_stop.yaml")], ["trainer.run_dir=/tmp/s"])
-    assert list(trials) == ["bppo-seed0", "bppo-seed1", "bppo_early_stop-seed0", "bppo_early_stop-seed1"]
+    assert list(trials) == [
+        "bppo-seed0",
+        "bppo-seed1",
+        "bppo_early_stop-seed0",
+        "bppo_early_stop-seed1",
+        "bppo_early_stop_prior-seed0",
+        "bppo_early_stop_prior-seed1",
+    ]
     assert "rollout.early_stop_groups=true" in trials["bppo_early_stop-seed1"]
+    assert "algo.aborted_advantage=pass_rate" in trials["bppo_early_stop_prior-seed0"]
     assert not any(o.startswith("rollout.early_stop_groups") for o in trials["bppo-seed1"])
     with pytest.raises(ConfigError, match="sweep trial grpo_es-seed0: .*needs BPPO with selection 'shortest'"):
         expand_trials(
