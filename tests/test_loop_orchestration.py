@@ -23,9 +23,10 @@ class ScriptedFleet:
         self.answers, self.script = answers, list(script)
         self.policy_version, self.restarts, self.calls = 0, 0, []
 
-    def generate(self, prompts, sampling, early_stop=None):
+    def generate(self, prompts, sampling, early_stop=None, images=None):
         patterns = self.script.pop(0)
         assert len(patterns) == len(prompts) and sampling.n == G and early_stop is None
+        assert images is None  # text prompts: no images go to the engines
         self.calls.append((len(prompts), sampling.seed))
         samples = []
         for index, (prompt, pattern) in enumerate(zip(prompts, patterns)):

@@ -32,6 +32,7 @@ def sample_completions(
     """``sampling``: rollout.types.SamplingSettings; ``reward``: rewards.config.RewardConfig."""
     from transformers import AutoTokenizer
 
+    from prompts.images import prompt_images
     from rewards.verify import score
     from rollout.engine import RolloutEngine
 
@@ -39,7 +40,7 @@ def sample_completions(
     prompts = [prompt_ids(p, template, tokenizer, chat_template=chat_template) for p in problems]
     engine = RolloutEngine(model_path, max_model_len=max_model_len, seed=seed, engine_core_process=False)
     try:
-        samples = engine.generate(prompts, sampling)
+        samples = engine.generate(prompts, sampling, images=prompt_images(problems))
     finally:
         engine.close()
     rows = []
