@@ -138,13 +138,16 @@ class LearnerWorker:
         holds only its partition from the start (the weights reach it through gathers)."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-        attention = {}
-        if self.learner["padding_free"]:
-            attention = {"attn_implementation": self._packed_attention()}
         config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=self.trust_remote_code)
-        # a vision-language policy (Qwen2-VL, Qwen2.5-VL): the class with its vision tower
+        # a vision-language policy (Qwen2-VL, Qwen2.5-VL): the class with its vision tower. Its
+        # rows run padded: Qwen2-VL's rotary positions are 3-D and computed per row from the
+        # image grids, and packed rows (one [1, N] row whose 1-D positions restart) would need
+        # those per-row positions and the row boundaries carried apart (the vision tower runs
+        # its own attention too). So learner.padding_free applies to text models.
         vision = getattr(config, "vision_config", None) is not None
         model_class = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+        self.packed = self.learner["padding_free"] and not vision
+        attention = {"attn_implementation": self._packed_attention()} if self.packed else {}
 
         def load():
             return model_class.from_pretrained(
@@ -215,11 +218,7 @@ class LearnerWorker:
         # chunk at a time and, in training, overwrites them with their own gradient.
         options = dict(top_p=self.top_p, with_entropy=with_entropy)
         images = batch.image_inputs()
-        # Rows with images run padded: Qwen2-VL's 3-D rotary positions are computed per row from
-        # its image grids and attention mask, and packed rows (one [1, N] row whose 1-D
-        # positions restart) would need those per-row positions and the row boundaries carried
-        # separately; the model would otherwise take the packed rows as one sequence.
-        if not self.learner["padding_free"] or images:
+        if not self.packed:  # padded rows (a vision-language policy's always: _load_model)
             input_ids = batch.input_ids.to(self.device)
             if images:
                 images = {name: value.to(self.device) for name, value in images.items()}
@@ -304,9 +303,7 @@ class LearnerWorker:
                 else:
                     sums[name] += value.double().cpu()
             # Positions the forward computed (packed: the tokens alone) against the tokens.
-            sums["learner/forward_tokens"] += (
-                batch.num_tokens if self.learner["padding_free"] else batch.input_ids.numel()
-            )
+            sums["learner/forward_tokens"] += batch.num_tokens if self.packed else batch.input_ids.numel()
             sums["learner/real_tokens"] += batch.num_tokens
         flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)

@@ -79,7 +79,22 @@ def _read_yaml(path: str, _depth: int = 0) -> dict:
         return data
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base: expected a file name, got {base!r}")
-    return _merge(_read_yaml(str(Path(path).parent / base), _depth + 1), data)
+    # a preset that switches its base's tagged section (a diagrams source over a synthetic one)
+    # replaces that section's variant keys, silently: it is the preset's own choice
+    return _merge_layer(_read_yaml(str(Path(path).parent / base), _depth + 1), data, quiet=True)
+
+
+def _merge_layer(raw: dict, layer: dict, *, quiet: bool = False) -> dict:
+    """``layer`` merged over ``raw``; where it switches a tagged section (``algo.name``,
+    ``data.source.kind``), the keys of ``raw``'s variant the new one lacks go, as with an
+    override (the layer's own keys stay, to be validated)."""
+    tagged = _tagged_sections()
+    tags = {name: _section(raw, where).get(tag) for name, where, tag, _, _ in tagged}
+    merged = _merge(raw, layer)
+    for name, where, tag, variants, what in tagged:
+        keep = set(_section(layer, where))
+        _drop_other_variant_keys(_section(merged, where), name, tag, tags[name], variants, keep, what, quiet=quiet)
+    return merged
 
 
 def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -93,12 +108,7 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     for path in paths:
         # A later file may switch a tagged section (a data block with kind: file over a synthetic
         # preset): the earlier files' keys the new variant lacks go, as with an override.
-        layer = _read_yaml(path)
-        tags = tags_now()
-        raw = _merge(raw, layer)
-        for name, where, tag, variants, what in tagged:
-            keep = set(_section(layer, where))
-            _drop_other_variant_keys(_section(raw, where), name, tag, tags[name], variants, keep, what)
+        raw = _merge_layer(raw, _read_yaml(path))
     file_tags = tags_now()
     override_keys: dict[str, set[str]] = {name: set() for name in file_tags}
     for text in overrides:
@@ -133,7 +143,15 @@ def _variants(owner: type[BaseModel], field: str, tag: str) -> dict[str, type[Ba
 
 
 def _drop_other_variant_keys(
-    section: dict, path: str, tag: str, file_tag: str | None, variants: dict, keep: set[str], what: str
+    section: dict,
+    path: str,
+    tag: str,
+    file_tag: str | None,
+    variants: dict,
+    keep: set[str],
+    what: str,
+    *,
+    quiet: bool = False,
 ) -> None:
     """Switching a tagged section on the command line (``algo.name=grpo`` on a BPPO preset,
     ``data.source.kind=file`` on a hub one) keeps everything else equal: the preset's keys the
@@ -146,7 +164,7 @@ def _drop_other_variant_keys(
     dropped = [key for key in list(section) if key not in variant.model_fields and key not in keep]
     for key in dropped:
         del section[key]
-    if dropped:
+    if dropped and not quiet:
         keys = ", ".join(f"{path}.{k}" for k in dropped)
         print(f"note: {path}.{tag}={new_tag} drops the preset's {file_tag}-{what} keys {keys}", file=sys.stderr)
 

@@ -196,17 +196,17 @@ def test_an_early_stopped_groups_advantages_from_the_pass_rate_estimate_by_hand(
     pair_only = group_advantages(rewards, valid=finished)
     assert pair_only[0, :2].tolist() == pytest.approx([0.5 / math.sqrt(0.5), -0.5 / math.sqrt(0.5)], abs=1e-5)
     estimated = estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.25]), eps=0.0)
-    assert estimated.tolist() == pytest.approx([[1.5, -0.5, 0.0, 0.0]])
+    assert estimated[0].tolist() == pytest.approx([1.5, -0.5, 0.0, 0.0])
     # the full group it stands for, all four finished with 1 correct: the same advantages
     full = group_advantages(rewards, eps=0.0)
     assert full[0, :2].tolist() == pytest.approx([1.5, -0.5])
     # an estimate of 0 is kept at 1/G (this group had a correct one): p = 0.25 again
-    assert estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.0]), eps=0.0).tolist() == (
-        pytest.approx([[1.5, -0.5, 0.0, 0.0]])
+    assert estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.0]), eps=0.0)[0].tolist() == (
+        pytest.approx([1.5, -0.5, 0.0, 0.0])
     )
     # Dr.GRPO (no std): r - mean = 0.75 and -0.25
     centred = estimated_full_group_advantages(rewards, correct, finished, torch.tensor([0.25]), norm_by_std=False)
-    assert centred.tolist() == pytest.approx([[0.75, -0.25, 0.0, 0.0]])
+    assert centred[0].tolist() == pytest.approx([0.75, -0.25, 0.0, 0.0])
     # shaped rewards (a format bonus of 0.1 on the correct one): r_c = 1.1, r_w = 0; p = 0.5:
     # mean 0.55, std sqrt(4/3 * 0.25) * 1.1 = 0.6351: +0.8660 / -0.8660
     shaped = estimated_full_group_advantages(
