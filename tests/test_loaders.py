@@ -104,11 +104,26 @@ def test_math_geometry_recipe_takes_the_last_boxed_answer_and_filters_subjects(t
     assert prompt_set.train[1].solution == "\\boxed{2}"
 
 
-def test_geo3k_recipe_strips_image_tokens_and_says_the_diagrams_are_dropped(tmp_path, caplog):
+def test_geo3k_recipe_strips_image_marks_and_counts_the_images_against_them(tmp_path):
+    """A row without an ``images`` column is its text; one whose images do not match its
+    ``<image>`` marks is an error naming the row (tests/test_data_formats.py: with images)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
     path = _jsonl(tmp_path / "geo3k.jsonl", [{"problem": "<image>Find x.", "answer": "3"}])
     prompt_set = load_prompt_set(DataConfig(source=FileSource(train_path=path, recipe="geo3k")))
     assert (prompt_set.train[0].question, prompt_set.train[0].answer) == ("Find x.", "3")
-    assert "recipe geo3k drops each problem's diagram (images are not supported yet)" in caplog.text
+    assert "images" not in prompt_set.train[0].meta
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(png, format="PNG")
+    two = [{"bytes": png.getvalue()}] * 2
+    parquet = tmp_path / "geo3k.parquet"
+    pq.write_table(pa.Table.from_pylist([{"problem": "<image>Find x.", "answer": "3", "images": two}]), parquet)
+    with pytest.raises(DataError, match=r"geo3k.parquet: row 1: column 'images': 2 images for 1 <image> marks"):
+        load_prompt_set(DataConfig(source=FileSource(train_path=str(parquet), recipe="geo3k")))
 
 
 def test_missing_and_unsupported_files(tmp_path):
