@@ -256,6 +256,7 @@ def test_async_arms_interleave_without_generating_into_each_others_turn(ray_loca
         f"trainer.run_dir={tmp_path}",
         "trainer.mode=async",
         "trainer.steps=3",
+        "reward.function=tests.custom_reward:even_length_reward",  # a random model has pairs: every step trains
         "trainer.time_budget_s=null",
         "data.source.num_train=200",
         "data.source.num_test=20",
@@ -276,7 +277,9 @@ def test_async_arms_interleave_without_generating_into_each_others_turn(ray_loca
     ]
     for algo in ("grpo", "bppo"):
         metrics = [json.loads(line) for line in (tmp_path / f"{algo}-seed0" / "metrics.jsonl").read_text().splitlines()]
-        assert [m["rollout/staleness_max"] for m in metrics if m["step"]] == [0.0, 1.0, 1.0]
+        steps = [m for m in metrics if m["step"]]
+        assert [m["sync/policy_version"] for m in steps] == [1.0, 2.0, 3.0], steps
+        assert [m["rollout/staleness_max"] for m in steps] == [0.0, 1.0, 1.0]
         assert all("time/wait_generation" in m for m in metrics if m["step"])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["mode"] == "async" and report["grpo"]["mean_rest_time_s"] > 0

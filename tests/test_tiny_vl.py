@@ -223,7 +223,7 @@ def test_two_training_steps_on_diagram_prompts(tiny_vl, ray_local, tmp_path, alg
     assert all(m["sync/policy_version"] == m["step"] for m in steps)  # each update pushed
     assert metrics[0]["eval/problems"] == 8 and "eval/accuracy" in metrics[-1]
     rollouts = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
-    assert all(pid.startswith("fig-") for r in rollouts for pid in r["problem_ids"])
+    assert all(pid.startswith("train-fig-") for r in rollouts for pid in r["problem_ids"])  # diagram problems
 
 
 def test_the_drivers_vision_inputs_match_the_processor(tiny_vl):
