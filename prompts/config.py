@@ -13,6 +13,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
+def _known(families: list[str], known, what: str) -> list[str]:
+    unknown = [f for f in families if f not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; allowed: {', '.join(known)}")
+    return families
+
+
 class SyntheticSource(_Strict):
     """Generated geometry problems with exact answers (offline, the CPU default)."""
 
@@ -41,10 +48,7 @@ class SyntheticSource(_Strict):
     def _known_families(cls, families: list[str]) -> list[str]:
         from prompts.synthetic import FAMILIES
 
-        unknown = [f for f in families if f not in FAMILIES]
-        if unknown:
-            raise ValueError(f"unknown families {unknown}; allowed: {', '.join(FAMILIES)}")
-        return families
+        return _known(families, FAMILIES, "families")
 
     @field_validator("mix")
     @classmethod
@@ -114,10 +118,7 @@ class DiagramSource(_Strict):
     def _known_families(cls, families: list[str]) -> list[str]:
         from prompts.diagrams import DIAGRAM_FAMILIES
 
-        unknown = [f for f in families if f not in DIAGRAM_FAMILIES]
-        if unknown:
-            raise ValueError(f"unknown diagram families {unknown}; allowed: {', '.join(DIAGRAM_FAMILIES)}")
-        return families
+        return _known(families, DIAGRAM_FAMILIES, "diagram families")
 
 
 Recipe = Literal["plain", "math", "math_geometry", "geo3k", "gsm8k", "verl"]
