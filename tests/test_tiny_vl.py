@@ -122,10 +122,8 @@ def test_the_learner_forward_carries_each_rows_image(tiny_vl):
     row equal transformers' forward of each row alone; selecting rows keeps each row's image."""
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-    from learner.algorithms import GRPOConfig
     from learner.batch import RowImages, TrainBatch, pad_rows
-    from learner.worker import LearnerWorker
-    from orchestrator.config import LearnerConfig
+    from tests.in_process_learner import in_process_worker
 
     out, config = tiny_vl
     processor = AutoProcessor.from_pretrained(out)
@@ -140,19 +138,8 @@ def test_the_learner_forward_carries_each_rows_image(tiny_vl):
     input_ids, attention_mask, loss_mask, _ = pad_rows(prompts, [response, response[:4], response], pad_id=0)
     images = [RowImages(e["pixel_values"], e["image_grid_thw"]) for e in encoded] + [None]
     batch = TrainBatch(input_ids, attention_mask, loss_mask, torch.zeros(3), torch.arange(3), images=images)
-    # padding_free: rows with images fall back to the padded forward (3-D positions are per row)
-    worker = LearnerWorker(
-        rank=0,
-        world_size=1,
-        model_path=str(out),
-        dtype="float32",
-        temperature=1.0,
-        total_steps=1,
-        seed=0,
-        algo=GRPOConfig().model_dump(),
-        learner=LearnerConfig(padding_free=True).model_dump(),
-    )
-    learner_model = worker._load_model(worker._ds_config(train=False))
+    # padding_free: a vision-language model's rows run padded all the same (3-D positions are per row)
+    worker, learner_model = in_process_worker(str(out), padding_free=True)
     assert type(learner_model).__name__ == "Qwen2VLForConditionalGeneration"
     with torch.no_grad():
         logprobs = worker._logprobs(learner_model, batch)

@@ -12,6 +12,7 @@ from learner.batch import TrainBatch, pad_rows
 from learner.packing import plan_micro_batches
 from learner.varlen import pack_rows, packed_attention
 from learner.worker import PACKED_ATTENTION
+from tests.in_process_learner import in_process_worker
 
 # Rows of 3, 2 and 1 tokens, right-padded to 4 with token 0.
 INPUT_IDS = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [4, 0, 0, 0]])
@@ -88,26 +89,6 @@ def test_packed_attention_equals_each_row_alone_with_gradients():
         torch.testing.assert_close(got, want)
 
 
-def _worker(tiny_model: str, padding_free: bool, top_p: float):
-    from learner.algorithms import GRPOConfig
-    from learner.worker import LearnerWorker
-    from orchestrator.config import LearnerConfig
-
-    worker = LearnerWorker(
-        rank=0,
-        world_size=1,
-        model_path=tiny_model,
-        dtype="float32",
-        temperature=0.7,
-        top_p=top_p,
-        total_steps=1,
-        seed=0,
-        algo=GRPOConfig().model_dump(),
-        learner=LearnerConfig(padding_free=padding_free).model_dump(),
-    )
-    return worker, worker._load_model(worker._ds_config(train=True))
-
-
 @pytest.mark.parametrize("top_p", [1.0, 0.9])
 def test_worker_packed_logprobs_and_gradients_equal_padded(tiny_model, top_p):
     """The worker's own forward, packed vs padded, on rows of 3 to 17 tokens: the same
@@ -126,7 +107,7 @@ def test_worker_packed_logprobs_and_gradients_equal_padded(tiny_model, top_p):
     weights = torch.rand(input_ids.shape, generator=generator) * attention_mask  # a loss on real tokens only
     results = {}
     for padding_free in (False, True):
-        worker, model = _worker(tiny_model, padding_free, top_p)
+        worker, model = in_process_worker(tiny_model, padding_free=padding_free, temperature=0.7, top_p=top_p)
         # Packed rows run through packed_attention, not transformers' dense-mask sdpa.
         assert (model.config._attn_implementation == PACKED_ATTENTION) == padding_free
         logprobs = worker._logprobs(model, batch)  # [B, T]
@@ -149,10 +130,6 @@ def test_flash_attention_varlen_packed_equals_padded_on_gpu(tiny_model):
     """On a GPU with flash_attn and bf16, packed rows take flash-attn's varlen kernel; its
     log-probs on real tokens match the padded forward's to bf16 precision."""
     pytest.importorskip("flash_attn")
-    from learner.algorithms import GRPOConfig
-    from learner.worker import LearnerWorker
-    from orchestrator.config import LearnerConfig
-
     generator = torch.Generator().manual_seed(0)
     shapes = [(5, 40), (3, 7), (6, 25)]
     draw = lambda n: torch.randint(1, 300, (n,), generator=generator).tolist()  # noqa: E731
@@ -166,18 +143,7 @@ def test_flash_attention_varlen_packed_equals_padded_on_gpu(tiny_model):
     )
     results = {}
     for padding_free in (False, True):
-        worker = LearnerWorker(
-            rank=0,
-            world_size=1,
-            model_path=tiny_model,
-            dtype="bfloat16",
-            temperature=1.0,
-            total_steps=1,
-            seed=0,
-            algo=GRPOConfig().model_dump(),
-            learner=LearnerConfig(padding_free=padding_free).model_dump(),
-        )
-        model = worker._load_model(worker._ds_config(train=True))
+        worker, model = in_process_worker(tiny_model, padding_free=padding_free, dtype="bfloat16")
         assert (model.config._attn_implementation == "flash_attention_2") == padding_free
         with torch.no_grad():
             results[padding_free] = worker._logprobs(model, batch).float().cpu()
