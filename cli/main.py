@@ -134,8 +134,9 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace, config: Config) -> int:
     """Build and warm-start the tiny model or a packaged model (cached); print its directory."""
+    from models.cache import BUILT
     from models.packaged import PACKAGED_MODELS, is_packaged
-    from models.sources import BUILT, resolve_model_path
+    from models.sources import resolve_model_path
 
     if config.model.path not in BUILT and not is_packaged(config.model.path):
         print(

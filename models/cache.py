@@ -16,6 +16,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+BUILT = ("tiny", "tiny-vl")
+"""``model.path`` names of the models the project builds from a config (and warm-starts); the
+others are converted from an installed package or given as a path or hub name."""
+
 
 def cache_root() -> Path:
     """``$BPPO_CACHE_DIR``, else ``~/.cache/bppo``."""

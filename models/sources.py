@@ -12,14 +12,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from models.cache import cache_root
+from models.cache import BUILT, cache_root
 from models.packaged import ensure_packaged_model, is_packaged
 from models.tiny import ensure_tiny_model
 from models.tiny_vl import ensure_tiny_vl_model
 from models.warm_start import bootstrap, warm_start_key
 from orchestrator.config import Config
-
-BUILT = ("tiny", "tiny-vl")  # models the project builds from a config (the rest are converted or given)
 
 
 def warm_model_dir(config: Config, base: str | None = None) -> Path:

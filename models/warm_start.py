@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from learner.algorithms import GRPOConfig
-from models.cache import build_atomically
+from models.cache import BUILT, build_atomically
 from orchestrator.config import Config, LearnerConfig
 from prompts.synthetic import GENERATOR_VERSION
 
@@ -33,7 +33,7 @@ EVAL_MAX_TOKENS = 160  # the tiny model's evaluation cap (a packaged model's is 
 def warm_start_key(config: Config) -> dict:
     """Everything the warm-started model depends on."""
     tiny = config.model.path == "tiny"
-    built = tiny or config.model.path == "tiny-vl"
+    built = config.model.path in BUILT
     warm = config.model.warm_start.model_dump(mode="json")
     if not warm["elaborate_fraction"]:  # at 0 the SFT data is what it was before the setting existed:
         del warm["elaborate_fraction"]  # the caches made then stay valid
@@ -150,7 +150,7 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
     held_out = prompt_set.test[: warm.eval_problems]
     data = config.data
     eval_prompts = [prompt_ids(p, data.prompt_template, tokenizer, chat_template=data.chat_template) for p in held_out]
-    built = config.model.path in ("tiny", "tiny-vl")
+    built = config.model.path in BUILT
     max_tokens = min(EVAL_MAX_TOKENS, config.rollout.max_tokens) if built else config.rollout.max_tokens
     actors = start_actor_stack(
         sft_config(config), base, total_steps=warm.max_steps, max_len=max(EVAL_MAX_TOKENS, max_tokens)
