@@ -136,7 +136,9 @@ class LearnerWorker:
     def _load_model(self, ds_config: dict):
         """The Hugging Face model; at ZeRO-3 built under ``deepspeed.zero.Init``, so each rank
         holds only its partition from the start (the weights reach it through gathers)."""
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+        from transformers import AutoConfig
+
+        from models.classes import is_vision_language, model_class
 
         config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=self.trust_remote_code)
         # a vision-language policy (Qwen2-VL, Qwen2.5-VL): the class with its vision tower. Its
@@ -144,13 +146,11 @@ class LearnerWorker:
         # image grids, and packed rows (one [1, N] row whose 1-D positions restart) would need
         # those per-row positions and the row boundaries carried apart (the vision tower runs
         # its own attention too). So learner.padding_free applies to text models.
-        vision = getattr(config, "vision_config", None) is not None
-        model_class = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-        self.packed = self.learner["padding_free"] and not vision
+        self.packed = self.learner["padding_free"] and not is_vision_language(config)
         attention = {"attn_implementation": self._packed_attention()} if self.packed else {}
 
         def load():
-            return model_class.from_pretrained(
+            return model_class(config).from_pretrained(
                 self.model_path,
                 dtype=getattr(torch, self.dtype),
                 trust_remote_code=self.trust_remote_code,
@@ -402,12 +402,11 @@ class LearnerWorker:
         """The policy in Hugging Face format (weights gathered on every rank, written by rank 0)."""
         weights = self.export_weights()
         if self.rank == 0:
-            from transformers import AutoProcessor, AutoTokenizer
+            from models.classes import preprocessor_class
 
             self.engine.module.save_pretrained(directory, state_dict=weights)
             # a vision-language model's processor (tokenizer + image processor) travels with it
-            vision = getattr(self.engine.module.config, "vision_config", None) is not None
-            (AutoProcessor if vision else AutoTokenizer).from_pretrained(
+            preprocessor_class(self.engine.module.config).from_pretrained(
                 self.model_path, trust_remote_code=self.trust_remote_code
             ).save_pretrained(directory)
 

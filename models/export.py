@@ -36,11 +36,13 @@ def export_checkpoint(checkpoint: Path, out: Path, model_path: str) -> Path:
     architecture and tokenizer (written to ``out.tmp`` first, renamed when complete)."""
     import shutil
 
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig
+
+    from models.classes import model_class, preprocessor_class
 
     weights = checkpoint_state_dict(checkpoint)
     config = AutoConfig.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = model_class(config).from_config(config, dtype=torch.float32)  # a VLM with its vision tower
     missing, unexpected = model.load_state_dict(weights, strict=False)
     # a tied output layer is one tensor: the checkpoint may name it once
     missing = [name for name in missing if not (config.tie_word_embeddings and name == "lm_head.weight")]
@@ -53,7 +55,7 @@ def export_checkpoint(checkpoint: Path, out: Path, model_path: str) -> Path:
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(model_path).save_pretrained(staging)
+    preprocessor_class(config).from_pretrained(model_path).save_pretrained(staging)  # a VLM's image processor too
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out

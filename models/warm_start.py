@@ -25,6 +25,7 @@ import torch
 from learner.algorithms import GRPOConfig
 from models.cache import BUILT, build_atomically
 from orchestrator.config import Config, LearnerConfig
+from prompts.figures import FIGURE_VERSION
 from prompts.synthetic import GENERATOR_VERSION
 
 EVAL_MAX_TOKENS = 160  # the tiny model's evaluation cap (a packaged model's is rollout.max_tokens)
@@ -38,6 +39,8 @@ def warm_start_key(config: Config) -> dict:
     if not warm["elaborate_fraction"]:  # at 0 the SFT data is what it was before the setting existed:
         del warm["elaborate_fraction"]  # the caches made then stay valid
     vision = {"tiny_vl": config.model.tiny_vl.model_dump(mode="json")} if config.model.path == "tiny-vl" else {}
+    if config.data.source.kind == "diagrams":  # the same problems drawn another way are other SFT data
+        vision["figures"] = FIGURE_VERSION
     return {
         # the base: a built model's config, or a packaged model's name (its file's hash names the
         # converted directory, which warm_model_dir folds in)

@@ -383,6 +383,7 @@ class Config(_Strict):
             )
         self._check_batching()
         self._check_pair_signs()
+        self._check_image_size()
         if self.rollout.early_stop_groups and (self.algo.name != "bppo" or self.algo.selection != "shortest"):
             what = (
                 f"algo.name={self.algo.name}" if self.algo.name != "bppo" else f"algo.selection={self.algo.selection}"
@@ -418,6 +419,17 @@ class Config(_Strict):
             raise ValueError(
                 f"algo.overlong_buffer={algo.overlong_buffer} is more than rollout.max_tokens={self.rollout.max_tokens}"
             )
+
+    def _check_image_size(self) -> None:
+        """The tiny VLM resizes every image to its own size: diagrams drawn at another size would
+        be resampled, and their labels would leave the token cells they were drawn in."""
+        source = self.data.source
+        if self.model.path == "tiny-vl" and source.kind == "diagrams":
+            if source.image_size != self.model.tiny_vl.image_size:
+                raise ValueError(
+                    f"data.source.image_size={source.image_size} differs from model.tiny_vl.image_size="
+                    f"{self.model.tiny_vl.image_size}: draw the figures at the size the model reads"
+                )
 
     def _check_pair_signs(self) -> None:
         """BPPO trains its pair as (correct: up, incorrect: down), so every correct completion must

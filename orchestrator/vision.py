@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from learner.batch import RolloutGroups, RowImages, expand_image_pads
+from models.classes import has_vision_tower
 from prompts.images import image_count, image_sizes, problem_images
-from rollout.engine import has_vision_tower
 
 
 def vision_inputs(model_path: str, problems: list, *, trust_remote_code: bool = False) -> VisionInputs | None:

@@ -25,8 +25,10 @@ Family = Callable[[random.Random, bool], tuple[Draft, Figure]]
 
 
 def triangle_angles(rng: random.Random, figure_only: bool) -> tuple[Draft, Figure]:
-    a = rng.randrange(20, 120, 5)
-    b = rng.randrange(20, 165 - a, 5)  # leaves C at least 20 degrees
+    # two-digit angles (a label fits one 28-pixel cell: prompts.figures), C at least 20 degrees:
+    # ~3,000 triangles, so that a small model's SFT cannot get by on remembering figures
+    a = rng.randint(20, 99)
+    b = rng.randint(20, min(99, 160 - a))
     c = 180 - a - b
     figure = Figure("triangle", (a, b), {"A": f"{a}°", "B": f"{b}°", "C": "x"})
     question = (
@@ -39,7 +41,7 @@ def triangle_angles(rng: random.Random, figure_only: bool) -> tuple[Draft, Figur
 
 
 def rectangle_side(rng: random.Random, figure_only: bool) -> tuple[Draft, Figure]:
-    w, h = rng.randint(2, 12), rng.randint(2, 12)
+    w, h = rng.randint(2, 19), rng.randint(2, 19)
     figure = Figure("rectangle", (w, h), {"width": str(w), "height": "x"})
     question = (
         f"The rectangle in the figure has area {w * h}. Find x."
@@ -51,7 +53,7 @@ def rectangle_side(rng: random.Random, figure_only: bool) -> tuple[Draft, Figure
 
 
 def circle_area(rng: random.Random, figure_only: bool) -> tuple[Draft, Figure]:
-    r = rng.randint(1, 12)
+    r = rng.randint(1, 19)
     figure = Figure("circle", (r,), {"radius": str(r)})
     question = (
         "What is the area of the circle in the figure? Express it in terms of \\pi."

@@ -4,6 +4,13 @@ with its angles labelled at the vertices, a rectangle with its sides, a circle w
 A ``Figure`` is plain data (kind + labels + the numbers that fix the shape), so it travels in a
 problem's ``meta`` as JSON and is rendered where an image is needed; the same figure always
 renders to the same pixels (Pillow's bundled font, no anti-aliasing choices left to the machine).
+
+Labels sit in cells of the image's 28-pixel grid (``LABEL_CELL``), on a cleared background, each
+written from its cell's corner: a vision-language model in the Qwen2-VL family cuts an image
+into 14-pixel patches merged 2 x 2 into one language token, so a label is one token whose
+pixels depend on the label alone, wherever the shape puts it. A label written across token
+boundaries at any offset is a different picture at every position, which a small vision tower
+learning from a few hundred figures cannot read (docs/images.md, measured).
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
+FIGURE_VERSION = 2  # bump when the same figure renders differently (cached warm starts are keyed on it)
 KINDS = ("triangle", "rectangle", "circle")
 MARGIN = 0.14  # of the canvas, kept clear around the shape for the labels
+LABEL_CELL = 28  # pixels: a Qwen2-VL language token's square (14-pixel patches merged 2 x 2)
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,10 @@ def render(figure: Figure, size: int = 224) -> Image.Image:
     """The figure on a white ``size`` x ``size`` RGB canvas, black lines and labels."""
     image = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, size // 14))
+    font = ImageFont.load_default(size=min(16, max(10, size // 14)))  # "95°" fits a cell
     width = max(1, size // 112)
-    if figure.kind == "triangle":
-        _triangle(draw, figure, size, font, width)
-    elif figure.kind == "rectangle":
-        _rectangle(draw, figure, size, font, width)
-    else:
-        _circle(draw, figure, size, font, width)
+    draw_shape = {"triangle": _triangle, "rectangle": _rectangle, "circle": _circle}[figure.kind]
+    _draw_labels(draw, draw_shape(draw, figure, size, width), size, font)
     return image
 
 
@@ -87,42 +92,61 @@ def _fit(points: list[tuple[float, float]], size: int) -> list[tuple[float, floa
     return [((x - min(xs)) * scale + offset_x, size - ((y - min(ys)) * scale + offset_y)) for x, y in points]
 
 
-def _label(draw: ImageDraw.ImageDraw, at: tuple[float, float], text: str, font) -> None:
-    draw.text(at, text, fill="black", font=font, anchor="mm")
+Label = tuple[tuple[float, float], str]  # where the shape wants a label (its centre), the text
 
 
-def _triangle(draw, figure: Figure, size: int, font, width: int) -> None:
+def _draw_labels(draw: ImageDraw.ImageDraw, labels: list[Label], size: int, font) -> None:
+    """Each label in the free grid cell nearest to where the shape wants it (cleared to white,
+    the text from its corner), so that no two labels share a cell."""
+    cells = size // LABEL_CELL
+    taken: set[tuple[int, int]] = set()
+    for (x, y), text in labels:
+        free = [(col, row) for col in range(cells) for row in range(cells) if (col, row) not in taken]
+        col, row = min(free, key=lambda c: ((c[0] + 0.5) * LABEL_CELL - x) ** 2 + ((c[1] + 0.5) * LABEL_CELL - y) ** 2)
+        taken.add((col, row))
+        left, top = col * LABEL_CELL, row * LABEL_CELL
+        draw.rectangle([left, top, left + LABEL_CELL - 1, top + LABEL_CELL - 1], fill="white")
+        draw.text((left + 2, top + 2), text, fill="black", font=font, anchor="la")
+
+
+def _triangle(draw, figure: Figure, size: int, width: int) -> list[Label]:
     a, b, c = _fit(list(triangle_vertices(*figure.shape)), size)
     draw.polygon([a, b, c], outline="black", width=width)
     centre = ((a[0] + b[0] + c[0]) / 3, (a[1] + b[1] + c[1]) / 3)
     angles = (*figure.shape, 180.0 - sum(figure.shape))
+    labels: list[Label] = []
     for name, vertex, others, angle in zip("ABC", (a, b, c), ((b, c), (a, c), (a, b)), angles):
-        # the vertex's name outside the shape; its angle's label inside, on the bisector, farther
-        # in for a narrow angle so that it sits between the two sides
-        _label(draw, _towards(vertex, centre, -size * 0.06), name, font)
+        # the angle's label inside, on the bisector, farther in for a narrow angle so that it
+        # sits between the two sides (placed first: the values matter more than the names);
+        # the vertex's name outside the shape
         if figure.labels.get(name):
             bisector = _bisector(vertex, *others)
             depth = size * 0.07 / max(math.sin(math.radians(angle) / 2), 0.25)
-            _label(draw, (vertex[0] + bisector[0] * depth, vertex[1] + bisector[1] * depth), figure.labels[name], font)
+            labels.insert(0, ((vertex[0] + bisector[0] * depth, vertex[1] + bisector[1] * depth), figure.labels[name]))
+        labels.append((_towards(vertex, centre, -size * 0.06), name))
+    return labels
 
 
-def _rectangle(draw, figure: Figure, size: int, font, width: int) -> None:
+def _rectangle(draw, figure: Figure, size: int, width: int) -> list[Label]:
     w, h = figure.shape
     (x0, y0), (x1, y1) = _fit([(0.0, 0.0), (w, h)], size)
     draw.rectangle([x0, y1, x1, y0], outline="black", width=width)
+    labels: list[Label] = []
     if figure.labels.get("width"):
-        _label(draw, ((x0 + x1) / 2, y0 + size * 0.06), figure.labels["width"], font)
+        labels.append((((x0 + x1) / 2, y0 + size * 0.06), figure.labels["width"]))
     if figure.labels.get("height"):
-        _label(draw, (x1 + size * 0.07, (y0 + y1) / 2), figure.labels["height"], font)
+        labels.append(((x1 + size * 0.07, (y0 + y1) / 2), figure.labels["height"]))
+    return labels
 
 
-def _circle(draw, figure: Figure, size: int, font, width: int) -> None:
+def _circle(draw, figure: Figure, size: int, width: int) -> list[Label]:
     centre, radius = size / 2, size * (0.5 - MARGIN)
     draw.ellipse([centre - radius, centre - radius, centre + radius, centre + radius], outline="black", width=width)
     draw.line([(centre, centre), (centre + radius, centre)], fill="black", width=width)
     draw.ellipse([centre - 2, centre - 2, centre + 2, centre + 2], fill="black")
-    if figure.labels.get("radius"):
-        _label(draw, (centre + radius / 2, centre - size * 0.05), figure.labels["radius"], font)
+    return (
+        [((centre + radius / 2, centre - size * 0.05), figure.labels["radius"])] if figure.labels.get("radius") else []
+    )
 
 
 def _bisector(at, p, q) -> tuple[float, float]:

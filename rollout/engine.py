@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 
+from models.classes import has_vision_tower
 from rollout.early_stop import EarlyStop, GroupTracker
 from rollout.types import Sample, SamplingSettings
 
@@ -237,14 +238,6 @@ class RolloutEngine:
     def identity(self) -> str:
         """Changes when Ray restarts the actor (which then holds the weights it was created with)."""
         return self.instance_id
-
-
-def has_vision_tower(model_path: str, *, trust_remote_code: bool = False) -> bool:
-    """The checkpoint is a vision-language model (Qwen2-VL, Qwen2.5-VL, the tiny VLM)."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    return getattr(config, "vision_config", None) is not None
 
 
 def _engine_input(prompt: list[int], images: list | None) -> dict:

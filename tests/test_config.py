@@ -143,6 +143,10 @@ def test_switching_algorithm_on_a_bppo_preset_keeps_everything_else():
             "reward.accuracy_weight=1 must exceed reward.format_weight=1 plus the overlong penalty 0",
         ),
         (
+            "model.path=tiny-vl data.source.kind=diagrams data.source.image_size=224",
+            "data.source.image_size=224 differs from model.tiny_vl.image_size=112",
+        ),
+        (
             "reward.format_weight=0.5 algo.overlong_buffer=32",
             "must exceed reward.format_weight=0.5 plus the overlong penalty 1",
         ),

@@ -11,7 +11,7 @@ import pytest
 import sympy
 
 from prompts.diagrams import generate_diagrams
-from prompts.figures import Figure, png_bytes, render, triangle_vertices
+from prompts.figures import LABEL_CELL, Figure, png_bytes, render, triangle_vertices
 
 
 def test_triangle_vertices_by_hand():
@@ -91,3 +91,36 @@ def test_text_and_figure_problems_state_the_numbers_too():
         assert problem.meta["figure_only"] is False
     with pytest.raises(ValueError, match="unknown diagram families"):
         generate_diagrams(1, 1, families=["hexagon"])
+
+
+def _label_cell(figure: Figure, key: str, size: int) -> tuple[int, int]:
+    """The 28-pixel cell (column, row) where ``figure``'s label ``key`` is drawn: the pixels that
+    change when only that label does."""
+    other = Figure(figure.kind, figure.shape, {**figure.labels, key: "99"})
+    rows, cols = np.nonzero((np.asarray(render(figure, size)) != np.asarray(render(other, size))).any(axis=-1))
+    assert rows.size, f"label {key} not drawn"
+    cell = {(c // LABEL_CELL, r // LABEL_CELL) for r, c in zip(rows, cols)}
+    assert len(cell) == 1, f"label {key} spans cells {sorted(cell)}"  # never across a token's border
+    return cell.pop()
+
+
+def test_a_label_is_the_same_pixels_in_its_own_cell_wherever_the_shape_puts_it():
+    size = 224
+    # "35°" at A of a wide triangle and at B of a tall one: different cells, the same cell pixels
+    wide = Figure("triangle", (35, 30), {"A": "35°", "B": "30°", "C": "x"})
+    tall = Figure("triangle", (80, 35), {"A": "80°", "B": "35°", "C": "x"})
+    at_a, at_b = _label_cell(wide, "A", size), _label_cell(tall, "B", size)
+    assert at_a != at_b
+
+    def cell_pixels(figure, cell):
+        col, row = cell
+        return np.asarray(render(figure, size))[
+            row * LABEL_CELL : (row + 1) * LABEL_CELL, col * LABEL_CELL : (col + 1) * LABEL_CELL
+        ]
+
+    assert (cell_pixels(wide, at_a) == cell_pixels(tall, at_b)).all()
+    assert (cell_pixels(wide, at_a) < 128).any()  # ink: the label, on its cleared cell
+    # every label of a figure in a cell of its own, whatever the shape (two triangles, a rectangle)
+    for figure in (wide, tall, Figure("rectangle", (12, 2), {"width": "12", "height": "x"})):
+        cells = [_label_cell(figure, key, size) for key in figure.labels]
+        assert len(set(cells)) == len(cells)

@@ -192,7 +192,7 @@ def test_two_training_steps_on_diagram_prompts(tiny_vl, ray_local, tmp_path, alg
         "trainer.steps": 2,
         "trainer.prompts_per_step": 4,
         "trainer.parity_every": 1,
-        "trainer.save_every": 0,
+        "trainer.save_every": 2 if algo == "bppo" else 0,  # BPPO: a checkpoint to export
         "trainer.run_dir": tmp_path,
         "eval.every": 2,
     }
@@ -211,6 +211,25 @@ def test_two_training_steps_on_diagram_prompts(tiny_vl, ray_local, tmp_path, alg
     assert metrics[0]["eval/problems"] == 8 and "eval/accuracy" in metrics[-1]
     rollouts = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
     assert all(pid.startswith("train-fig-") for r in rollouts for pid in r["problem_ids"])  # diagram problems
+    if algo == "bppo":  # `bppo export` of a VLM's checkpoint: its vision tower and its image processor
+        from safetensors.torch import load_file
+        from transformers import AutoProcessor
+
+        from cli.main import main
+
+        checkpoint = tmp_path / "checkpoints" / "step_000002"
+        assert main(["export", "--checkpoint", str(checkpoint)]) == 0
+        exported, final = (
+            load_file(checkpoint / "hf" / "model.safetensors"),
+            load_file(tmp_path / "final" / "model.safetensors"),
+        )
+        assert exported.keys() == final.keys() and any(
+            ".visual." in name or name.startswith("visual.") for name in final
+        )
+        for name, tensor in final.items():
+            torch.testing.assert_close(exported[name], tensor, rtol=0, atol=0, msg=name)
+        processor = AutoProcessor.from_pretrained(checkpoint / "hf")  # the export is another run's model.path
+        assert processor.image_processor.size.longest_edge == 112 * 112  # its pixels, as the model was built
 
 
 def test_the_drivers_vision_inputs_match_the_processor(tiny_vl):
