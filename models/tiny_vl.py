@@ -85,7 +85,13 @@ def build_tiny_vl_model(out_dir: Path, tiny_vl) -> None:
     model.save_pretrained(out_dir)
     pixels = tiny_vl.image_size**2  # every image resized to exactly this many pixels
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=pixels, max_pixels=pixels, patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL
+        min_pixels=pixels,
+        max_pixels=pixels,
+        patch_size=PATCH,
+        merge_size=MERGE,
+        temporal_patch_size=TEMPORAL,
+        image_mean=list(tiny_vl.image_mean),  # paper = 0 (orchestrator.config.TinyVLModelConfig)
+        image_std=list(tiny_vl.image_std),
     )
     # the processor insists on a video processor; this model is never given videos
     video_processor = Qwen2VLVideoProcessor(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL)

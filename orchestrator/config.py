@@ -104,6 +104,14 @@ class TinyVLModelConfig(_Strict):
     image_size: int = Field(112, ge=28, multiple_of=28)
     """Every image is resized to image_size x image_size pixels: (image_size / 28)^2 language tokens
     (14-pixel patches, merged 2 x 2)."""
+    image_mean: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    """The image processor's normalisation ((pixel / 255 - mean) / std per channel). The default
+    makes white paper zero and ink negative: a blank patch embeds to nothing (the patch embedding
+    has no bias), so a label's strokes are all that its token says. With CLIP's mean (Qwen2-VL's)
+    paper is +1.9 in every pixel and a label a small change on a large constant: the tiny tower
+    then learned nothing of a label in 1,500 steps, and reads it within a few hundred this way
+    (docs/images.md)."""
 
 
 class ModelConfig(_Strict):

@@ -60,6 +60,10 @@ def test_the_tiny_vlm_reads_its_image_through_the_processor(tiny_vl):
     assert (encoded["input_ids"][0] == pad).sum().item() == 16
     # 64 patches of 3 channels x 2 frames x 14 x 14 pixels
     assert encoded["pixel_values"].shape == (64, 3 * 2 * 14 * 14)
+    # paper is zero, ink negative: (255 / 255 - 1) / 0.5 = 0 for white, (0 / 255 - 1) / 0.5 = -2 for black
+    pixels = encoded["pixel_values"]
+    assert pixels.max().item() == 0.0 and pixels.min().item() == -2.0
+    assert (pixels == 0).float().mean().item() > 0.8  # a figure is mostly paper: most pixels say nothing
     model = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
     assert model.config.vision_config.depth == 1 and model.config.text_config.num_hidden_layers == 2
     response = processor.tokenizer(" x = 70")["input_ids"]
@@ -266,3 +270,28 @@ def test_a_text_model_asked_to_read_images_is_refused(tiny_model):
     assert vision_inputs(tiny_model, []) is None  # a text model on text prompts: nothing to do
     with pytest.raises(ValueError, match=r"8 of the 8 prompts carry images .* has no vision tower"):
         vision_inputs(tiny_model, train + test)
+
+
+def test_one_rule_says_which_classes_load_a_checkpoint(tiny_vl, tmp_path):
+    """models.classes: a config with a vision tower loads as an image-text model with its processor
+    (the learner, the engines, the driver and `bppo export` all ask it), a text model as a causal LM
+    with its tokenizer."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+        Qwen2Config,
+    )
+
+    from models.classes import has_vision_tower, model_class, preprocessor_class
+
+    out, _ = tiny_vl
+    vision = AutoConfig.from_pretrained(out)
+    assert has_vision_tower(str(out))
+    assert model_class(vision) is AutoModelForImageTextToText and preprocessor_class(vision) is AutoProcessor
+    text = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=64)
+    text.save_pretrained(tmp_path)
+    assert not has_vision_tower(str(tmp_path))
+    assert model_class(text) is AutoModelForCausalLM and preprocessor_class(text) is AutoTokenizer
