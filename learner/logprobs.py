@@ -53,6 +53,19 @@ CHUNK_ELEMENTS = 2**26
 NUCLEUS_CHUNK_DIVISOR = 2
 
 
+def ban_tokens(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """``logits`` ``[..., V]`` with the ``token_ids`` columns set, in place, to a logit no token
+    is ever sampled at: the engines ban those tokens (vLLM's ``bad_words``: -inf before
+    temperature, log-probs included), so the learner's distribution must exclude them too.
+
+    Finite, not -inf: an excluded token's entropy term is then 0 x (a large negative) = 0, not
+    0 x -inf = nan; ``-min(1e30, the dtype's max)`` divided by any temperature still fits fp32,
+    where each chunk is computed, and its ``exp`` is exactly 0 there. In place on the model's
+    output (autograd records it; the excluded columns get no gradient)."""
+    banned = -min(1e30, torch.finfo(logits.dtype).max)
+    return logits.index_fill_(-1, token_ids.to(logits.device), banned)
+
+
 def sequence_logprobs(
     logits: torch.Tensor,
     input_ids: torch.Tensor,

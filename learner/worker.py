@@ -23,7 +23,7 @@ import torch
 
 from learner.algorithms import algorithm_loss
 from learner.batch import TrainBatch
-from learner.logprobs import sequence_logprobs
+from learner.logprobs import ban_tokens, sequence_logprobs
 from learner.losses import aggregate
 from learner.varlen import pack_rows, packed_attention
 
@@ -138,7 +138,7 @@ class LearnerWorker:
         holds only its partition from the start (the weights reach it through gathers)."""
         from transformers import AutoConfig
 
-        from models.classes import is_vision_language, model_class
+        from models.classes import is_vision_language, model_class, vision_token_ids
 
         config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=self.trust_remote_code)
         # a vision-language policy (Qwen2-VL, Qwen2.5-VL): the class with its vision tower. Its
@@ -147,6 +147,9 @@ class LearnerWorker:
         # those per-row positions and the row boundaries carried apart (the vision tower runs
         # its own attention too). So learner.padding_free applies to text models.
         self.packed = self.learner["padding_free"] and not is_vision_language(config)
+        # a VLM's vision tokens are never sampled (models.classes.vision_token_ids): excluded here too
+        banned = vision_token_ids(config)
+        self.banned_token_ids = torch.tensor(banned, dtype=torch.long) if banned else None
         attention = {"attn_implementation": self._packed_attention()} if self.packed else {}
 
         def load():
@@ -227,6 +230,8 @@ class LearnerWorker:
             logits = model(
                 input_ids=input_ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False, **images
             ).logits
+            if self.banned_token_ids is not None:
+                ban_tokens(logits, self.banned_token_ids)
             out = sequence_logprobs(logits, input_ids, self.temperature, **options)  # [B, T] (each)
             return out if with_entropy else (out, None)
         packed = pack_rows(batch.input_ids, batch.attention_mask).to(self.device)

@@ -12,6 +12,21 @@ def is_vision_language(config) -> bool:
     return getattr(config, "vision_config", None) is not None
 
 
+VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def vision_token_ids(config) -> list[int]:
+    """A vision-language model's vision tokens (image and video placeholders, their delimiters):
+    only a prompt holds them, where the processor put them for its images. A response that
+    holds one would be a row with an image slot and no image (transformers refuses it: "Image
+    features and image tokens do not match"), so the policy never writes them: the engines
+    ban them (``rollout.engine``) and the learner's log-probs exclude them likewise. Empty for
+    a text model."""
+    if not is_vision_language(config):
+        return []
+    return sorted({getattr(config, key) for key in VISION_TOKEN_KEYS if getattr(config, key, None) is not None})
+
+
 def has_vision_tower(model_path: str, *, trust_remote_code: bool = False) -> bool:
     """The checkpoint at ``model_path`` (a directory or hub name) is a vision-language model."""
     from transformers import AutoConfig

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from models.classes import has_vision_tower
+from models.classes import is_vision_language, vision_token_ids
 from rollout.early_stop import EarlyStop, GroupTracker
 from rollout.types import Sample, SamplingSettings
 
@@ -57,8 +57,11 @@ class RolloutEngine:
             "worker_extension_cls": "weight_sync.transfer.WeightTransferExtension",
             "weight_transfer_config": {"backend": "nccl" if on_gpu else "gloo"},
         }
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         if max_images_per_prompt is None:  # one image per prompt for a vision-language checkpoint
-            max_images_per_prompt = 1 if has_vision_tower(model_path, trust_remote_code=trust_remote_code) else 0
+            max_images_per_prompt = 1 if is_vision_language(model_config) else 0
         if max_images_per_prompt:  # images only: vLLM then profiles no video inputs
             kwargs["limit_mm_per_prompt"] = {"image": max_images_per_prompt, "video": 0}
         if on_gpu:
@@ -103,6 +106,10 @@ class RolloutEngine:
             **kwargs,
         )
         self.prefill_budget = kwargs.get("max_num_batched_tokens", 0) // 2 or None
+        # a VLM's vision tokens belong to prompts only (models.classes.vision_token_ids): banned
+        # in every completion, so vLLM's log-probs are those of the rest, as the learner's are
+        banned = vision_token_ids(model_config)
+        self.banned_words = self.llm.get_tokenizer().convert_ids_to_tokens(banned) if banned else []
         self.policy_version = 0
         self.instance_id = uuid.uuid4().hex  # a new one after Ray restarts the actor
 
@@ -149,7 +156,7 @@ class RolloutEngine:
         return samples
 
     def _generate(self, inputs: list[dict], sampling: SamplingSettings, first_index: int) -> list[Sample]:
-        params = [_sampling_params(sampling, first_index + i) for i in range(len(inputs))]
+        params = [_sampling_params(sampling, first_index + i, banned=self.banned_words) for i in range(len(inputs))]
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
         prompts = [i["prompt_token_ids"] for i in inputs]
         return [
@@ -169,7 +176,7 @@ class RolloutEngine:
         prompts = [i["prompt_token_ids"] for i in inputs]
         for i, engine_input in enumerate(inputs):
             for k in range(G):  # the same seeds vLLM gives the n children of one request
-                params = _sampling_params(sampling, first_index + i, completion=k)
+                params = _sampling_params(sampling, first_index + i, completion=k, banned=self.banned_words)
                 params.output_kind = RequestOutputKind.FINAL_ONLY  # step() returns finished ones only
                 engine.add_request(f"{i}/{k}", engine_input, params)
         try:
@@ -258,9 +265,12 @@ def _cpu_binding(workers: int) -> str:
     return "|".join(",".join(str(c) for c in cpus[i * per : (i + 1) * per]) for i in range(workers))
 
 
-def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: int | None = None):
+def _sampling_params(
+    sampling: SamplingSettings, prompt_index: int, completion: int | None = None, banned: list[str] | None = None
+):
     """vLLM parameters for all ``n`` completions of a prompt, or for one of them (``n=1`` with
-    that completion's seed, so that it samples exactly what it would as a child of ``n``)."""
+    that completion's seed, so that it samples exactly what it would as a child of ``n``);
+    ``banned``: tokens never sampled (their logits -inf before temperature, log-probs included)."""
     from vllm import SamplingParams
 
     seed = sampling.prompt_seed(prompt_index)
@@ -274,6 +284,7 @@ def _sampling_params(sampling: SamplingSettings, prompt_index: int, completion: 
         stop=list(sampling.stop) or None,
         seed=seed,
         logprobs=0,  # the sampled token's own log-prob
+        bad_words=banned or None,
     )
 
 

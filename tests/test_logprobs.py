@@ -482,3 +482,31 @@ def test_entropy_matches_the_plain_formula_for_any_chunking(chunk_tokens, top_p)
         full_p = (logits.detach()[:, :-1] / 0.7).softmax(dim=-1)
         full = -(full_p * full_p.log()).sum(dim=-1)
         assert (entropy[:, 1:] < full - 1e-3).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_banned_tokens_are_out_of_the_distribution_by_hand(dtype, top_p):
+    """ban_tokens: a VLM's vision tokens (never sampled: vLLM's bad_words) leave the distribution
+    the learner computes. Row of 4 equal logits and token 3 banned: the other three have
+    p = 1/3 each, so log p(y) = -ln 3, the entropy is ln 3 (not nan), and the banned column gets
+    no gradient; at T = 0.5 the same (equal logits stay equal)."""
+    from learner.logprobs import ban_tokens
+
+    for temperature in (1.0, 0.5):
+        base = torch.zeros(1, 2, 4, dtype=dtype, requires_grad=True)
+        logits = base * 1.0  # a non-leaf, as a model's output is
+        ban_tokens(logits, torch.tensor([3]))
+        input_ids = torch.tensor([[0, 1]])
+        logprobs, entropy = sequence_logprobs(logits, input_ids, temperature, top_p=top_p, with_entropy=True)
+        # p = 1/3 over the three kept tokens; top-p 0.9 keeps all three (2/3 < 0.9 of the mass with two)
+        assert logprobs[0, 1].item() == pytest.approx(-math.log(3), abs=1e-6)
+        assert entropy[0, 1].item() == pytest.approx(math.log(3), abs=1e-6)
+        assert torch.isfinite(entropy).all()
+        logprobs[0, 1].backward()
+        # d log p(1) / d z at position 0 = (onehot(1) - p) / T: (-1/3, 2/3, -1/3, 0) / T
+        expected = torch.tensor([-1 / 3, 2 / 3, -1 / 3, 0.0]) / temperature
+        torch.testing.assert_close(
+            base.grad[0, 0].float(), expected, atol=1e-2 if dtype != torch.float32 else 1e-6, rtol=0
+        )
+        assert base.grad[0, 0, 3].item() == 0.0  # the banned column: no gradient at all

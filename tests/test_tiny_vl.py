@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.classes import vision_token_ids
 from models.tiny_vl import build_tiny_vl_model, image_tokens
 from orchestrator.config import TinyModelConfig, TinyVLModelConfig
 from prompts.figures import Figure, render
@@ -29,7 +30,10 @@ def _figures(size: int):
 
 
 def _learner_logprobs(model, processor, image, response_ids: list[int]) -> list[float]:
-    """log p(response token | prompt with the image, earlier tokens) by transformers' forward."""
+    """log p(response token | prompt with the image, earlier tokens) by transformers' forward,
+    the vision tokens excluded as the engines and the learner exclude them (never sampled)."""
+    from learner.logprobs import ban_tokens
+
     prompt = processor(text=[IMAGE_PLACEHOLDER + QUESTION], images=[image], return_tensors="pt")
     ids = torch.cat([prompt["input_ids"], torch.tensor([response_ids])], dim=1)
     # which tokens are image tokens: Qwen2-VL's 3-D positions (M-RoPE) are computed from it
@@ -42,6 +46,7 @@ def _learner_logprobs(model, processor, image, response_ids: list[int]) -> list[
             image_grid_thw=prompt["image_grid_thw"],
             mm_token_type_ids=token_types,
         ).logits[0]
+    ban_tokens(logits, torch.tensor(vision_token_ids(model.config)))
     start = prompt["input_ids"].shape[1] - 1  # the logits that predict the first response token
     logprobs = torch.log_softmax(logits[start : start + len(response_ids)].float(), dim=-1)
     return logprobs.gather(1, torch.tensor(response_ids).view(-1, 1)).view(-1).tolist()
@@ -98,6 +103,13 @@ def test_vllm_serves_image_prompts_at_the_learners_logprobs(tiny_vl):
         single = SamplingSettings(n=1, temperature=1.0, max_tokens=8, seed=7)
         same = engine.generate([prompt], single, images=[[triangle]])
         swapped = engine.generate([prompt], single, images=[[circle]])
+        # 1,024 tokens from the random model: ~6 vision tokens expected if they could be sampled
+        # (4 of ~640), none when banned (a response holding one breaks the learner's forward)
+        many = engine.generate(
+            [prompt, prompt],
+            SamplingSettings(n=8, temperature=1.0, max_tokens=64, seed=3),
+            images=[[triangle], [circle]],
+        )
     finally:
         engine.close()
     assert [s.prompt_index for s in samples] == [0, 0, 1, 1] and all(s.prompt_ids == prompt for s in samples)
@@ -109,6 +121,9 @@ def test_vllm_serves_image_prompts_at_the_learners_logprobs(tiny_vl):
     assert len(samples[0].response_ids) == 8 and worst < 1e-4  # parity on image prompts
     assert same[0].response_ids == samples[0].response_ids  # reproducible per seed
     assert swapped[0].response_logprobs != same[0].response_logprobs  # the picture changes the policy
+    vision = set(vision_token_ids(model.config))
+    assert len(vision) == 4 and sum(len(s.response_ids) for s in many) > 900
+    assert not any(vision & set(s.response_ids) for s in many)
 
 
 def test_expanding_image_pads_by_hand():
@@ -152,8 +167,10 @@ def test_the_learner_forward_carries_each_rows_image(tiny_vl):
         tokens = response if row == 0 else response[:4]
         alone = _learner_logprobs(model, processor, image, tokens)
         assert logprobs[row, start : start + len(tokens)].tolist() == pytest.approx(alone, abs=1e-5)
-    with torch.no_grad():
-        text_alone = torch.log_softmax(model(input_ids=torch.tensor([text_prompt + response])).logits[0].float(), -1)
+    with torch.no_grad():  # a VLM's text row: its vision tokens are out of the distribution as well
+        text_logits = model(input_ids=torch.tensor([text_prompt + response])).logits[0].float()
+        text_logits[:, vision_token_ids(model.config)] = float("-inf")
+        text_alone = torch.log_softmax(text_logits, -1)
     expected = text_alone[len(text_prompt) - 1 : -1].gather(1, torch.tensor(response).view(-1, 1)).view(-1)
     assert logprobs[2, len(text_prompt) : len(text_prompt) + len(response)].tolist() == pytest.approx(
         expected.tolist(), abs=1e-5
