@@ -105,6 +105,7 @@ class TinyVLModelConfig(_Strict):
     """Every image is resized to image_size x image_size pixels: (image_size / 28)^2 language tokens
     (14-pixel patches, merged 2 x 2)."""
     image_mean: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """The image processor's per-channel mean, of pixel / 255 (see image_std)."""
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     """The image processor's normalisation ((pixel / 255 - mean) / std per channel). The default
     makes white paper zero and ink negative: a blank patch embeds to nothing (the patch embedding
