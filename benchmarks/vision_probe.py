@@ -30,8 +30,6 @@ from results_io import save_result  # benchmarks/ is the script's own directory
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-
 
 def _example(rng: random.Random, layout: str, size: int):
     from PIL import Image, ImageDraw, ImageFont
@@ -86,11 +84,12 @@ def main() -> None:
 
     import torch
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # Qwen2-VL's processor's defaults
 
     from models.tiny_vl import build_tiny_vl_model
     from orchestrator.config import TinyVLModelConfig
 
-    normalize = {} if args.normalize == "paper" else {"image_mean": CLIP_MEAN, "image_std": CLIP_STD}
+    normalize = {} if args.normalize == "paper" else {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD}
     config = TinyVLModelConfig(
         image_size=args.image_size, vision_width=args.vision_width, vision_layers=args.vision_layers, **normalize
     )

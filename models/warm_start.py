@@ -39,13 +39,14 @@ def warm_start_key(config: Config) -> dict:
     if not warm["elaborate_fraction"]:  # at 0 the SFT data is what it was before the setting existed:
         del warm["elaborate_fraction"]  # the caches made then stay valid
     vision = {"tiny_vl": config.model.tiny_vl.model_dump(mode="json")} if config.model.path == "tiny-vl" else {}
-    if config.data.source.kind == "diagrams":  # the same problems drawn another way are other SFT data
-        vision["figures"] = FIGURE_VERSION
+    # the same diagram problems drawn another way are other SFT data
+    drawing = {"figures": FIGURE_VERSION} if config.data.source.kind == "diagrams" else {}
     return {
         # the base: a built model's config, or a packaged model's name (its file's hash names the
         # converted directory, which warm_model_dir folds in)
         "tiny": config.model.tiny.model_dump(mode="json") if tiny else None,
         **vision,
+        **drawing,
         "base": None if built else config.model.path,
         "chat_template": config.data.chat_template,
         "warm_start": warm,
