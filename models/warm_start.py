@@ -193,7 +193,7 @@ def bootstrap(config: Config, target: Path, base: str, *, log=print) -> dict:
                 rewards,
                 eval_prompts,
                 held_out,
-                SamplingSettings(n=1, temperature=1.0, max_tokens=max_tokens, seed=warm.seed),
+                SamplingSettings(n=1, temperature=1.0, max_tokens=max_tokens, seed=warm.seed, logprobs=False),
             ).metrics()
             accuracy, length = quality["accuracy"], quality["len_mean"]
             history.append(

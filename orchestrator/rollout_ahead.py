@@ -175,12 +175,14 @@ def to_rollout_groups(groups: list[Group], group_size: int) -> RolloutGroups:
         )
 
     finished = table(lambda r: r is not None).bool()
+    # an aborted completion has [] (nothing decoded is returned); None = the engine was not asked
+    with_logprobs = all(s.response_logprobs is not None for g in groups for s, _ in g)
     return RolloutGroups(
         prompt_ids=[g[0][0].prompt_ids for g in groups],
         response_ids=[[s.response_ids for s, _ in g] for g in groups],
         rewards=table(lambda r: 0.0 if r is None else r.score),
         correct=table(lambda r: r is not None and r.correct).bool(),
-        response_logprobs=[[s.response_logprobs for s, _ in g] for g in groups],
+        response_logprobs=[[s.response_logprobs for s, _ in g] for g in groups] if with_logprobs else None,
         finished=None if bool(finished.all()) else finished,
     )
 

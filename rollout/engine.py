@@ -205,7 +205,9 @@ class RolloutEngine:
             prompt_index=prompt_index,
             prompt_ids=list(prompt),
             response_ids=token_ids,
-            response_logprobs=[step[token].logprob for step, token in zip(completion.logprobs, token_ids)],
+            response_logprobs=None
+            if completion.logprobs is None
+            else [step[token].logprob for step, token in zip(completion.logprobs, token_ids)],
             finish_reason=completion.finish_reason or "length",
             policy_version=self.policy_version,
             text=completion.text,
@@ -283,7 +285,7 @@ def _sampling_params(
         max_tokens=sampling.max_tokens,
         stop=list(sampling.stop) or None,
         seed=seed,
-        logprobs=0,  # the sampled token's own log-prob
+        logprobs=0 if sampling.logprobs else None,  # 0: the sampled token's own log-prob
         bad_words=banned or None,
     )
 

