@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/figure_reading.py --model DIR [--config configs/tiny_vl_cpu.yaml] [--name figure_reading]
 
 Greedy answers (transformers, one prompt at a time) to the config's held-out diagram problems,
-parsed against the worked solution's form: a triangle's "x = 180 - a - b = c" and a
-rectangle's "x = area / w = h". For each family: how often the numbers the model wrote are the
+parsed against the worked solution's form: a triangle's "x = 180 - a - b = c", a straight
+line's "x = 180 - a = b" and a rectangle's "x = area / w = h". For each family: how often the numbers the model wrote are the
 figure's labels (read), how often its arithmetic on its own numbers is right (computed), and
 how often the answer is right. A held-out accuracy near zero means different things when the
 model reads and cannot compute and when it cannot read. Prints and writes
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TRIANGLE = re.compile(r"x = 180 - (\d+) - (\d+) = (\d+)")
+LINE = re.compile(r"x = 180 - (\d+) = (\d+)")
 RECTANGLE = re.compile(r"x = (\d+) / (\d+) = (\d+)")
 
 
@@ -40,6 +41,12 @@ def judge(problem, response: str) -> dict[str, bool]:
         a, b, c = (int(g) for g in match.groups())
         wanted = sorted(int(v) for v in figure.shape)
         return {"parsed": True, "read": sorted((a, b)) == wanted, "computed": 180 - a - b == c}
+    if figure.kind == "line":
+        match = LINE.search(response)
+        if not match:
+            return {"parsed": False, "read": False, "computed": False}
+        a, b = (int(g) for g in match.groups())
+        return {"parsed": True, "read": a == int(figure.shape[0]), "computed": 180 - a == b}
     if figure.kind == "rectangle":
         match = RECTANGLE.search(response)
         if not match:

@@ -1,5 +1,6 @@
 """Geometry diagrams drawn from a problem's own parameters (PIL, no fonts to install): a triangle
-with its angles labelled at the vertices, a rectangle with its sides, a circle with its radius.
+with its angles labelled at the vertices, a rectangle with its sides, a circle with its radius,
+a straight line with a ray from a point on it and the two angles they make.
 
 A ``Figure`` is plain data (kind + labels + the numbers that fix the shape), so it travels in a
 problem's ``meta`` as JSON and is rendered where an image is needed; the same figure always
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageDraw, ImageFont
 
 FIGURE_VERSION = 2  # bump when the same figure renders differently (cached warm starts are keyed on it)
-KINDS = ("triangle", "rectangle", "circle")
+KINDS = ("triangle", "rectangle", "circle", "line")
 MARGIN = 0.14  # of the canvas, kept clear around the shape for the labels
 LABEL_CELL = 28  # pixels: a Qwen2-VL language token's square (14-pixel patches merged 2 x 2)
 
@@ -31,8 +32,10 @@ LABEL_CELL = 28  # pixels: a Qwen2-VL language token's square (14-pixel patches 
 class Figure:
     """``triangle``: ``shape`` = (angle A, angle B) in degrees, ``labels`` for A, B, C (at the
     vertices); ``rectangle``: ``shape`` = (width, height), labels for width, height;
-    ``circle``: ``shape`` = (radius,), label for radius. A label is what the picture shows:
-    a value ("50°", "7") or the unknown ("x")."""
+    ``circle``: ``shape`` = (radius,), label for radius; ``line``: ``shape`` = (angle a, the
+    line's direction), both in degrees, labels for a (between the line's direction and the ray,
+    counter-clockwise) and b (between the ray and the line's other half). A label is what the
+    picture shows: a value ("50°", "7") or the unknown ("x")."""
 
     kind: str
     shape: tuple[float, ...]
@@ -41,9 +44,12 @@ class Figure:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"figure kind must be one of {KINDS}, got {self.kind!r}")
-        wanted = {"triangle": 2, "rectangle": 2, "circle": 1}[self.kind]
-        if len(self.shape) != wanted or not all(v > 0 for v in self.shape):
+        wanted = {"triangle": 2, "rectangle": 2, "circle": 1, "line": 2}[self.kind]
+        sizes = self.shape[:1] if self.kind == "line" else self.shape  # a direction may be anything
+        if len(self.shape) != wanted or not all(v > 0 for v in sizes):
             raise ValueError(f"a {self.kind} takes {wanted} positive numbers, got {self.shape}")
+        if self.kind == "line" and self.shape[0] >= 180:
+            raise ValueError(f"a ray at {self.shape[0]} degrees from a line leaves no angle on its other side")
         if self.kind == "triangle" and self.shape[0] + self.shape[1] >= 180:
             raise ValueError(f"triangle angles {self.shape} leave no third angle")
 
@@ -70,7 +76,7 @@ def render(figure: Figure, size: int = 224) -> Image.Image:
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=min(16, max(10, size // 14)))  # "95°" fits a cell
     width = max(1, size // 112)
-    draw_shape = {"triangle": _triangle, "rectangle": _rectangle, "circle": _circle}[figure.kind]
+    draw_shape = {"triangle": _triangle, "rectangle": _rectangle, "circle": _circle, "line": _line}[figure.kind]
     _draw_labels(draw, draw_shape(draw, figure, size, width), size, font)
     return image
 
@@ -147,6 +153,26 @@ def _circle(draw, figure: Figure, size: int, width: int) -> list[Label]:
     return (
         [((centre + radius / 2, centre - size * 0.05), figure.labels["radius"])] if figure.labels.get("radius") else []
     )
+
+
+def _line(draw, figure: Figure, size: int, width: int) -> list[Label]:
+    angle, direction = figure.shape
+    centre, reach = size / 2, size * (0.5 - MARGIN)
+
+    def point(degrees: float, distance: float) -> tuple[float, float]:  # from the centre, y down
+        return centre + distance * math.cos(math.radians(degrees)), centre - distance * math.sin(math.radians(degrees))
+
+    end, other_end, tip = point(direction, reach), point(direction + 180, reach), point(direction + angle, reach)
+    draw.line([end, other_end], fill="black", width=width)
+    draw.line([(centre, centre), tip], fill="black", width=width)
+    draw.ellipse([centre - 2, centre - 2, centre + 2, centre + 2], fill="black")
+    labels: list[Label] = []
+    # each angle's label on its bisector, farther out for a narrow one (between its two lines)
+    for name, middle, opening in (("a", direction + angle / 2, angle), ("b", direction + 90 + angle / 2, 180 - angle)):
+        if figure.labels.get(name):
+            depth = size * 0.09 / max(math.sin(math.radians(opening) / 2), 0.3)
+            labels.append((point(middle, depth), figure.labels[name]))
+    return labels
 
 
 def _bisector(at, p, q) -> tuple[float, float]:

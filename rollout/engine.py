@@ -226,13 +226,17 @@ class RolloutEngine:
 
     def weight_transfer(self, method: str, kwargs: dict | None = None, timeout_s: float | None = None) -> None:
         """One call of the weight-transfer API on every worker of this engine (plain dicts cross
-        into the engine-core process). Finishing an update drops the prefix cache: its KV blocks
-        were computed with the old weights."""
+        into the engine-core process). Finishing an update drops what was computed with the old
+        weights: the prefix cache's KV blocks and the encoder cache's image embeddings (vLLM
+        reuses an image's embedding whenever the image comes again: a vision-language policy
+        sampled every evaluation after the first, and every revisited training prompt, with
+        the vision tower it had then)."""
         if method not in self.TRANSFER_METHODS:
             raise ValueError(f"unknown weight-transfer call {method!r}; expected one of {self.TRANSFER_METHODS}")
         self.llm.collective_rpc(method, timeout=timeout_s, kwargs=kwargs or {})
         if method == "finish_weight_update":
             self.llm.reset_prefix_cache()
+            self.llm.llm_engine.reset_encoder_cache()
 
     def set_version(self, version: int) -> int:
         """Stamp the policy version the engine samples with (after a completed transfer)."""

@@ -35,6 +35,7 @@ def test_triangle_vertices_by_hand():
         Figure("triangle", (50, 70), {"A": "50°", "B": "70°", "C": "x"}),
         Figure("rectangle", (7, 3), {"width": "7", "height": "x"}),
         Figure("circle", (5,), {"radius": "5"}),
+        Figure("line", (35, 0), {"a": "35°", "b": "x"}),
     ],
 )
 def test_rendering_is_deterministic_unclipped_and_shows_its_labels(figure):
@@ -58,6 +59,8 @@ def test_bad_figures_name_what_is_wrong():
         Figure("circle", (1, 2))
     with pytest.raises(ValueError, match="leave no third angle"):
         Figure("triangle", (100, 80))
+    with pytest.raises(ValueError, match="leaves no angle on its other side"):
+        Figure("line", (180, 0))
 
 
 def test_figure_only_problems_leave_the_numbers_to_the_picture():
@@ -66,7 +69,12 @@ def test_figure_only_problems_leave_the_numbers_to_the_picture():
     keys = [p.question + json.dumps(p.meta["figure"], sort_keys=True) for p in train + test]
     assert len(set(keys)) == 70  # distinct problems, no problem in both splits
     families = {p.meta["family"] for p in train}
-    assert families == {"triangle_angles_figure", "rectangle_side_figure", "circle_area_figure"}
+    assert families == {
+        "triangle_angles_figure",
+        "supplementary_angle_figure",
+        "rectangle_side_figure",
+        "circle_area_figure",
+    }
     for problem in train:
         figure = Figure.from_json(problem.meta["figure"])
         numbers = set(re.findall(r"\d+", problem.question))
@@ -76,6 +84,12 @@ def test_figure_only_problems_leave_the_numbers_to_the_picture():
         elif figure.kind == "rectangle":  # x = area / width, the width only in the picture
             assert problem.answer == str(figure.shape[1]) and figure.labels["height"] == "x"
             assert numbers == {str(figure.shape[0] * figure.shape[1])}
+        elif figure.kind == "line":  # x = 180 - a, a only in the picture
+            assert problem.answer == str(180 - figure.shape[0]) and figure.labels == {
+                "a": f"{figure.shape[0]}°",
+                "b": "x",
+            }
+            assert not numbers and figure.shape[1] % 15 == 0
         else:  # area in terms of pi from the radius in the picture
             assert problem.answer == sympy.latex(figure.shape[0] ** 2 * sympy.pi)
             assert not numbers
@@ -124,3 +138,16 @@ def test_a_label_is_the_same_pixels_in_its_own_cell_wherever_the_shape_puts_it()
     for figure in (wide, tall, Figure("rectangle", (12, 2), {"width": "12", "height": "x"})):
         cells = [_label_cell(figure, key, size) for key in figure.labels]
         assert len(set(cells)) == len(cells)
+
+
+def test_a_lines_labels_sit_inside_their_own_angles():
+    """The line's two angles (a counter-clockwise from its direction, then b = 180 - a up to its
+    other half): each label's cell, seen from the point on the line, lies inside its angle."""
+    size = 224
+    for a, direction in [(35, 0), (80, 135), (60, 270), (20, 90)]:
+        figure = Figure("line", (a, direction), {"a": f"{a}°", "b": "x"})
+        for key, start, opening in (("a", direction, a), ("b", direction + a, 180 - a)):
+            col, row = _label_cell(figure, key, size)
+            x, y = (col + 0.5) * LABEL_CELL - size / 2, size / 2 - (row + 0.5) * LABEL_CELL  # y up
+            bearing = (math.degrees(math.atan2(y, x)) - start) % 360
+            assert 0 < bearing < opening, (a, direction, key, bearing)

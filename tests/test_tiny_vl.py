@@ -312,3 +312,73 @@ def test_one_rule_says_which_classes_load_a_checkpoint(tiny_vl, tmp_path):
     text.save_pretrained(tmp_path)
     assert not has_vision_tower(str(tmp_path))
     assert model_class(text) is AutoModelForCausalLM and preprocessor_class(text) is AutoTokenizer
+
+
+@pytest.mark.slow  # Ray, vLLM (its engine core in its own process), DeepSpeed, the gloo weight transfer
+def test_after_a_sync_the_engine_sees_an_image_it_has_seen_with_the_new_vision_tower(tiny_vl, ray_local, tmp_path):
+    """vLLM keeps an image's embedding and reuses it when the image comes again (every evaluation,
+    every revisited prompt). The engine samples a figure with model A's vision tower, then a sync
+    brings model B (A with another vision tower): the same figure must be seen through B's tower,
+    or the engine answers with A's picture and B's text side. (Before the engine dropped its
+    encoder cache on a sync, the tiny VLM's warm start was evaluated with the vision tower of its
+    first evaluation: its sampled accuracy never moved.)"""
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    from learner.algorithms import GRPOConfig
+    from learner.world import LearnerWorld
+    from orchestrator.config import LearnerConfig
+    from rollout.fleet import EngineFleet
+    from rollout.types import SamplingSettings
+    from weight_sync.driver import WeightSync
+
+    out, config = tiny_vl
+    processor = AutoProcessor.from_pretrained(out)
+    model_a = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
+    model_b = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model_b.named_parameters():
+            if "visual" in name:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.5)
+    model_b.save_pretrained(tmp_path / "b")
+    processor.save_pretrained(tmp_path / "b")
+    triangle, _ = _figures(config.image_size)
+    prompt = processor.tokenizer(IMAGE_PLACEHOLDER + QUESTION)["input_ids"]
+    sampling = SamplingSettings(n=1, temperature=1.0, max_tokens=8, seed=7)
+    fleet = EngineFleet(
+        num_engines=1,
+        resources_per_engine={"CPU": 0.25},
+        engine_kwargs=dict(model_path=str(out), max_model_len=256, seed=0),
+    )
+    learner = LearnerWorld(
+        world_size=1,
+        micro_batch_tokens=4096,
+        resources_per_rank={"CPU": 0.5},
+        max_len=32,
+        worker_kwargs=dict(
+            model_path=str(tmp_path / "b"),
+            algo=GRPOConfig().model_dump(),
+            dtype="float32",
+            temperature=1.0,
+            total_steps=1,
+            seed=0,
+            learner=LearnerConfig(zero_stage=0, warmup_steps=0, lr_schedule="constant").model_dump(),
+        ),
+    )
+    sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
+    try:
+        (seen,) = fleet.generate([prompt], sampling, images=[[triangle]])  # A's embedding of the figure, cached
+        sync.push()
+        (again,) = fleet.generate([prompt], sampling, images=[[triangle]])
+    finally:
+        sync.close()
+        fleet.shutdown()
+        learner.shutdown()
+
+    def gap(sample, model) -> float:
+        expected = _learner_logprobs(model, processor, triangle, sample.response_ids)
+        return max(abs(a - b) for a, b in zip(sample.response_logprobs, expected))
+
+    assert gap(seen, model_a) < 1e-4  # before the sync: model A
+    assert gap(again, model_b) < 1e-4  # after it: model B's vision tower, on an image the engine had seen
+    assert gap(again, model_a) > 1e-2  # and the two towers disagree, so seeing A's picture would fail
