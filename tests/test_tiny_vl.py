@@ -324,11 +324,10 @@ def test_after_a_sync_the_engine_sees_an_image_it_has_seen_with_the_new_vision_t
     first evaluation: its sampled accuracy never moved.)"""
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-    from learner.algorithms import GRPOConfig
-    from learner.world import LearnerWorld
     from orchestrator.config import LearnerConfig
     from rollout.fleet import EngineFleet
     from rollout.types import SamplingSettings
+    from tests.learner_worlds import learner_world
     from weight_sync.driver import WeightSync
 
     out, config = tiny_vl
@@ -350,21 +349,7 @@ def test_after_a_sync_the_engine_sees_an_image_it_has_seen_with_the_new_vision_t
         resources_per_engine={"CPU": 0.25},
         engine_kwargs=dict(model_path=str(out), max_model_len=256, seed=0),
     )
-    learner = LearnerWorld(
-        world_size=1,
-        micro_batch_tokens=4096,
-        resources_per_rank={"CPU": 0.5},
-        max_len=32,
-        worker_kwargs=dict(
-            model_path=str(tmp_path / "b"),
-            algo=GRPOConfig().model_dump(),
-            dtype="float32",
-            temperature=1.0,
-            total_steps=1,
-            seed=0,
-            learner=LearnerConfig(zero_stage=0, warmup_steps=0, lr_schedule="constant").model_dump(),
-        ),
-    )
+    learner = learner_world(tmp_path / "b", LearnerConfig(zero_stage=0, warmup_steps=0, lr_schedule="constant"))
     sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
     try:
         (seen,) = fleet.generate([prompt], sampling, images=[[triangle]])  # A's embedding of the figure, cached

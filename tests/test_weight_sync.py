@@ -14,6 +14,7 @@ from learner.batch import RolloutGroups
 from orchestrator.config import LearnerConfig
 from rollout.types import SamplingSettings
 from tests.engine_probes import engine_logprobs, engine_versions
+from tests.learner_worlds import learner_world
 
 pytestmark = pytest.mark.slow  # Ray, vLLM engine processes, DeepSpeed
 
@@ -22,7 +23,6 @@ G, PROMPTS, ENGINES = 4, 3, 2
 
 @pytest.fixture(scope="module")
 def parts(ray_local, tiny_model):
-    from learner.world import LearnerWorld
     from rollout.fleet import EngineFleet
     from weight_sync.driver import WeightSync
 
@@ -32,28 +32,18 @@ def parts(ray_local, tiny_model):
         resources_per_engine={"CPU": 0.25},
         engine_kwargs=dict(model_path=tiny_model, max_model_len=128, seed=0),
     )
-    learner = LearnerWorld(
-        world_size=1,
-        micro_batch_tokens=4096,
-        resources_per_rank={"CPU": 0.5},
-        max_len=32,
-        worker_kwargs=dict(
-            model_path=tiny_model,
-            algo=algo.model_dump(),
-            dtype="float32",
-            temperature=1.0,
-            total_steps=10,
-            seed=0,
-            learner=LearnerConfig(
-                zero_stage=0,
-                lr=1e-3,
-                weight_decay=0.0,
-                warmup_steps=0,
-                lr_schedule="constant",
-                max_grad_norm=1.0,
-                gradient_checkpointing=False,
-            ).model_dump(),
+    learner = learner_world(
+        tiny_model,
+        LearnerConfig(
+            zero_stage=0,
+            lr=1e-3,
+            weight_decay=0.0,
+            warmup_steps=0,
+            lr_schedule="constant",
+            max_grad_norm=1.0,
+            gradient_checkpointing=False,
         ),
+        algo=algo.model_dump(),
     )
     sync = WeightSync(fleet, learner, on_gpu=False, bucket_mb=1, timeout_s=60)
     yield fleet, learner, algo, sync
