@@ -4,11 +4,11 @@
 
 Greedy answers (transformers, one prompt at a time) to the config's held-out diagram problems,
 parsed against the worked solution's form: a triangle's "x = 180 - a - b = c", a straight
-line's "x = 180 - a = b" and a rectangle's "x = area / w = h". For each family: how often the numbers the model wrote are the
-figure's labels (read), how often its arithmetic on its own numbers is right (computed), and
-how often the answer is right. A held-out accuracy near zero means different things when the
-model reads and cannot compute and when it cannot read. Prints and writes
-benchmarks/results/<--name>.json.
+line's "x = 180 - a = b" and a rectangle's "x = area / w = h". For each family: how often the
+numbers the model wrote are the figure's labels (read), how often its arithmetic on its own
+numbers is right (computed), and how often the answer is right. A held-out accuracy near zero
+means different things when the model reads and cannot compute and when it cannot read.
+Prints and writes benchmarks/results/<--name>.json.
 """
 
 from __future__ import annotations

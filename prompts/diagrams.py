@@ -41,14 +41,15 @@ def triangle_angles(rng: random.Random, figure_only: bool) -> tuple[Draft, Figur
 
 
 def supplementary_angle(rng: random.Random, figure_only: bool) -> tuple[Draft, Figure]:
-    # one subtraction (the triangle needs two, which the tiny VLM's text side rarely gets right):
-    # a two-digit angle, the line in one of 24 directions, ~2,000 figures of ~90 answers
+    # one subtraction (a triangle's third angle takes two): a two-digit angle, the line in one
+    # of 24 directions, ~2,000 figures of ~90 answers
     a, direction = rng.randint(10, 99), 15 * rng.randrange(24)
     figure = Figure("line", (a, direction), {"a": f"{a}°", "b": "x"})
     question = (
         "The line in the figure is straight. Find x, in degrees."
         if figure_only
-        else f"A ray from a point on a straight line makes an angle of {a} degrees with it. Find x, the other angle, in degrees."
+        else f"A ray from a point on a straight line makes an angle of {a} degrees with it. "
+        "Find x, the other angle, in degrees."
     )
     steps = ("Angles on a straight line add up to 180 degrees.", f"So x = 180 - {a} = {180 - a}.")
     return Draft(question, sympy.Integer(180 - a), (f"the angle is {a}°",), steps), figure
