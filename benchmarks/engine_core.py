@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from results_io import save_result  # benchmarks/ is the script's own directory
+from tiny_batch import tiny_preset_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,22 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 def measure(separate_process: bool, repeats: int) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from models.sources import resolve_model_path
-    from orchestrator.config_io import load_config
-    from prompts.loaders import load_prompt_set
-    from prompts.problems import render_prompt
     from rollout.engine import RolloutEngine
     from rollout.types import SamplingSettings
 
-    config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [])
-    model_path = resolve_model_path(config, log=lambda *a, **k: None)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    problems = load_prompt_set(config.data).train[: config.trainer.prompts_per_step]
-    prompts = [
-        tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False) for p in problems
-    ]
+    config, model_path, prompts = tiny_preset_batch()
     sampling = SamplingSettings(n=config.rollout.n, temperature=1.0, max_tokens=config.rollout.max_tokens, seed=1)
 
     started = time.perf_counter()

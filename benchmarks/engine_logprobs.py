@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from results_io import save_result  # benchmarks/ is the script's own directory
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tiny_batch import tiny_preset_batch
 
 
 def main() -> None:
@@ -31,22 +27,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=6)
     args = parser.parse_args()
 
-    from transformers import AutoTokenizer
-
-    from models.sources import resolve_model_path
-    from orchestrator.config_io import load_config
-    from prompts.loaders import load_prompt_set
-    from prompts.problems import render_prompt
     from rollout.engine import RolloutEngine
     from rollout.types import SamplingSettings
 
-    config = load_config([str(ROOT / "configs/tiny_cpu.yaml")], [])
-    model_path = resolve_model_path(config, log=lambda *a, **k: None)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    problems = load_prompt_set(config.data).train[: config.trainer.prompts_per_step]
-    prompts = [
-        tokenizer.encode(render_prompt(p, config.data.prompt_template), add_special_tokens=False) for p in problems
-    ]
+    config, model_path, prompts = tiny_preset_batch()
     asked = SamplingSettings(n=config.rollout.n, temperature=1.0, max_tokens=config.rollout.max_tokens, seed=1)
     arms = {"with_logprobs": asked, "without": replace(asked, logprobs=False)}
     engine = RolloutEngine(model_path, max_model_len=config.rollout.max_model_len, seed=0)
