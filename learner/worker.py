@@ -23,6 +23,7 @@ import torch
 
 from learner.algorithms import algorithm_loss
 from learner.batch import TrainBatch
+from learner.cpu_threads import ThreadTuner
 from learner.logprobs import ban_tokens, sequence_logprobs
 from learner.losses import aggregate
 from learner.varlen import pack_rows, packed_attention
@@ -78,12 +79,17 @@ class LearnerWorker:
         self.temperature, self.top_p, self.total_steps, self.seed = temperature, top_p, total_steps, seed
         self.trust_remote_code = trust_remote_code
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.threads: ThreadTuner | None = None  # the CPU update's thread count, tuned by timing
         if self.device.type == "cpu":
             # Phases run one after another, so the active actor may use every core; when they
             # overlap (trainer.mode async), only ``cpu_cores``, disjoint from the engines'.
             if cpu_cores:
                 os.sched_setaffinity(0, cpu_cores)
-            torch.set_num_threads(len(cpu_cores) if cpu_cores else os.cpu_count() or 1)
+            cores = len(cpu_cores) if cpu_cores else os.cpu_count() or 1
+            if learner["cpu_threads"] == "auto":
+                self.threads = ThreadTuner(cores, torch.set_num_threads)
+            else:
+                torch.set_num_threads(learner["cpu_threads"])
 
     def address(self) -> tuple[str, int]:
         """Where rank 0 listens for the process group (called on rank 0 only)."""
@@ -279,6 +285,7 @@ class LearnerWorker:
         import torch.distributed as dist
 
         self.engine.train()
+        threads = self.threads.begin() if self.threads else torch.get_num_threads()
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
         maxima: dict[str, float] = {}
         finite = True
@@ -324,6 +331,8 @@ class LearnerWorker:
         totals = torch.stack([sums[n] for n in names]).to(self.device) if names else torch.zeros(0)
         if names:
             dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        if self.threads:
+            self.threads.end(sum(batch.num_tokens for batch in micro_batches))
         result = {n: float(v) for n, v in zip(names, totals.cpu())}
         if maxima:  # every rank has the same names (the same loss on its micro-batches)
             peaks = sorted(maxima)
@@ -332,6 +341,7 @@ class LearnerWorker:
             result.update({n: float(v) for n, v in zip(peaks, values.cpu())})
         result["learner/padding_fraction"] = 1.0 - result["learner/real_tokens"] / result["learner/forward_tokens"]
         result["learner/skipped_nonfinite"] = float(skipped)
+        result["learner/threads"] = float(threads) if self.device.type == "cpu" else float("nan")
         result["learner/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         result["learner/lr"] = float("nan") if skipped else lr
         return result

@@ -8,7 +8,7 @@ overrides) lives in ``orchestrator.config_io``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -218,6 +218,10 @@ class LearnerConfig(_Strict):
     optimizer steps per batch; with one step they are the update's own, detached (the weights
     that sampled are the weights trained: a separate pass would compute the same numbers).
     engine: the log-probs the engine sampled with (no pass at all, exact up to kernel numerics)."""
+    cpu_threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """CPU only: torch threads of each learner rank. auto: every core the rank may use to start
+    with, then adjusted by timing its updates (learner.cpu_threads.ThreadTuner: one fewer when a
+    neighbour process slows the rank's threads more than it adds cores); an integer fixes it."""
     collective_timeout_s: float = Field(1800.0, gt=0)
     """Longest wait of one learner collective (gradient all-reduce, ZeRO gathers): a rank that
     died or hangs fails the step on the others with an error instead of stopping them forever."""
