@@ -6,7 +6,9 @@ Runs `bppo compare` twice with the same config: once on the idle machine, once w
 process spins one core flat out (the kind of neighbour a shared machine has). The arms take their
 training steps in turn (compare.schedule: interleaved), so the burner slows both arms alike and
 the *ratios* -- BPPO's step and learner-phase speedups over GRPO -- should move little even
-though every absolute time grows. Writes benchmarks/results/compare_under_load.json: both
+though every absolute time grows. (Interleaving spreads a slow spell over both arms; a neighbour
+that stays would still slow the learner's OpenMP regions far more than generation, were it not
+for learner.cpu_threads: auto, which drops the learner to the threads the free cores can carry.) Writes benchmarks/results/compare_under_load.json: both
 runs' speedups, their step times, and the relative change of each speedup (the claim: within 15%).
 Run it on an otherwise idle machine; it takes about twice the demo's time.
 """
