@@ -32,6 +32,10 @@ def overrides(run_dir: Path, model: str, **extra) -> list[str]:
         "rollout.num_engines": 2,
         "learner.world_size": 2,
         "learner.zero_stage": 3,
+        # a fixed thread count: the resume tests compare a killed-and-resumed run with the
+        # uninterrupted one sample for sample, and a count tuned by timing (the default) could
+        # differ between them at an update and split a reduction differently
+        "learner.cpu_threads": os.cpu_count() or 1,
         **extra,
     }
     return [f"{k}={v}" for k, v in settings.items()]
