@@ -221,7 +221,9 @@ class LearnerConfig(_Strict):
     cpu_threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     """CPU only: torch threads of each learner rank. auto: every core the rank may use to start
     with, then adjusted by timing its updates (learner.cpu_threads.ThreadTuner: one fewer when a
-    neighbour process slows the rank's threads more than it adds cores); an integer fixes it."""
+    neighbour process slows the rank's threads more than it adds cores); an integer fixes it.
+    An update's last bits can depend on its thread count: a run that must repeat another bit for
+    bit (a resumed run against an uninterrupted one) sets an integer."""
     collective_timeout_s: float = Field(1800.0, gt=0)
     """Longest wait of one learner collective (gradient all-reduce, ZeRO gathers): a rank that
     died or hangs fails the step on the others with an error instead of stopping them forever."""
