@@ -53,8 +53,10 @@ class ThreadTuner:
     per token is below the reference by more than this fraction (phases vary a few percent from
     batch to batch; a move on noise would flip back and forth). ``waiting_above``: a probe with
     fewer threads is tried only while the threads spent more than this share of their time
-    (summed run-queue wait / (wall time x threads)) waiting for a CPU: on free cores they wait
-    next to nothing, and a thread that shares its core with a neighbour waits half its time.
+    (summed run-queue wait / (wall time x threads)) waiting for a CPU: on free cores little
+    (measured on 2 cores: 0.005 in a bare process, 0.03-0.12 in a Ray actor of a training run,
+    whose cluster's own processes wake now and then), beside a core-hogging neighbour 0.30-0.45
+    (one of two threads shares its core and waits about half its time).
     ``waited``: the process's threads' run-queue wait so far, in seconds, or None where the
     system does not say (then fewer threads are probed on the schedule alone).
     """
@@ -68,7 +70,7 @@ class ThreadTuner:
         probe_every: int = 4,
         max_probe_every: int = 64,
         margin: float = 0.1,
-        waiting_above: float = 0.05,
+        waiting_above: float = 0.2,
         clock: Callable[[], float] = time.perf_counter,
         waited: Callable[[], float | None] = run_queue_wait,
     ) -> None:
@@ -83,6 +85,7 @@ class ThreadTuner:
         self.recent: deque[float] = deque(maxlen=3)  # seconds per token at `current`
         self.waiting: deque[float | None] = deque(maxlen=3)  # the threads' share of time waiting
         self.downward = True  # where a probe from the middle goes: the last winning direction
+        self.last_waiting: float | None = None  # the last phase's share of time waiting for a CPU
         self._running: tuple[int, float, float | None] | None = None
         apply(cores)
 
@@ -107,6 +110,7 @@ class ThreadTuner:
         waiting = (
             None if None in (waited, waited_before) else max(waited - waited_before, 0.0) / max(wall * threads, 1e-9)
         )
+        self.last_waiting = waiting
         if threads == self.current:
             self.recent.append(cost)
             self.waiting.append(waiting)

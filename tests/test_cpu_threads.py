@@ -10,8 +10,8 @@ import pytest
 from learner.cpu_threads import ThreadTuner, run_queue_wait
 
 # threads -> (seconds per token, share of the threads' time spent waiting for a CPU)
-IDLE = {2: (0.76, 0.0), 1: (1.37, 0.0)}
-BURNER = {2: (2.1, 0.25), 1: (1.36, 0.5)}  # one of two threads shares its core: waits half the time
+IDLE = {2: (0.76, 0.08), 1: (1.37, 0.02)}  # a Ray actor's threads wait a little even on free cores
+BURNER = {2: (2.1, 0.35), 1: (1.36, 0.08)}  # one of two threads shares its core: waits ~half its time
 TOKENS = 100
 
 
@@ -45,7 +45,7 @@ def test_threads_that_never_wait_for_a_cpu_are_never_probed_with_fewer():
     tuner = machine.tuner()
     assert machine.run(tuner, IDLE, 30) == [2] * 30  # no update pays for a probe
     assert machine.applied == [2] * 31 and tuner.current == 2
-    assert list(tuner.waiting) == [0.0, 0.0, 0.0]
+    assert list(tuner.waiting) == pytest.approx([0.08] * 3)  # below 0.2: no neighbour
 
 
 def test_where_the_system_does_not_say_fewer_threads_are_probed_ever_less_often():
@@ -66,11 +66,11 @@ def test_beside_a_busy_core_one_thread_wins_the_first_probe_and_keeps_winning():
     machine = Machine()
     tuner = machine.tuner()
     used = machine.run(tuner, BURNER, 16)
-    # reference 2.1, threads waiting 25% of their time; the probe at 1 costs 1.36 < 2.1 x 0.9 =
+    # reference 2.1, threads waiting 35% of their time; the probe at 1 costs 1.36 < 2.1 x 0.9 =
     # 1.89: moves to 1 thread. From there a probe at 2 (2.1 against 1.36) loses, every 4, then 8
     assert used == [2, 2, 1] + [1] * 4 + [2] + [1] * 8
     assert tuner.current == 1 and tuner.interval == 8
-    assert list(tuner.waiting) == pytest.approx([0.5] * 3)
+    assert list(tuner.waiting) == pytest.approx([0.08] * 3)
 
 
 def test_when_the_neighbour_leaves_the_next_probe_takes_the_core_back():
@@ -87,7 +87,7 @@ def test_a_probe_within_the_margin_does_not_move():
     machine = Machine()
     tuner = machine.tuner()
     # one thread 5% cheaper: inside the 10% margin, so the count stays (no flapping on noise)
-    used = machine.run(tuner, {2: (1.0, 0.2), 1: (0.95, 0.0)}, 3)
+    used = machine.run(tuner, {2: (1.0, 0.3), 1: (0.95, 0.0)}, 3)
     assert used == [2, 2, 1] and tuner.current == 2
 
 
@@ -105,7 +105,7 @@ def test_between_the_ends_the_tuner_climbs_one_step_at_a_time():
     tuner = machine.tuner(cores=4)
     # four cores, two taken by neighbours: 2 threads is best, and only there do they stop waiting.
     # It steps 4 -> 3 -> 2, from the middle the way the last win went (down)
-    costs = {4: (3.0, 0.4), 3: (2.0, 0.3), 2: (1.0, 0.0), 1: (1.6, 0.0)}
+    costs = {4: (3.0, 0.45), 3: (2.0, 0.3), 2: (1.0, 0.05), 1: (1.6, 0.0)}
     used = machine.run(tuner, costs, 29)
     assert used[:8] == [4, 4, 3, 3, 3, 3, 3, 2]  # 2.0 < 3.0 x 0.9, then 1.0 < 2.0 x 0.9
     # at 2 nothing waits: no probe at 1, only at 3 (losing: 2.0 vs 1.0), 4 then 8 updates apart
