@@ -220,8 +220,9 @@ class LearnerConfig(_Strict):
     engine: the log-probs the engine sampled with (no pass at all, exact up to kernel numerics)."""
     cpu_threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     """CPU only: torch threads of each learner rank. auto: every core the rank may use to start
-    with, then adjusted by timing its updates (learner.cpu_threads.ThreadTuner: one fewer when a
-    neighbour process slows the rank's threads more than it adds cores); an integer fixes it.
+    with, then adjusted by timing its updates (learner.cpu_threads.ThreadTuner: when its threads
+    wait for a CPU, a neighbour holds a core, and an update on one thread fewer that is clearly
+    cheaper per token moves it there; never on free cores); an integer fixes it.
     An update's last bits can depend on its thread count: a run that must repeat another bit for
     bit (a resumed run against an uninterrupted one) sets an integer."""
     collective_timeout_s: float = Field(1800.0, gt=0)
