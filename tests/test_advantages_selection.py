@@ -238,7 +238,7 @@ def test_bppo_uses_the_estimate_only_for_groups_early_stopping_cut_short():
     # full-group statistics, mean 0.5, Bessel std sqrt(1/3): +-0.8660, the estimate 0.9 unused
     assert batch.advantages.tolist() == pytest.approx([1.5, -0.5, 0.5 / math.sqrt(1 / 3), -0.5 / math.sqrt(1 / 3)])
     assert batch.metrics["bppo/estimated_pairs"].item() == 1.0
-    plain = build_train_batch(groups, BPPOConfig(adv_eps=1e-12), pad_id=0)
+    plain = build_train_batch(groups, BPPOConfig(aborted_advantage="finished", adv_eps=1e-12), pad_id=0)
     assert plain.advantages[:2].tolist() == pytest.approx([0.5 / math.sqrt(0.5), -0.5 / math.sqrt(0.5)])
     with pytest.raises(ValueError, match="needs each group's pass-rate estimate"):
         build_train_batch(

@@ -137,7 +137,8 @@ def test_bppo_early_stopped_groups_use_their_finished_completions():
     groups.finished = torch.tensor([[True, True, False, True], [True] * 4, [False, True, True, False]])
     for g, i in ((0, 2), (2, 0), (2, 3)):  # an aborted completion comes back empty, reward 0
         groups.response_ids[g][i], groups.rewards[g, i], groups.correct[g, i] = [], 0.0, False
-    batch = build_train_batch(groups, BPPOConfig(prefix=PrefixConfig(mode="full")), pad_id=PAD)
+    algo = BPPOConfig(prefix=PrefixConfig(mode="full"), aborted_advantage="finished")
+    batch = build_train_batch(groups, algo, pad_id=PAD)
     # the pairs are the same as with the whole groups: (0, 3) and (1, 2)
     assert batch.group_index.tolist() == [0, 0, 2, 2]
     assert batch.loss_mask.sum(1).tolist() == [3, 1, 5, 1]
