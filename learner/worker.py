@@ -341,9 +341,11 @@ class LearnerWorker:
             result.update({n: float(v) for n, v in zip(peaks, values.cpu())})
         result["learner/padding_fraction"] = 1.0 - result["learner/real_tokens"] / result["learner/forward_tokens"]
         result["learner/skipped_nonfinite"] = float(skipped)
-        result["learner/threads"] = float(threads) if self.device.type == "cpu" else float("nan")
-        waiting = self.threads.last_waiting if self.threads else None  # a neighbour's mark (learner.cpu_threads)
-        result["learner/cpu_wait_share"] = float("nan") if waiting is None else waiting
+        if self.device.type == "cpu":
+            result["learner/threads"] = float(threads)
+        if self.threads:  # a neighbour's mark (learner.cpu_threads); NaN where the system does not say
+            waiting = self.threads.last_waiting
+            result["learner/cpu_wait_share"] = float("nan") if waiting is None else waiting
         result["learner/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         result["learner/lr"] = float("nan") if skipped else lr
         return result
