@@ -331,8 +331,8 @@ class LearnerWorker:
         totals = torch.stack([sums[n] for n in names]).to(self.device) if names else torch.zeros(0)
         if names:
             dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-        if self.threads:
-            self.threads.end(sum(batch.num_tokens for batch in micro_batches))
+        if self.threads:  # this rank's tokens, summed above before the all-reduce
+            self.threads.end(int(sums["learner/real_tokens"]))
         result = {n: float(v) for n, v in zip(names, totals.cpu())}
         if maxima:  # every rank has the same names (the same loss on its micro-batches)
             peaks = sorted(maxima)
